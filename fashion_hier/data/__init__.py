@@ -1,0 +1,21 @@
+"""Data layer: catalogue reading and cleaning, splits, synthetic catalogue, loader, augmentation.
+
+Names are imported on first use (module ``__getattr__``), so reading a catalogue does not
+import TensorFlow and each module can be added without touching the others.
+"""
+from importlib import import_module
+
+_LAZY = {
+    "read_catalog": "fashion_hier.data.catalog",
+    "Catalog": "fashion_hier.data.catalog",
+    "CatalogReport": "fashion_hier.data.catalog",
+    "Splits": "fashion_hier.data.split",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fashion_hier.data' has no attribute {name!r}")

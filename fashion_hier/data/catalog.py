@@ -1,0 +1,344 @@
+"""Read a labels CSV and an image folder into a clean catalogue, and say what was left out.
+
+The default schema is Kaggle's *Fashion Product Images* ``styles.csv``. Real exports carry rows
+with an unquoted comma in the free-text last column (``productDisplayName``); those are
+recovered, skipped or refused (``on_bad_rows``) and always listed in the report by line number.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from fashion_hier.labels import LabelColumns, LabelSpace
+
+BAD_ROW_ACTIONS = ("recover", "skip", "raise")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+EXAMPLES_SHOWN = 5
+_LINE = "_csv_line"  # internal column: the CSV line each row started on, for reports
+
+
+@dataclass
+class BadRow:
+    """A CSV record whose field count differs from the header's."""
+
+    line: int
+    fields: int
+    expected: int
+    action: str  # "recovered" or "skipped"
+
+    @property
+    def reason(self) -> str:
+        if self.fields > self.expected:
+            fix = "surplus fields joined into the last column" if self.action == "recovered" else "left out"
+        else:
+            fix = "missing trailing fields left empty" if self.action == "recovered" else "left out"
+        return f"{self.fields} fields, expected {self.expected}: {fix}"
+
+
+@dataclass
+class Exclusion:
+    """Rows left out for one reason: how many, and a few (line, id, detail) examples."""
+
+    count: int = 0
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class CatalogReport:
+    """What ``read_catalog`` read, fixed, left out and re-balanced. ``str()`` prints it."""
+
+    labels_csv: str
+    image_dir: str
+    rows_read: int = 0
+    bad_rows: list[BadRow] = field(default_factory=list)
+    excluded: dict[str, Exclusion] = field(default_factory=dict)
+    ambiguous_images: Exclusion = field(default_factory=Exclusion)
+    balancing: dict[str, Any] = field(default_factory=dict)
+    conflicts: dict[str, dict[str, int]] = field(default_factory=dict)
+    rows_kept: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON-serialisable data."""
+        data = asdict(self)
+        data["bad_rows"] = [{**asdict(row), "reason": row.reason} for row in self.bad_rows]
+        return data
+
+    def __str__(self) -> str:
+        lines = [
+            f"catalogue {self.labels_csv} (images under {self.image_dir})",
+            f"  rows read: {self.rows_read}; kept: {self.rows_kept}",
+        ]
+        if self.bad_rows:
+            lines.append(f"  malformed rows: {len(self.bad_rows)}")
+            lines += [f"    line {row.line}: {row.reason}" for row in self.bad_rows[:10]]
+            if len(self.bad_rows) > 10:
+                lines.append(f"    ... and {len(self.bad_rows) - 10} more (see to_dict()['bad_rows'])")
+        for reason, exclusion in self.excluded.items():
+            if exclusion.count:
+                lines.append(f"  left out, {reason.replace('_', ' ')}: {exclusion.count}")
+                lines += [f"    {_describe(example)}" for example in exclusion.examples]
+        if self.ambiguous_images.count:
+            lines.append(f"  ids with several image files (first by extension order used): {self.ambiguous_images.count}")
+        if self.conflicts:
+            lines.append(f"  subcategories under more than one category: {len(self.conflicts)}")
+            lines += [f"    {sub}: {rows}" for sub, rows in list(self.conflicts.items())[:10]]
+        for key, value in self.balancing.items():
+            lines.append(f"  balancing {key}: {value}")
+        return "\n".join(lines)
+
+
+def _describe(example: dict[str, Any]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in example.items())
+
+
+class Catalog:
+    """The clean rows (with an absolute ``image_path`` column), their label columns and the report."""
+
+    def __init__(self, frame: pd.DataFrame, columns: LabelColumns, report: CatalogReport) -> None:
+        self.frame = frame
+        self.columns = columns
+        self.report = report
+
+    @property
+    def paths(self) -> np.ndarray:
+        return self.frame["image_path"].to_numpy(dtype=str)
+
+    def label_space(self) -> LabelSpace:
+        """The label space of every row in the catalogue."""
+        return LabelSpace.from_frame(self.frame, **asdict(self.columns))
+
+    def split(self, fractions: Sequence[float] = (0.7, 0.15, 0.15), *, by: str = "subcategory", seed: int = 0):
+        """Stratified train/validation/test split; ``by`` is a level name or a column name."""
+        from fashion_hier.data.split import split_frame
+
+        column = {"category": self.columns.category, "subcategory": self.columns.subcategory}.get(by, by)
+        return split_frame(self.frame, column, fractions, seed=seed)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __repr__(self) -> str:
+        return f"Catalog({len(self.frame)} rows, columns={self.columns})"
+
+
+def read_catalog(
+    labels_csv: str | os.PathLike,
+    image_dir: str | os.PathLike,
+    *,
+    columns: LabelColumns = LabelColumns(),
+    id_column: str = "id",
+    path_column: str | None = None,
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
+    on_bad_rows: str = "recover",
+    verify_images: bool = False,
+    cap_factor: float | None = None,
+    target_samples: int | None = None,
+    seed: int = 0,
+) -> Catalog:
+    """Read ``labels_csv``, find each row's image under ``image_dir``, leave out what cannot be used.
+
+    Images are found by ``id_column`` (``<id>.<ext>`` anywhere under ``image_dir``) or, with
+    ``path_column``, by a path relative to ``image_dir``. Rows with no image, an undecodable
+    image (``verify_images=True``) or no category/subcategory label are left out and reported.
+    ``cap_factor`` caps each subcategory at that many times the mean subcategory size;
+    ``target_samples`` then down-samples to that many rows keeping subcategory proportions.
+    """
+    labels_csv, image_dir = Path(labels_csv), Path(image_dir)
+    _check_options(on_bad_rows, cap_factor, target_samples, extensions)
+    if not labels_csv.is_file():
+        raise FileNotFoundError(f"labels CSV {labels_csv} does not exist")
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"image folder {image_dir} does not exist or is not a folder")
+    report = CatalogReport(labels_csv=str(labels_csv), image_dir=str(image_dir))
+
+    frame, report.bad_rows = _read_rows(labels_csv, on_bad_rows)
+    report.rows_read = len(frame) + sum(row.action == "skipped" for row in report.bad_rows)
+    key_column = path_column or id_column
+    _check_columns(frame, labels_csv, [key_column, *columns.all], "columns")
+
+    frame = _leave_out(frame, frame[list(columns.required)].isna().any(axis=1), report, "missing_label",
+                       lambda row: f"no {' / '.join(c for c in columns.required if pd.isna(row[c]))}", key_column)
+    frame = _leave_out(frame, frame[key_column].isna() | frame[key_column].duplicated(), report, "bad_or_duplicate_id",
+                       lambda row: "empty" if pd.isna(row[key_column]) else "repeats an earlier row", key_column)
+
+    if path_column:
+        paths = frame[path_column].map(lambda p: _path_under(image_dir, p))
+    else:
+        index, report.ambiguous_images = _image_index(image_dir, extensions)
+        paths = frame[id_column].map(index)
+    frame = frame.assign(image_path=paths)
+    frame = _leave_out(frame, frame["image_path"].isna(), report, "missing_image",
+                       lambda row: f"no image for {row[key_column]!r} under {image_dir}", key_column)
+    if verify_images:
+        unreadable = ~frame["image_path"].map(_decodes).astype(bool)
+        frame = _leave_out(frame, unreadable, report, "unreadable_image",
+                           lambda row: f"cannot decode {row['image_path']}", key_column)
+
+    frame = _balance(frame, columns.subcategory, cap_factor, target_samples, seed, report)
+    report.conflicts = LabelSpace.from_frame(frame, **asdict(columns)).conflicts if len(frame) else {}
+    report.rows_kept = len(frame)
+    return Catalog(frame.drop(columns=_LINE).reset_index(drop=True), columns, report)
+
+
+def _check_options(on_bad_rows: str, cap_factor, target_samples, extensions) -> None:
+    if on_bad_rows not in BAD_ROW_ACTIONS:
+        raise ValueError(f"on_bad_rows must be one of {BAD_ROW_ACTIONS}, got {on_bad_rows!r}")
+    if cap_factor is not None and not cap_factor > 0:
+        raise ValueError(f"cap_factor must be a positive number (times the mean class size) or None, got {cap_factor!r}")
+    if target_samples is not None and (isinstance(target_samples, bool) or not isinstance(target_samples, (int, np.integer)) or target_samples < 1):
+        raise ValueError(f"target_samples must be a positive integer or None, got {target_samples!r}")
+    if isinstance(extensions, str) or not all(str(e).startswith(".") for e in extensions):
+        raise ValueError(f"extensions must be a list of suffixes with a dot, like ('.jpg', '.png'), got {extensions!r}")
+
+
+def _check_columns(frame: pd.DataFrame, source: Path, needed: Sequence[str], argument: str) -> None:
+    missing = [name for name in needed if name not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{source}: columns {missing} not found (header: {list(frame.columns)}); "
+            f"pass {argument}=LabelColumns(...) / id_column / path_column naming the CSV's columns"
+        )
+
+
+def _read_rows(path: Path, on_bad_rows: str) -> tuple[pd.DataFrame, list[BadRow]]:
+    """Parse the CSV, fixing or dropping records whose field count differs from the header's.
+
+    The csv module finds the bad records (with line numbers); pandas then parses the fixed
+    records, so missing values (empty, ``NA``, ``nan``...) follow pandas' rules.
+    All columns are read as text: ids keep leading zeros and labels never become floats.
+    """
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if not header:
+            raise ValueError(f"{path} is empty: expected a header line naming the columns")
+        header = [name.strip() for name in header]
+        records, lines, bad_rows = [], [], []
+        start = reader.line_num + 1
+        for fields in reader:
+            line, start = start, reader.line_num + 1
+            if not fields:
+                continue  # blank line
+            if len(fields) != len(header):
+                if on_bad_rows == "raise":
+                    raise ValueError(
+                        f"{path} line {line}: {len(fields)} fields, expected {len(header)} — quote the "
+                        f"{header[-1]!r} column, or pass on_bad_rows='recover' (join surplus fields into "
+                        f"the last column) or 'skip'"
+                    )
+                action = "skipped" if on_bad_rows == "skip" else "recovered"
+                bad_rows.append(BadRow(line, len(fields), len(header), action))
+                if action == "skipped":
+                    continue
+                fields = _fit_fields(fields, len(header))
+            records.append(fields)
+            lines.append(line)
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([header, *records])
+    buffer.seek(0)
+    frame = pd.read_csv(buffer, dtype=str, skipinitialspace=True)
+    frame = frame.apply(lambda column: column.str.strip().mask(column.str.strip() == ""))
+    frame[_LINE] = lines
+    return frame, bad_rows
+
+
+def _fit_fields(fields: list[str], expected: int) -> list[str]:
+    """Join surplus fields into the last column (they were split on an unquoted comma), pad short rows."""
+    if len(fields) > expected:
+        return [*fields[: expected - 1], ",".join(fields[expected - 1:])]
+    return fields + [""] * (expected - len(fields))
+
+
+def _leave_out(frame: pd.DataFrame, drop: pd.Series, report: CatalogReport, reason: str, detail, key_column: str) -> pd.DataFrame:
+    """Remove the rows marked in ``drop`` and record them (count + first examples) under ``reason``."""
+    dropped = frame.loc[drop.to_numpy(dtype=bool)]
+    report.excluded[reason] = Exclusion(
+        count=len(dropped),
+        examples=[
+            {"line": int(row[_LINE]), key_column: None if pd.isna(row[key_column]) else str(row[key_column]), "detail": detail(row)}
+            for _, row in dropped.head(EXAMPLES_SHOWN).iterrows()
+        ],
+    )
+    return frame.loc[~drop.to_numpy(dtype=bool)]
+
+
+def _image_index(image_dir: Path, extensions: Sequence[str]) -> tuple[dict[str, str], Exclusion]:
+    """Map file stem (the product id) -> absolute image path, from one walk of ``image_dir``.
+
+    When an id has several files, the one whose extension comes first in ``extensions`` wins
+    (then the alphabetically first path); such ids are reported.
+    """
+    rank = {ext.lower(): i for i, ext in enumerate(extensions)}
+    found: dict[str, list[tuple[int, str]]] = {}
+    for folder, _, files in os.walk(image_dir):
+        for name in files:
+            stem, ext = os.path.splitext(name)
+            if ext.lower() in rank:
+                found.setdefault(stem, []).append((rank[ext.lower()], os.path.abspath(os.path.join(folder, name))))
+    index = {stem: min(candidates)[1] for stem, candidates in found.items()}
+    several = sorted(stem for stem, candidates in found.items() if len(candidates) > 1)
+    ambiguous = Exclusion(
+        count=len(several),
+        examples=[{"id": stem, "files": sorted(path for _, path in found[stem])} for stem in several[:EXAMPLES_SHOWN]],
+    )
+    return index, ambiguous
+
+
+def _path_under(image_dir: Path, relative: str) -> str | None:
+    path = (image_dir / str(relative)).resolve()
+    return str(path) if path.is_file() else None
+
+
+def _decodes(path: str) -> bool:
+    """Whether OpenCV can decode the image; a reduced-size decode keeps the check cheap."""
+    return cv2.imread(path, cv2.IMREAD_REDUCED_GRAYSCALE_8) is not None
+
+
+def _balance(frame: pd.DataFrame, column: str, cap_factor: float | None, target_samples: int | None,
+             seed: int, report: CatalogReport) -> pd.DataFrame:
+    """The notebook's balancing: cap each class at k x mean class size, then down-sample to a total."""
+    rng = np.random.default_rng(seed)
+    if cap_factor is not None and len(frame):
+        counts = frame[column].value_counts().sort_index()
+        cap = max(1, math.floor(cap_factor * counts.mean()))
+        before = len(frame)
+        frame = _sample_per_class(frame, column, counts.clip(upper=cap), rng)
+        report.balancing["cap"] = {"cap_factor": cap_factor, "mean_class_size": round(float(counts.mean()), 3),
+                                   "cap": cap, "classes_capped": sorted(counts.index[counts > cap]),
+                                   "rows_removed": before - len(frame)}
+    if target_samples is not None and len(frame):
+        counts = frame[column].value_counts().sort_index()
+        before = len(frame)
+        if target_samples < before:
+            frame = _sample_per_class(frame, column, _proportional_quotas(counts, target_samples), rng)
+        report.balancing["target"] = {"target_samples": target_samples, "rows_removed": before - len(frame),
+                                      "classes_removed": sorted(set(counts.index) - set(frame[column]))}
+    return frame
+
+
+def _proportional_quotas(counts: pd.Series, total: int) -> pd.Series:
+    """Rows per class adding up to ``total``, proportional to ``counts`` (largest remainders get the rest)."""
+    exact = counts * total / counts.sum()
+    quotas = np.floor(exact).astype(int)
+    leftover = total - int(quotas.sum())
+    largest_remainders = (exact - quotas).sort_values(ascending=False, kind="stable").index[:leftover]
+    quotas[largest_remainders] += 1
+    return quotas
+
+
+def _sample_per_class(frame: pd.DataFrame, column: str, quotas: pd.Series, rng: np.random.Generator) -> pd.DataFrame:
+    """Keep ``quotas[c]`` random rows of each class ``c`` (all when the quota covers it), in file order."""
+    keep = []
+    for name, positions in frame.groupby(column, sort=True).indices.items():
+        quota = int(quotas.get(name, 0))
+        keep.append(positions if quota >= len(positions) else rng.choice(positions, size=quota, replace=False))
+    return frame.iloc[np.sort(np.concatenate(keep))] if keep else frame
