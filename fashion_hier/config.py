@@ -1,0 +1,236 @@
+"""Training configuration: plain nested dataclasses, read from and written to YAML.
+
+The defaults are the paper's setup (Ferreira et al. 2018, Sec. 4): ResNet-50 with ImageNet
+weights, the message-passing head, 224 px images, Adam lr 1e-3, batch 32, cross-entropy weighted
+by inverse class frequency. Every value is checked on load, so a typo in a YAML file or a
+``--set`` override is an error naming the key, not a silently ignored setting.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import yaml
+
+from fashion_hier.labels import LabelColumns
+
+
+class ConfigError(ValueError):
+    """A config key or value that does not fit: the message names the key and what is expected."""
+
+
+@dataclass
+class DataConfig:
+    """Where the catalogue is, which columns feed each level, how images are loaded and split."""
+
+    labels_csv: str | None = None
+    image_dir: str | None = None
+    columns: LabelColumns = field(default_factory=LabelColumns)
+    id_column: str = "id"
+    image_size: tuple[int, int] = (224, 224)
+    resize: Literal["stretch", "pad"] = "stretch"
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    split_by: Literal["category", "subcategory"] = "subcategory"
+    seed: int = 0
+    cap_factor: float | None = None
+    target_samples: int | None = None
+    verify_images: bool = False
+    loader: Literal["sequence", "tfdata"] = "sequence"
+    workers: int = 1
+    use_multiprocessing: bool = False
+    augment: bool = True
+    hue: bool = False
+
+
+@dataclass
+class ModelConfig:
+    """Arguments of ``fashion_hier.models.build_model`` (besides the class counts)."""
+
+    backbone: str = "resnet50"
+    weights: str | None = "imagenet"
+    head: Literal["message_passing", "independent"] = "message_passing"
+    units: int = 1024
+    l2: float = 5e-4
+    dropout: float = 0.3
+    trainable_backbone: bool = True
+    top_down: bool = True
+    bottom_up: bool = True
+
+
+@dataclass
+class LossConfig:
+    """Class weighting of the three cross-entropies, computed from the training labels."""
+
+    weighting: Literal["inverse_frequency", "none"] = "inverse_frequency"
+    power: float = 1.0
+    cap: float | None = None
+
+
+@dataclass
+class OptimizerConfig:
+    name: Literal["adam"] = "adam"
+    learning_rate: float = 1e-3
+
+
+@dataclass
+class TrainingConfig:
+    """The fit loop: batch size, epochs, callbacks, and the optional frozen-backbone first stage."""
+
+    batch_size: int = 32
+    epochs: int = 10
+    early_stopping_patience: int | None = None
+    freeze_epochs: int = 0
+    finetune_learning_rate: float = 1e-4
+    tensorboard: bool = False
+    jit_compile: bool | Literal["auto"] = "auto"
+    mixed_precision: Literal["auto", "off", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"  # auto: mixed_float16 on a GPU
+    distribution: Literal["none", "mirrored", "multi_worker"] = "none"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.epochs < 1:
+            raise ConfigError(f"training.batch_size and training.epochs must be >= 1, got {self.batch_size} and {self.epochs}")
+        if not 0 <= self.freeze_epochs <= self.epochs:
+            raise ConfigError(f"training.freeze_epochs must lie in [0, training.epochs={self.epochs}], got {self.freeze_epochs}")
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``fashion_hier.train.train`` needs; the run directory is ``output_dir/name``."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    output_dir: str = "runs"
+    name: str = "run"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+    # ---- construction ------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "TrainConfig":
+        """Build from nested plain data; unknown keys and wrongly typed values are errors."""
+        return _build(cls, data or {}, "")
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> "TrainConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist; write one with TrainConfig().to_yaml(path)")
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections (data, model, ...), got {type(data).__name__}")
+        try:
+            return cls.from_dict(data)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}") from error
+
+    def with_overrides(self, overrides: Sequence[str]) -> "TrainConfig":
+        """A copy with ``"section.key=value"`` overrides applied; values are read as YAML (``3``, ``null``, ``[64, 64]``)."""
+        data = self.to_dict()
+        for override in overrides:
+            dotted, sep, text = override.partition("=")
+            if not sep or not dotted.strip():
+                raise ConfigError(f"override {override!r} is not key=value (e.g. training.epochs=3)")
+            keys = dotted.strip().split(".")
+            node = data
+            for depth, key in enumerate(keys[:-1]):
+                if not isinstance(node.get(key), dict):
+                    where = ".".join(keys[: depth + 1])
+                    raise ConfigError(f"override {override!r}: {where!r} is not a config section "
+                                   f"(sections: {', '.join(k for k, v in node.items() if isinstance(v, dict))})")
+                node = node[key]
+            node[keys[-1]] = yaml.safe_load(text)
+        return type(self).from_dict(data)
+
+    # ---- output ----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain data (lists, not tuples), ready for YAML."""
+        return _plain(dataclasses.asdict(self))
+
+    def to_yaml(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+        return path
+
+
+# ---- dict <-> dataclass -----------------------------------------------------------------------
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """A ``cls`` instance from a mapping, checking keys and value types against the field hints."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping of keys, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = [key for key in data if key not in known]
+    if unknown:
+        raise ConfigError(f"unknown config key{'s' if len(unknown) > 1 else ''} "
+                       f"{', '.join(repr(_join(where, k)) for k in unknown)}; known keys"
+                       f"{' in ' + repr(where) if where else ''}: {', '.join(known)}")
+    values = {}
+    for key, value in data.items():
+        hint, name = hints[key], _join(where, key)
+        if dataclasses.is_dataclass(hint):
+            values[key] = _build(hint, value, name)
+        else:
+            values[key] = _check_value(value, hint, name)
+    return cls(**values)
+
+
+def _check_value(value: Any, hint: Any, name: str) -> Any:
+    """``value`` if it fits ``hint`` (ints accepted for floats; lists for tuples), else a clear error."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        for option in args:
+            try:
+                return _check_value(value, option, name)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{name}: expected {_describe(hint)}, got {value!r}")
+    if origin is Literal:
+        if any(value == choice and type(value) is type(choice) for choice in args):
+            return value
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(map(repr, args))}")
+    if origin is tuple:
+        items = [args[0]] * len(value) if args[-1] is Ellipsis and isinstance(value, (list, tuple)) else list(args)
+        if not isinstance(value, (list, tuple)) or len(value) != len(items):
+            raise ConfigError(f"{name}: expected a list ({_describe(hint)}), got {value!r}")
+        return tuple(_check_value(v, h, f"{name}[{i}]") for i, (v, h) in enumerate(zip(value, items)))
+    if hint is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{name}: expected null, got {value!r}")
+    if hint is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            return float(value)  # PyYAML reads 1e-3 (no dot) as a string
+        except ValueError:
+            pass
+    if isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
+        return value
+    raise ConfigError(f"{name}: expected {_describe(hint)}, got {value!r} ({type(value).__name__})")
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) is not None:
+        return str(hint).replace("typing.", "")
+    return getattr(hint, "__name__", str(hint))
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,85 @@
+"""TrainConfig: paper defaults, exact YAML round trip, typed overrides, and errors naming the key."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from fashion_hier.config import ConfigError, TrainConfig
+from fashion_hier.labels import LabelColumns
+
+
+def test_defaults_are_the_papers_setup():
+    config = TrainConfig()
+    assert (config.model.backbone, config.model.weights, config.model.head) == ("resnet50", "imagenet", "message_passing")
+    assert (config.model.units, config.model.l2, config.model.dropout) == (1024, 5e-4, 0.3)
+    assert config.data.image_size == (224, 224)
+    assert (config.optimizer.name, config.optimizer.learning_rate, config.training.batch_size) == ("adam", 1e-3, 32)
+    assert config.loss.weighting == "inverse_frequency"
+    assert config.data.columns == LabelColumns()
+
+
+def test_yaml_round_trip_is_exact(tmp_path):
+    config = TrainConfig().with_overrides([
+        "data.labels_csv=/data/styles.csv", "data.columns.attributes=[season, usage, baseColour]",
+        "data.columns.attribute_separator='|'", "model.weights=null", "training.early_stopping_patience=4",
+        "loss.cap=20",
+    ])
+    path = config.to_yaml(tmp_path / "config.yaml")
+    loaded = TrainConfig.from_yaml(path)
+    assert loaded == config
+    assert loaded.data.columns == LabelColumns("subCategory", "articleType", ("season", "usage", "baseColour"), "|")
+    # the file is plain YAML a person can edit: lists, not Python tuples
+    assert yaml.safe_load(path.read_text())["data"]["image_size"] == [224, 224]
+
+
+def test_overrides_are_read_as_typed_yaml():
+    config = TrainConfig().with_overrides([
+        "training.epochs=3", "model.weights=null", "data.image_size=[64, 48]", "training.jit_compile=false",
+        "optimizer.learning_rate=1e-4", "loss.cap=10", "model.backbone=mobilenetv2",
+    ])
+    assert config.training.epochs == 3 and isinstance(config.training.epochs, int)
+    assert config.model.weights is None
+    assert config.data.image_size == (64, 48)
+    assert config.training.jit_compile is False
+    # PyYAML reads "1e-4" as text; a float field still takes it as the number
+    assert config.optimizer.learning_rate == pytest.approx(1e-4)
+    assert config.loss.cap == 10.0 and isinstance(config.loss.cap, float)
+    assert config.model.backbone == "mobilenetv2"
+    assert TrainConfig().training.epochs == 10  # the original is untouched
+
+
+def test_unknown_key_error_names_the_key_and_the_known_ones(tmp_path):
+    with pytest.raises(ConfigError, match=r"'training\.epoch'.*known keys in 'training': batch_size, epochs"):
+        TrainConfig().with_overrides(["training.epoch=3"])
+    path = tmp_path / "typo.yaml"
+    path.write_text("model:\n  backbon: resnet50\n")
+    with pytest.raises(ConfigError, match=r"typo\.yaml.*'model\.backbon'.*backbone"):
+        TrainConfig.from_yaml(path)
+    with pytest.raises(ConfigError, match=r"'optimiser'.*known keys: data, model, loss, optimizer, training"):
+        TrainConfig.from_dict({"optimiser": {"name": "adam"}})
+
+
+@pytest.mark.parametrize("override, message", [
+    ("training.epochs=abc", r"training\.epochs: expected int, got 'abc'"),
+    ("training.epochs=2.5", r"training\.epochs: expected int"),
+    ("data.loader=torch", r"data\.loader: 'torch' is not one of 'sequence', 'tfdata'"),
+    ("data.image_size=[64]", r"data\.image_size: expected a list"),
+    ("model.weights=3", r"model\.weights: expected str \| None"),
+    ("foo.bar=1", r"'foo' is not a config section"),
+    ("training.epochs", r"not key=value"),
+    ("training.freeze_epochs=20", r"freeze_epochs must lie in \[0, training.epochs=10\]"),
+    ("model.trainable_backbone=1", r"model\.trainable_backbone: expected bool"),
+])
+def test_bad_values_are_refused_with_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig().with_overrides([override])
+
+
+def test_missing_config_file_says_how_to_make_one(tmp_path):
+    with pytest.raises(FileNotFoundError, match="to_yaml"):
+        TrainConfig.from_yaml(tmp_path / "absent.yaml")
+
+
+def test_run_dir_is_output_dir_slash_name():
+    config = TrainConfig().with_overrides(["output_dir=/tmp/runs", "name=paper"])
+    assert str(config.run_dir) == "/tmp/runs/paper"
