@@ -1,0 +1,354 @@
+"""Evaluate a trained run: the paper's metrics table, per-class CSVs, plots and threshold tuning.
+
+``fashion-hier evaluate --run RUN`` scores the run's test split (or any labelled CSV) and writes
+``metrics.json``, ``metrics.md``, ``per_class_<level>.csv``, ``predictions.npz`` and ``plots/``
+into the run (or ``--out``). Labels the model never saw are counted and reported, not fatal.
+``--tune-thresholds`` first fits one attribute threshold per label on the validation split and
+saves them as ``RUN/thresholds.json``, which the ``Predictor`` then uses too.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from fashion_hier import metrics, plots
+from fashion_hier.labels import LEVELS, LabelSpace
+from fashion_hier.thresholds import THRESHOLDS_FILE, load_thresholds, save_thresholds
+
+DEFAULT_THRESHOLD = 0.75
+SPLITS = ("train", "validation", "test")
+SAMPLE_IMAGES = 12
+PR_TOP_LABELS = 5
+SAMPLE_IMAGE_SIZE = (128, 128)
+TABLE_COLUMNS = ("OP", "OR", "OF1", "P@k", "R@k", "F1@k", "AP")
+
+
+@dataclass
+class EvaluationData:
+    """The rows that can be scored, their targets, and what was left out because the model never saw it."""
+
+    frame: pd.DataFrame                     # rows whose category and subcategory the model knows
+    targets: dict[str, np.ndarray]          # label_space.encode of ``frame``
+    unseen_labels: dict[str, dict[str, int]]  # level -> {label never seen in training: rows}
+    rows_read: int
+    source: str
+
+    @property
+    def rows_dropped(self) -> int:
+        return self.rows_read - len(self.frame)
+
+
+# ---- data -----------------------------------------------------------------------------------
+def read_split(run_dir: Path, split: str) -> pd.DataFrame:
+    """The frame a run saved for ``split`` (``RUN/splits/<split>.csv``, with ``image_path``)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    path = run_dir / "splits" / f"{split}.csv"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist: the run has no saved {split} split. Train with fashion-hier train "
+            "(it writes RUN/splits/), or evaluate a labelled CSV with --labels CSV --images DIR"
+        )
+    frame = pd.read_csv(path, dtype=str)  # as read_catalog does: labels are text, "NA"/empty are missing
+    if "image_path" not in frame.columns:
+        raise ValueError(f"{path}: no 'image_path' column (columns: {list(frame.columns)}); it was not written by train")
+    return frame
+
+
+def read_labelled_csv(run_dir: Path, labels_csv: str | Path, image_dir: str | Path, label_space: LabelSpace) -> pd.DataFrame:
+    """A new labelled catalogue, read with the run's label columns and id column; its report is printed."""
+    from fashion_hier.config import TrainConfig
+    from fashion_hier.data import read_catalog
+
+    config_path = run_dir / "config.yaml"
+    id_column = TrainConfig.from_yaml(config_path).data.id_column if config_path.is_file() else "id"
+    catalog = read_catalog(labels_csv, image_dir, columns=label_space.columns, id_column=id_column)
+    print(catalog.report)
+    return catalog.frame
+
+
+def prepare(frame: pd.DataFrame, label_space: LabelSpace, source: str) -> EvaluationData:
+    """Targets for the rows the model can be judged on; unseen labels counted instead of raising."""
+    unseen = label_space.unknown_labels(frame)
+    known = frame.loc[label_space.known_rows(frame)].reset_index(drop=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the unseen labels are reported by us, with the counts
+        targets = label_space.encode(known, unknown="drop")
+    return EvaluationData(known, targets, unseen, rows_read=len(frame), source=source)
+
+
+def _check_not_empty(data: EvaluationData) -> None:
+    if len(data.frame) == 0:
+        raise ValueError(
+            f"{data.source}: none of its {data.rows_read} rows has a category and subcategory the model "
+            f"was trained on (unseen: {data.unseen_labels}); nothing to evaluate"
+        )
+
+
+# ---- thresholds -----------------------------------------------------------------------------
+def attribute_thresholds(run_dir: Path, label_space: LabelSpace) -> tuple[np.ndarray, str]:
+    """The run's tuned thresholds when ``thresholds.json`` exists, else the default for every label."""
+    path = run_dir / THRESHOLDS_FILE
+    if path.is_file():
+        return load_thresholds(path, label_space.attributes), str(path)
+    return np.full(label_space.num_attributes, DEFAULT_THRESHOLD), f"default {DEFAULT_THRESHOLD}"
+
+
+def tune_run_thresholds(
+    predictor, run_dir: Path, *, floor: float | None, cap: float | None, batch_size: int, progress: bool
+) -> np.ndarray:
+    """Fit one threshold per attribute on the validation split and save them in the run."""
+    data = prepare(read_split(run_dir, "validation"), predictor.label_space, f"{run_dir}/splits/validation.csv")
+    _check_not_empty(data)
+    scores = _scores(predictor, data, batch_size, progress)
+    bounds = {key: value for key, value in (("floor", floor), ("cap", cap)) if value is not None}
+    thresholds = metrics.tune_thresholds(data.targets["attributes"], scores["attributes"], **bounds)
+    save_thresholds(run_dir / THRESHOLDS_FILE, thresholds, predictor.label_space.attributes,
+                    floor=floor, cap=cap, split="validation")
+    return np.asarray(thresholds, dtype=float)
+
+
+# ---- evaluation -----------------------------------------------------------------------------
+def _scores(predictor, data: EvaluationData, batch_size: int, progress: bool) -> dict[str, np.ndarray]:
+    paths = data.frame["image_path"].astype(str).tolist()
+    scores = predictor.predict_scores(paths, batch_size=batch_size, progress=progress)
+    return {level: np.asarray(scores[level], dtype=np.float32) for level in LEVELS}
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    *,
+    split: str = "test",
+    labels_csv: str | Path | None = None,
+    image_dir: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    tune_thresholds: bool = False,
+    floor: float | None = None,
+    cap: float | None = None,
+    checkpoint: str = "model.keras",
+    batch_size: int = 32,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score a run on a split (or a labelled CSV), write the report files, and return ``metrics.json``'s content.
+
+    The result is ``hierarchical_report``'s dict plus ``n_samples``, ``unseen_labels``,
+    ``thresholds``, ``checkpoint`` and ``data``.
+    """
+    from fashion_hier.predict import Predictor  # TensorFlow loads only when a run is evaluated
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {run_dir} does not exist; pass the folder that train wrote")
+    if (labels_csv is None) != (image_dir is None):
+        raise ValueError("pass labels_csv and image_dir together (a labelled CSV and its image folder), or neither")
+    out_dir = Path(out_dir) if out_dir is not None else run_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    predictor = Predictor.load(run_dir, checkpoint=checkpoint)
+    label_space = predictor.label_space
+    if tune_thresholds:
+        tune_run_thresholds(predictor, run_dir, floor=floor, cap=cap, batch_size=batch_size, progress=progress)
+    thresholds, threshold_source = attribute_thresholds(run_dir, label_space)
+
+    if labels_csv is not None:
+        data = prepare(read_labelled_csv(run_dir, labels_csv, image_dir, label_space), label_space, str(labels_csv))
+    else:
+        data = prepare(read_split(run_dir, split), label_space, str(run_dir / "splits" / f"{split}.csv"))
+    _check_not_empty(data)
+    scores = _scores(predictor, data, batch_size, progress)
+
+    report = metrics.hierarchical_report(data.targets, scores, parents=label_space.parent_index, threshold=thresholds)
+    result = {
+        **_jsonable(report),
+        "n_samples": len(data.frame),
+        "unseen_labels": {
+            "rows_dropped": data.rows_dropped,
+            "counts": {level: sum(values.values()) for level, values in data.unseen_labels.items()},
+            "labels": data.unseen_labels,
+        },
+        "thresholds": {
+            "source": threshold_source,
+            "attributes": {name: float(t) for name, t in zip(label_space.attributes, thresholds)},
+        },
+        "checkpoint": str(run_dir / checkpoint),
+        "data": {"source": data.source, "split": None if labels_csv is not None else split, "rows_read": data.rows_read},
+    }
+    _write_json(out_dir / "metrics.json", result)
+    table = markdown_table(result)
+    (out_dir / "metrics.md").write_text(table, encoding="utf-8")
+    write_per_class(out_dir, data.targets, scores, label_space, thresholds)
+    np.savez_compressed(
+        out_dir / "predictions.npz",
+        image_path=data.frame["image_path"].astype(str).to_numpy(dtype=str),
+        thresholds=thresholds,
+        parents=label_space.parent_index,
+        **{f"{level}_true": data.targets[level] for level in LEVELS},
+        **{f"{level}_score": scores[level] for level in LEVELS},
+    )
+    write_plots(out_dir / "plots", data, scores, label_space, thresholds, predictor)
+    print(table)
+    print(_unseen_summary(result["unseen_labels"]))
+    print(f"wrote metrics.json, metrics.md, per_class_*.csv, predictions.npz and plots/ to {out_dir}")
+    return result
+
+
+# ---- outputs --------------------------------------------------------------------------------
+def _jsonable(value: Any) -> Any:
+    """Plain JSON data: numpy scalars/arrays to Python, NaN (undefined metric) to null."""
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    return value
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _percent(value: Any) -> str:
+    return "" if value is None else f"{100 * value:.2f}"
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """The paper's table: a row per level, OP/OR/OF1 for all, P@k/R@k/F1@k/AP for attributes (in %)."""
+    header = ["level", *TABLE_COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for level in LEVELS:
+        row = dict(result[level])
+        row["AP"] = row.get("mAP")
+        lines.append("| " + " | ".join([level, *(_percent(row.get(column)) for column in TABLE_COLUMNS)]) + " |")
+    hierarchy = result["hierarchy"]
+    lines += [
+        "",
+        f"Metrics in %, {result['n_samples']} samples from {result['data']['source']}; "
+        f"attribute thresholds: {result['thresholds']['source']}; AP is the macro mean over labels.",
+        f"Hierarchy: consistency {_percent(hierarchy['consistency'])}, "
+        f"joint accuracy {_percent(hierarchy['joint_accuracy'])}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _unseen_summary(unseen: dict[str, Any]) -> str:
+    counts = unseen["counts"]
+    if not any(counts.values()):
+        return "unseen labels: none"
+    listed = "; ".join(f"{level}: {values}" for level, values in unseen["labels"].items() if values)
+    return (
+        f"unseen labels (never seen in training): {counts['category']} category rows, "
+        f"{counts['subcategory']} subcategory rows, {counts['attributes']} attribute values; "
+        f"{unseen['rows_dropped']} rows left out — {listed}"
+    )
+
+
+def write_per_class(
+    out_dir: Path, targets: dict[str, np.ndarray], scores: dict[str, np.ndarray], label_space: LabelSpace,
+    thresholds: np.ndarray,
+) -> list[Path]:
+    """``per_class_<level>.csv`` for the three levels (precision, recall, F1, support, ...)."""
+    names = {"category": label_space.categories, "subcategory": label_space.subcategories,
+             "attributes": label_space.attributes}
+    paths = []
+    for level in LEVELS:
+        threshold = thresholds if level == "attributes" else None
+        table = metrics.per_class_report(targets[level], scores[level], names=names[level], threshold=threshold)
+        path = out_dir / f"per_class_{level}.csv"
+        table.to_csv(path, index=False)
+        paths.append(path)
+    return paths
+
+
+def write_plots(
+    plot_dir: Path, data: EvaluationData, scores: dict[str, np.ndarray], label_space: LabelSpace,
+    thresholds: np.ndarray, predictor,
+) -> list[Path]:
+    """The four evaluation figures as PNGs under ``plot_dir``."""
+    targets = data.targets
+    subcategory_f1 = metrics.per_class_report(targets["subcategory"], scores["subcategory"],
+                                              names=label_space.subcategories)
+    return [
+        plots.plot_precision_recall(targets["attributes"], scores["attributes"], label_space.attributes,
+                                    plot_dir / "attributes_precision_recall.png", top=PR_TOP_LABELS),
+        plots.plot_confusion_matrix(targets["category"], scores["category"].argmax(axis=1), label_space.categories,
+                                    plot_dir / "category_confusion_matrix.png"),
+        plots.plot_per_class_f1(label_space.subcategories, subcategory_f1["f1"].to_numpy(),
+                                plot_dir / "subcategory_f1.png", support=subcategory_f1["support"].to_numpy()),
+        _sample_grid(plot_dir / "samples.png", data, scores, label_space, thresholds, predictor),
+    ]
+
+
+def _sample_grid(path: Path, data: EvaluationData, scores: dict[str, np.ndarray], label_space: LabelSpace,
+                 thresholds: np.ndarray, predictor) -> Path:
+    """Up to ``SAMPLE_IMAGES`` evenly spaced rows (deterministic), captioned true vs predicted."""
+    from fashion_hier.data.image import load_image
+
+    chosen = np.unique(np.linspace(0, len(data.frame) - 1, num=min(SAMPLE_IMAGES, len(data.frame))).astype(int))
+    paths = data.frame["image_path"].astype(str).to_numpy()[chosen]
+    images = [load_image(p, size=SAMPLE_IMAGE_SIZE, resize=getattr(predictor, "resize", "stretch")) for p in paths]
+    targets = {level: values[chosen] for level, values in data.targets.items()}
+    predicted = {
+        "category": scores["category"][chosen].argmax(axis=1),
+        "subcategory": scores["subcategory"][chosen].argmax(axis=1),
+        "attributes": (scores["attributes"][chosen] >= thresholds).astype(np.float32),
+    }
+    return plots.plot_sample_grid(
+        images,
+        _captions(targets, label_space),
+        _captions(predicted, label_space),
+        path,
+        correct=(targets["category"] == predicted["category"]) & (targets["subcategory"] == predicted["subcategory"]),
+    )
+
+
+def _captions(labels: dict[str, np.ndarray], label_space: LabelSpace) -> list[str]:
+    """'category / subcategory' and the attribute names on a second line."""
+    categories = label_space.decode_category(labels["category"])
+    subcategories = label_space.decode_subcategory(labels["subcategory"])
+    attributes = label_space.decode_attributes(labels["attributes"], threshold=0.5)
+    return [f"{c} / {s}\n{', '.join(a) or '-'}" for c, s, a in zip(categories, subcategories, attributes)]
+
+
+# ---- command line ---------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """``fashion-hier evaluate`` / ``python -m fashion_hier.evaluate``."""
+    parser = parser or argparse.ArgumentParser(prog="python -m fashion_hier.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, type=Path, help="run directory written by fashion-hier train")
+    parser.add_argument("--split", default="test", choices=SPLITS, help="saved split to evaluate (default: test)")
+    parser.add_argument("--labels", type=Path, help="a new labelled CSV to evaluate instead of a saved split")
+    parser.add_argument("--images", type=Path, help="image folder for --labels")
+    parser.add_argument("--out", type=Path, help="where to write the report (default: the run directory)")
+    parser.add_argument("--checkpoint", default="model.keras", help="model file in the run (default: model.keras)")
+    parser.add_argument("--tune-thresholds", action="store_true",
+                        help="fit per-attribute thresholds on the validation split first; saved as RUN/thresholds.json")
+    parser.add_argument("--floor", type=float, help="lowest threshold tuning may choose")
+    parser.add_argument("--cap", type=float, help="highest threshold tuning may choose")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar while predicting")
+    args = parser.parse_args(argv)
+    if (args.labels is None) != (args.images is None):
+        parser.error("--labels and --images go together: a labelled CSV and the folder of its images")
+    if (args.floor is not None or args.cap is not None) and not args.tune_thresholds:
+        parser.error("--floor and --cap bound threshold tuning; add --tune-thresholds")
+    evaluate_run(
+        args.run, split=args.split, labels_csv=args.labels, image_dir=args.images, out_dir=args.out,
+        tune_thresholds=args.tune_thresholds, floor=args.floor, cap=args.cap, checkpoint=args.checkpoint,
+        batch_size=args.batch_size, progress=not args.no_progress,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
