@@ -1,0 +1,131 @@
+"""The model factory: raw RGB image -> preprocessing -> pooled backbone -> head -> three outputs.
+
+``build_model`` reads like a ``keras.applications`` constructor (same ``weights`` and
+``input_shape`` keywords); ``build_head_model`` builds the same head on a feature input, and
+``copy_head_weights`` moves a head between the two by layer name (feature-cache training, then
+fine-tuning of the full model).
+"""
+from __future__ import annotations
+
+import numbers
+import os
+
+import keras
+
+from fashion_hier.labels import LEVELS
+from fashion_hier.models.backbones import backbone_spec, build_backbone
+from fashion_hier.models.heads import HEADS, HeadSettings
+from fashion_hier.models.preprocess import Preprocess
+
+BACKBONE_LAYER = "backbone"
+
+
+def build_model(num_categories: int, num_subcategories: int, num_attributes: int, *,
+                backbone: str = "resnet50", weights: str | os.PathLike | None = "imagenet",
+                input_shape: tuple[int, int, int] = (224, 224, 3), head: str = "message_passing",
+                units: int = 1024, l2: float = 5e-4, dropout: float = 0.3,
+                trainable_backbone: bool = True, top_down: bool = True,
+                bottom_up: bool = True) -> keras.Model:
+    """The unified structured-output model of Ferreira et al. 2018 (arXiv 1806.09445).
+
+    Input ``image``: raw RGB, 0..255, shape ``input_shape``. Layers: ``preprocess`` (the backbone's
+    own ``preprocess_input``), ``backbone`` (a functional sub-model, pooled features), the head's
+    layers, and outputs ``category`` (softmax), ``subcategory`` (softmax), ``attributes`` (sigmoid).
+    ``weights``: ``"imagenet"``, ``None`` or a local weights file for the backbone.
+    """
+    num_classes = _class_counts(num_categories, num_subcategories, num_attributes)
+    input_shape = _image_shape(input_shape)
+    settings = _head_settings(head, units, l2, dropout)
+    spec = backbone_spec(backbone)
+
+    image = keras.Input(shape=input_shape, name="image")
+    pixels = Preprocess(spec.preprocess_mode, name="preprocess")(image)
+    features_model = build_backbone(backbone, weights, input_shape, model_name=BACKBONE_LAYER)
+    features_model.trainable = bool(trainable_backbone)
+    outputs = HEADS[head](features_model(pixels), num_classes, settings,
+                          top_down=top_down, bottom_up=bottom_up)
+    return keras.Model(image, outputs, name=f"{backbone}_{head}")
+
+
+def build_head_model(num_categories: int, num_subcategories: int, num_attributes: int, *,
+                     feature_dim: int = 2048, head: str = "message_passing", units: int = 1024,
+                     l2: float = 5e-4, dropout: float = 0.3, top_down: bool = True,
+                     bottom_up: bool = True) -> keras.Model:
+    """The head of ``build_model`` alone, on an input ``features`` of ``feature_dim`` pooled features.
+
+    Its layers carry the same names as in ``build_model``, so ``copy_head_weights`` moves them.
+    """
+    num_classes = _class_counts(num_categories, num_subcategories, num_attributes)
+    _check_positive_int("feature_dim", feature_dim)
+    settings = _head_settings(head, units, l2, dropout)
+    features = keras.Input(shape=(int(feature_dim),), name="features")
+    outputs = HEADS[head](features, num_classes, settings, top_down=top_down, bottom_up=bottom_up)
+    return keras.Model(features, outputs, name=f"{head}_head")
+
+
+def backbone_model(model: keras.Model) -> keras.Model:
+    """The ``backbone`` sub-model (pooled feature extractor) of a model made by ``build_model``."""
+    try:
+        return model.get_layer(BACKBONE_LAYER)
+    except ValueError:
+        raise ValueError(f"model {model.name!r} has no layer {BACKBONE_LAYER!r}; "
+                         f"expected a model made by fashion_hier.build_model") from None
+
+
+def copy_head_weights(source_model: keras.Model, target_model: keras.Model) -> int:
+    """Copy every weighted head layer of ``source_model`` into the same-named layer of ``target_model``.
+
+    The backbone is never copied. Raises if a head layer is missing from the target or its weight
+    shapes differ (another head, switch or class count). Returns the number of layers copied.
+    """
+    copied = 0
+    for layer in source_model.layers:
+        if layer.name == BACKBONE_LAYER or not layer.weights:
+            continue
+        try:
+            target = target_model.get_layer(layer.name)
+        except ValueError:
+            raise ValueError(f"layer {layer.name!r} of {source_model.name!r} is missing from "
+                             f"{target_model.name!r}; build both with the same head and switches") from None
+        source_shapes = [tuple(w.shape) for w in layer.weights]
+        target_shapes = [tuple(w.shape) for w in target.weights]
+        if source_shapes != target_shapes:
+            raise ValueError(f"layer {layer.name!r}: weight shapes {source_shapes} in {source_model.name!r} "
+                             f"but {target_shapes} in {target_model.name!r}; build both with the same "
+                             f"class counts, units and feature size")
+        target.set_weights(layer.get_weights())
+        copied += 1
+    return copied
+
+
+def _class_counts(num_categories, num_subcategories, num_attributes) -> dict[str, int]:
+    arguments = {"num_categories": num_categories, "num_subcategories": num_subcategories,
+                 "num_attributes": num_attributes}
+    for name, count in arguments.items():
+        _check_positive_int(name, count)
+    return {level: int(count) for level, count in zip(LEVELS, arguments.values())}
+
+
+def _check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _image_shape(input_shape) -> tuple[int, int, int]:
+    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
+    if shape is None or len(shape) != 3 or shape[2] != 3 or not all(
+            isinstance(size, numbers.Integral) and size > 0 for size in shape):
+        raise ValueError(f"input_shape must be (height, width, 3) with positive integers (RGB, channels "
+                         f"last), got {input_shape!r}")
+    return tuple(int(size) for size in shape)
+
+
+def _head_settings(head: str, units, l2, dropout) -> HeadSettings:
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; known heads: {', '.join(sorted(HEADS))}")
+    _check_positive_int("units", units)
+    if isinstance(l2, bool) or not isinstance(l2, numbers.Real) or not l2 >= 0:
+        raise ValueError(f"l2 must be a number >= 0, got {l2!r}")
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+    return HeadSettings(units=int(units), l2=float(l2), dropout=float(dropout))
