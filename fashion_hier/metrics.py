@@ -93,7 +93,7 @@ def _check_class_indices(y_true, n_classes: int, name: str = "y_true") -> np.nda
     if labels.dtype.kind == "f":
         bad = np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels)))
         if bad.size:
-            raise ValueError(f"{name} must be whole class indices, got {labels[bad[0]]!r} at row {bad[0]}")
+            raise ValueError(f"{name} must be whole class indices, got {labels[bad[0]].item()!r} at row {bad[0]}")
     indices = labels.astype(np.int64)
     bad = np.flatnonzero((indices < 0) | (indices >= n_classes))
     if bad.size:
@@ -117,7 +117,7 @@ def _check_multi_hot(y_true, name: str = "y_true") -> np.ndarray:
     if not_binary.any():
         row, column = np.argwhere(not_binary)[0]
         raise ValueError(
-            f"{name} must be multi-hot with only 0 and 1, got {labels[row, column]!r} at row {row}, column {column}"
+            f"{name} must be multi-hot with only 0 and 1, got {labels[row, column].item()!r} at row {row}, column {column}"
         )
     return labels.astype(bool)
 
