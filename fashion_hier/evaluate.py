@@ -22,9 +22,11 @@ import pandas as pd
 
 from fashion_hier import metrics, plots
 from fashion_hier.labels import LEVELS, LabelSpace
+from fashion_hier.predict import DEFAULT_THRESHOLD, Predictor
 from fashion_hier.thresholds import THRESHOLDS_FILE, load_thresholds, save_thresholds
 
-DEFAULT_THRESHOLD = 0.75
+DEFAULT_FLOOR = 0.05  # bounds of tuned thresholds: one lucky validation sample cannot push a label to 0 or 1
+DEFAULT_CAP = 0.95
 SPLITS = ("train", "validation", "test")
 SAMPLE_IMAGES = 12
 PR_TOP_LABELS = 5
@@ -104,21 +106,21 @@ def attribute_thresholds(run_dir: Path, label_space: LabelSpace) -> tuple[np.nda
 
 
 def tune_run_thresholds(
-    predictor, run_dir: Path, *, floor: float | None, cap: float | None, batch_size: int, progress: bool
+    predictor: Predictor, run_dir: Path, *, floor: float = DEFAULT_FLOOR, cap: float = DEFAULT_CAP,
+    batch_size: int = 32, progress: bool = True,
 ) -> np.ndarray:
     """Fit one threshold per attribute on the validation split and save them in the run."""
     data = prepare(read_split(run_dir, "validation"), predictor.label_space, f"{run_dir}/splits/validation.csv")
     _check_not_empty(data)
     scores = _scores(predictor, data, batch_size, progress)
-    bounds = {key: value for key, value in (("floor", floor), ("cap", cap)) if value is not None}
-    thresholds = metrics.tune_thresholds(data.targets["attributes"], scores["attributes"], **bounds)
+    thresholds = metrics.tune_thresholds(data.targets["attributes"], scores["attributes"], floor=floor, cap=cap)
     save_thresholds(run_dir / THRESHOLDS_FILE, thresholds, predictor.label_space.attributes,
                     floor=floor, cap=cap, split="validation")
     return np.asarray(thresholds, dtype=float)
 
 
 # ---- evaluation -----------------------------------------------------------------------------
-def _scores(predictor, data: EvaluationData, batch_size: int, progress: bool) -> dict[str, np.ndarray]:
+def _scores(predictor: Predictor, data: EvaluationData, batch_size: int, progress: bool) -> dict[str, np.ndarray]:
     paths = data.frame["image_path"].astype(str).tolist()
     scores = predictor.predict_scores(paths, batch_size=batch_size, progress=progress)
     return {level: np.asarray(scores[level], dtype=np.float32) for level in LEVELS}
@@ -132,8 +134,8 @@ def evaluate_run(
     image_dir: str | Path | None = None,
     out_dir: str | Path | None = None,
     tune_thresholds: bool = False,
-    floor: float | None = None,
-    cap: float | None = None,
+    floor: float = DEFAULT_FLOOR,
+    cap: float = DEFAULT_CAP,
     checkpoint: str = "model.keras",
     batch_size: int = 32,
     progress: bool = True,
@@ -143,8 +145,6 @@ def evaluate_run(
     The result is ``hierarchical_report``'s dict plus ``n_samples``, ``unseen_labels``,
     ``thresholds``, ``checkpoint`` and ``data``.
     """
-    from fashion_hier.predict import Predictor  # TensorFlow loads only when a run is evaluated
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {run_dir} does not exist; pass the folder that train wrote")
@@ -182,10 +182,25 @@ def evaluate_run(
         "checkpoint": str(run_dir / checkpoint),
         "data": {"source": data.source, "split": None if labels_csv is not None else split, "rows_read": data.rows_read},
     }
+    write_report(out_dir, result, data, scores, thresholds, predictor)
+    print(markdown_table(result))
+    print(_unseen_summary(result["unseen_labels"]))
+    print(f"wrote metrics.json, metrics.md, per_class_*.csv, predictions.npz and plots/ to {out_dir}")
+    return result
+
+
+# ---- outputs --------------------------------------------------------------------------------
+def write_report(
+    out_dir: Path, result: dict[str, Any], data: EvaluationData, scores: dict[str, np.ndarray],
+    thresholds: np.ndarray, predictor: Predictor,
+) -> None:
+    """Every evaluation file: metrics.json/.md, per-class CSVs, predictions.npz, plots/."""
+    label_space = predictor.label_space
     _write_json(out_dir / "metrics.json", result)
-    table = markdown_table(result)
-    (out_dir / "metrics.md").write_text(table, encoding="utf-8")
-    write_per_class(out_dir, data.targets, scores, label_space, thresholds)
+    (out_dir / "metrics.md").write_text(markdown_table(result), encoding="utf-8")
+    tables = per_class_tables(data.targets, scores, label_space, thresholds)
+    for level, table in tables.items():
+        table.to_csv(out_dir / f"per_class_{level}.csv")  # the index is the class name, column "class"
     np.savez_compressed(
         out_dir / "predictions.npz",
         image_path=data.frame["image_path"].astype(str).to_numpy(dtype=str),
@@ -194,14 +209,9 @@ def evaluate_run(
         **{f"{level}_true": data.targets[level] for level in LEVELS},
         **{f"{level}_score": scores[level] for level in LEVELS},
     )
-    write_plots(out_dir / "plots", data, scores, label_space, thresholds, predictor)
-    print(table)
-    print(_unseen_summary(result["unseen_labels"]))
-    print(f"wrote metrics.json, metrics.md, per_class_*.csv, predictions.npz and plots/ to {out_dir}")
-    return result
+    write_plots(out_dir / "plots", data, scores, tables["subcategory"], thresholds, predictor)
 
 
-# ---- outputs --------------------------------------------------------------------------------
 def _jsonable(value: Any) -> Any:
     """Plain JSON data: numpy scalars/arrays to Python, NaN (undefined metric) to null."""
     if isinstance(value, dict):
@@ -254,50 +264,44 @@ def _unseen_summary(unseen: dict[str, Any]) -> str:
     )
 
 
-def write_per_class(
-    out_dir: Path, targets: dict[str, np.ndarray], scores: dict[str, np.ndarray], label_space: LabelSpace,
-    thresholds: np.ndarray,
-) -> list[Path]:
-    """``per_class_<level>.csv`` for the three levels (precision, recall, F1, support, ...)."""
+def per_class_tables(
+    targets: dict[str, np.ndarray], scores: dict[str, np.ndarray], label_space: LabelSpace, thresholds: np.ndarray,
+) -> dict[str, pd.DataFrame]:
+    """Per level, one row per class (index ``class``): precision, recall, f1, support (and AP for attributes)."""
     names = {"category": label_space.categories, "subcategory": label_space.subcategories,
              "attributes": label_space.attributes}
-    paths = []
-    for level in LEVELS:
-        threshold = thresholds if level == "attributes" else None
-        table = metrics.per_class_report(targets[level], scores[level], names=names[level], threshold=threshold)
-        path = out_dir / f"per_class_{level}.csv"
-        table.to_csv(path, index=False)
-        paths.append(path)
-    return paths
+    return {
+        level: metrics.per_class_report(targets[level], scores[level], names[level], multilabel=level == "attributes",
+                                        threshold=thresholds)
+        for level in LEVELS
+    }
 
 
 def write_plots(
-    plot_dir: Path, data: EvaluationData, scores: dict[str, np.ndarray], label_space: LabelSpace,
-    thresholds: np.ndarray, predictor,
+    plot_dir: Path, data: EvaluationData, scores: dict[str, np.ndarray], subcategory_table: pd.DataFrame,
+    thresholds: np.ndarray, predictor: Predictor,
 ) -> list[Path]:
     """The four evaluation figures as PNGs under ``plot_dir``."""
-    targets = data.targets
-    subcategory_f1 = metrics.per_class_report(targets["subcategory"], scores["subcategory"],
-                                              names=label_space.subcategories)
+    targets, label_space = data.targets, predictor.label_space
     return [
         plots.plot_precision_recall(targets["attributes"], scores["attributes"], label_space.attributes,
                                     plot_dir / "attributes_precision_recall.png", top=PR_TOP_LABELS),
         plots.plot_confusion_matrix(targets["category"], scores["category"].argmax(axis=1), label_space.categories,
                                     plot_dir / "category_confusion_matrix.png"),
-        plots.plot_per_class_f1(label_space.subcategories, subcategory_f1["f1"].to_numpy(),
-                                plot_dir / "subcategory_f1.png", support=subcategory_f1["support"].to_numpy()),
+        plots.plot_per_class_f1(label_space.subcategories, subcategory_table["f1"].to_numpy(),
+                                plot_dir / "subcategory_f1.png", support=subcategory_table["support"].to_numpy()),
         _sample_grid(plot_dir / "samples.png", data, scores, label_space, thresholds, predictor),
     ]
 
 
 def _sample_grid(path: Path, data: EvaluationData, scores: dict[str, np.ndarray], label_space: LabelSpace,
-                 thresholds: np.ndarray, predictor) -> Path:
+                 thresholds: np.ndarray, predictor: Predictor) -> Path:
     """Up to ``SAMPLE_IMAGES`` evenly spaced rows (deterministic), captioned true vs predicted."""
-    from fashion_hier.data.image import load_image
+    from fashion_hier.data import load_image
 
     chosen = np.unique(np.linspace(0, len(data.frame) - 1, num=min(SAMPLE_IMAGES, len(data.frame))).astype(int))
     paths = data.frame["image_path"].astype(str).to_numpy()[chosen]
-    images = [load_image(p, size=SAMPLE_IMAGE_SIZE, resize=getattr(predictor, "resize", "stretch")) for p in paths]
+    images = [load_image(p, size=SAMPLE_IMAGE_SIZE, resize=predictor.resize) for p in paths]
     targets = {level: values[chosen] for level, values in data.targets.items()}
     predicted = {
         "category": scores["category"][chosen].argmax(axis=1),
@@ -333,8 +337,8 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
     parser.add_argument("--checkpoint", default="model.keras", help="model file in the run (default: model.keras)")
     parser.add_argument("--tune-thresholds", action="store_true",
                         help="fit per-attribute thresholds on the validation split first; saved as RUN/thresholds.json")
-    parser.add_argument("--floor", type=float, help="lowest threshold tuning may choose")
-    parser.add_argument("--cap", type=float, help="highest threshold tuning may choose")
+    parser.add_argument("--floor", type=float, help=f"lowest threshold tuning may choose (default {DEFAULT_FLOOR})")
+    parser.add_argument("--cap", type=float, help=f"highest threshold tuning may choose (default {DEFAULT_CAP})")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar while predicting")
     args = parser.parse_args(argv)
@@ -344,7 +348,8 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
         parser.error("--floor and --cap bound threshold tuning; add --tune-thresholds")
     evaluate_run(
         args.run, split=args.split, labels_csv=args.labels, image_dir=args.images, out_dir=args.out,
-        tune_thresholds=args.tune_thresholds, floor=args.floor, cap=args.cap, checkpoint=args.checkpoint,
+        tune_thresholds=args.tune_thresholds, checkpoint=args.checkpoint,
+        floor=DEFAULT_FLOOR if args.floor is None else args.floor, cap=DEFAULT_CAP if args.cap is None else args.cap,
         batch_size=args.batch_size, progress=not args.no_progress,
     )
     return 0
