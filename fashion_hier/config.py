@@ -88,6 +88,7 @@ class TrainingConfig:
     finetune_learning_rate: float = 1e-4
     tensorboard: bool = False
     jit_compile: bool | Literal["auto"] = "auto"
+    run_eagerly: bool = False  # no graph tracing: slower steps, but a tiny run starts in seconds (tests, debugging)
     mixed_precision: Literal["auto", "off", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"  # auto: mixed_float16 on a GPU
     distribution: Literal["none", "mirrored", "multi_worker"] = "none"
 

@@ -70,6 +70,7 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
     train_data = _loader(config, train_frame, train_labels, training=True)
     validation_data = _loader(config, validation_frame, validation_labels, training=False) if len(validation_frame) else None
 
+    keras.utils.set_random_seed(config.data.seed)  # weight initialisation and dropout follow the config's seed
     with _precision_policy(config.training.mixed_precision), _distribution_scope(config.training.distribution):
         model = build_model(
             label_space.num_categories, label_space.num_subcategories, label_space.num_attributes,
@@ -265,7 +266,8 @@ def _compile(model, config: TrainConfig, losses: dict, label_space: LabelSpace, 
     import keras
 
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=losses,
-                  metrics=_level_metrics(label_space), jit_compile=config.training.jit_compile)
+                  metrics=_level_metrics(label_space), jit_compile=config.training.jit_compile,
+                  run_eagerly=config.training.run_eagerly)
 
 
 def _stages(config: TrainConfig) -> list[tuple[bool, int, int, float]]:

@@ -170,7 +170,7 @@ def run_dir(tmp_path_factory):
         f"data.labels_csv={labels_csv}", f"data.image_dir={root / 'data' / 'images'}",
         f"data.image_size=[{SIZE}, {SIZE}]", "data.augment=false", "model.backbone=mobilenetv2",
         "model.weights=null", "model.units=8", "training.epochs=1", "training.batch_size=16",
-        "training.jit_compile=false", f"output_dir={root}", "name=tiny",
+        "training.jit_compile=false", "training.run_eagerly=true", f"output_dir={root}", "name=tiny",
     ])
     return train(config, verbose=0)
 
