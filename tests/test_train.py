@@ -150,3 +150,18 @@ def test_validation_rows_with_labels_unknown_to_training_are_dropped_with_a_warn
     # attributes sorted: Casual, Summer, Winter; the unseen "Fall" is ignored
     np.testing.assert_array_equal(labels["attributes"], [[1, 0, 1], [0, 0, 0]])
     assert any("validation split" in str(w.message) and "dropped 1 of 3" in str(w.message) for w in caught)
+
+
+def test_demo_chance_levels_are_the_majority_shares_of_the_test_split(cli_run):
+    from fashion_hier.demo import chance_levels
+
+    run_dir, _ = cli_run
+    label_space = LabelSpace.load(run_dir / "labels.json")
+    test = pd.read_csv(run_dir / "splits" / "test.csv", dtype=str)
+    test = test[label_space.known_rows(test)]
+    chance = chance_levels(run_dir)
+    assert chance["category"] == test["subCategory"].value_counts(normalize=True).max()
+    assert chance["subcategory"] == test["articleType"].value_counts(normalize=True).max()
+    attributes = label_space.encode(test)["attributes"]
+    present = attributes.sum(axis=0) > 0
+    assert chance["attributes"] == pytest.approx(attributes[:, present].mean(axis=0).mean())
