@@ -1,0 +1,187 @@
+"""Inverse-frequency class weights and the class-weighted cross-entropies that use them.
+
+Keras 3 rejects ``class_weight`` for multi-output models, so the weighting lives in the losses:
+each takes per-class (or per-label positive/negative) weight vectors. Weights are normalised so
+the mean weight over training samples is 1 and the learning rate keeps its meaning (the paper's
+raw ``1/count`` shrank the loss by orders of magnitude).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import numpy as np
+
+
+def inverse_frequency_weights(y, num_classes: int, *, power: float = 1.0, cap: float | None = None,
+                              empty_value: float | None = None) -> np.ndarray:
+    """One weight per class, proportional to ``count ** -power``, with mean 1 over the samples of ``y``.
+
+    Args:
+        y: training labels, int class indices (N,) or (N, 1), or one-hot (N, num_classes).
+        power: 1 is plain inverse frequency, 0 gives all ones, values in between smooth.
+        cap: largest weight allowed, in units of the normalised weights (>= 1). Capped classes
+            keep ``cap`` and the others are rescaled, so the mean over samples stays exactly 1.
+        empty_value: weight of classes with no training sample (they do not enter the mean);
+            default: the largest weight among the classes that have samples.
+    Returns:
+        float64 array (num_classes,).
+    """
+    counts = np.bincount(_class_indices(y, num_classes), minlength=num_classes)
+    return _normalised_weights(counts, power=power, cap=cap, empty_value=empty_value)
+
+
+def attribute_weights(y_multi_hot, *, power: float = 1.0,
+                      cap: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-label weights for positives and negatives, balancing them within each label.
+
+    Every (label, positive) and (label, negative) cell gets ``count ** -power``, normalised so the
+    mean weight over all N x A sample-label pairs is 1 (with ``power=1`` each label's positives and
+    negatives then carry equal total weight). ``cap`` as in ``inverse_frequency_weights``; a label
+    that is never positive (or never negative) gets the largest weight seen for that side.
+
+    Returns:
+        ``(pos_weights, neg_weights)``, float64 arrays (A,).
+    """
+    y = np.asarray(y_multi_hot)
+    if y.ndim != 2 or y.shape[0] == 0:
+        raise ValueError(f"y_multi_hot must be a non-empty (samples, attributes) array, got shape {y.shape}")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("y_multi_hot must hold only 0 and 1 (multi-hot attribute labels)")
+    positives = y.sum(axis=0).astype(np.int64)
+    counts = np.concatenate([positives, y.shape[0] - positives])
+    weights = _normalised_weights(counts, power=power, cap=cap, empty_value=None)
+    return weights[: y.shape[1]], weights[y.shape[1]:]
+
+
+def _class_indices(y, num_classes: int) -> np.ndarray:
+    """Int class indices (N,) from indices (N,) / (N, 1) or a one-hot (N, num_classes) array."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == num_classes and num_classes > 1:
+        if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
+            raise ValueError(f"y of shape {y.shape} looks one-hot but some rows are not a single 1")
+        y = y.argmax(axis=1)
+    elif y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or y.size == 0:
+        raise ValueError(f"y must be non-empty class indices (N,) or (N, 1), or one-hot (N, {num_classes}); "
+                         f"got shape {y.shape}")
+    if not np.all(np.equal(np.mod(y, 1), 0)) or y.min() < 0 or y.max() >= num_classes:
+        raise ValueError(f"y must hold integer class indices in [0, {num_classes}); "
+                         f"got values from {y.min()} to {y.max()}")
+    return y.astype(np.int64)
+
+
+def _normalised_weights(counts: np.ndarray, *, power: float, cap: float | None,
+                        empty_value: float | None) -> np.ndarray:
+    """``min(scale * count ** -power, cap)`` with ``scale`` chosen so the count-weighted mean is 1."""
+    if not power >= 0:
+        raise ValueError(f"power must be >= 0, got {power!r}")
+    if cap is not None and not cap >= 1:
+        raise ValueError(f"cap must be >= 1 (weights have mean 1 over samples), got {cap!r}")
+    seen = counts > 0
+    raw = np.zeros(len(counts))
+    raw[seen] = counts[seen].astype(np.float64) ** -float(power)
+    capped = np.zeros(len(counts), dtype=bool)
+    while True:
+        # Capped cells hold `cap`; the free ones share what is left of the total so the mean is 1.
+        free = seen & ~capped
+        budget = counts.sum() - (cap or 0.0) * counts[capped].sum()
+        weights = np.where(capped, cap or 0.0, raw * budget / (counts[free] * raw[free]).sum())
+        over = free & (weights > cap) if cap is not None else np.zeros_like(free)
+        if not over.any():
+            break
+        capped |= over
+    weights[~seen] = weights[seen].max() if empty_value is None else float(empty_value)
+    return weights
+
+
+def _weight_list(weights, argument: str) -> list[float] | None:
+    """Weights as a plain list of floats (what get_config stores); None stays None."""
+    if weights is None:
+        return None
+    values = np.asarray(weights, dtype=np.float64)
+    if values.ndim != 1 or values.size == 0 or not np.all(np.isfinite(values)) or (values < 0).any():
+        raise ValueError(f"{argument} must be a non-empty 1-D sequence of finite numbers >= 0, "
+                         f"got {weights!r}")
+    return values.tolist()
+
+
+def _check_width(weights: list[float] | None, y_pred, argument: str, loss_name: str) -> None:
+    width = y_pred.shape[-1]
+    if weights is not None and width is not None and width != len(weights):
+        raise ValueError(f"{loss_name}: {argument} has {len(weights)} entries but the model output has "
+                         f"{width} classes; compute the weights from the same label space as the model")
+
+
+@keras.saving.register_keras_serializable(package="fashion_hier")
+class WeightedCategoricalCrossentropy(keras.losses.Loss):
+    """Cross-entropy of each sample multiplied by the weight of its true class.
+
+    ``y_true``: int class indices (B,) or (B, 1), or one-hot (B, C) (soft labels get the
+    label-weighted mean of the class weights). ``class_weights=None`` means all ones, which equals
+    ``keras.losses.(Sparse)CategoricalCrossentropy``. Reduction: Keras's default,
+    ``"sum_over_batch_size"`` (the mean over the batch).
+    """
+
+    def __init__(self, class_weights: Sequence[float] | None = None, *, from_logits: bool = False,
+                 name: str = "weighted_categorical_crossentropy",
+                 reduction: str = "sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.class_weights = _weight_list(class_weights, "class_weights")
+        self.from_logits = bool(from_logits)
+
+    def call(self, y_true, y_pred):
+        _check_width(self.class_weights, y_pred, "class_weights", self.name)
+        y_true = keras.ops.convert_to_tensor(y_true)
+        num_classes = y_pred.shape[-1]
+        if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == num_classes and num_classes != 1:
+            target = keras.ops.cast(y_true, y_pred.dtype)
+        else:
+            indices = keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,))
+            target = keras.ops.one_hot(indices, num_classes, dtype=y_pred.dtype)
+        losses = keras.ops.categorical_crossentropy(target, y_pred, from_logits=self.from_logits)
+        if self.class_weights is None:
+            return losses
+        weights = keras.ops.convert_to_tensor(self.class_weights, dtype=y_pred.dtype)
+        return losses * keras.ops.sum(target * weights, axis=-1)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "class_weights": self.class_weights, "from_logits": self.from_logits}
+
+
+@keras.saving.register_keras_serializable(package="fashion_hier")
+class WeightedBinaryCrossentropy(keras.losses.Loss):
+    """Binary cross-entropy per label, positives weighted by ``pos_weights``, negatives by ``neg_weights``.
+
+    Per sample: the mean over labels of ``w * bce`` (like ``keras.losses.BinaryCrossentropy``), with
+    ``w = y * pos + (1 - y) * neg``. None means all ones. Reduction: Keras's default (the mean over
+    the batch).
+    """
+
+    def __init__(self, pos_weights: Sequence[float] | None = None, neg_weights: Sequence[float] | None = None,
+                 *, from_logits: bool = False, name: str = "weighted_binary_crossentropy",
+                 reduction: str = "sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.pos_weights = _weight_list(pos_weights, "pos_weights")
+        self.neg_weights = _weight_list(neg_weights, "neg_weights")
+        self.from_logits = bool(from_logits)
+
+    def call(self, y_true, y_pred):
+        _check_width(self.pos_weights, y_pred, "pos_weights", self.name)
+        _check_width(self.neg_weights, y_pred, "neg_weights", self.name)
+        target = keras.ops.cast(keras.ops.convert_to_tensor(y_true), y_pred.dtype)
+        losses = keras.ops.binary_crossentropy(target, y_pred, from_logits=self.from_logits)
+        weights = (target * self._as_tensor(self.pos_weights, y_pred)
+                   + (1.0 - target) * self._as_tensor(self.neg_weights, y_pred))
+        return keras.ops.mean(losses * weights, axis=-1)
+
+    @staticmethod
+    def _as_tensor(weights: list[float] | None, y_pred):
+        return keras.ops.convert_to_tensor(1.0 if weights is None else weights, dtype=y_pred.dtype)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "pos_weights": self.pos_weights, "neg_weights": self.neg_weights,
+                "from_logits": self.from_logits}
