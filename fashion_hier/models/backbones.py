@@ -2,7 +2,7 @@
 
 Like the backbone tables of segmentation_models and timm: one entry per name, no if/elif chain.
 Every backbone is built without its ImageNet top and globally average-pooled, so the heads read
-pooled features (Ferreira et al. 2018, sec. 3), never the ImageNet class probabilities.
+pooled features (as in Ferreira et al. 2018), never the ImageNet class probabilities.
 """
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ def _sum(tensors: list, name: str):
 
 
 def branches(features, settings: HeadSettings) -> dict:
-    """Three parallel Dense branches on the pooled features, one per level (paper, fig. 2)."""
+    """Three parallel Dense branches on the pooled features, one per level (Ferreira et al. 2018)."""
     return {level: settings.dense(f"{level}_branch")(features) for level in LEVELS}
 
 
