@@ -114,6 +114,7 @@ class _EpochRecorder(keras.callbacks.Callback):
 
 def test_interrupted_two_stage_run_resumes_at_the_next_epoch(catalogue, tmp_path):
     config = _config(catalogue, tmp_path, "name=resumed", "training.epochs=3", "training.freeze_epochs=1",
+                     "training.batch_size=64",
                      "training.finetune_learning_rate=0.0001")
     first = _EpochRecorder()
     with pytest.raises(KeyboardInterrupt):
