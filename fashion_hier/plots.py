@@ -150,12 +150,11 @@ def plot_sample_grid(
         raise ValueError(f"plot_sample_grid: columns must be >= 1, got {columns}")
     columns = min(columns, count)
     rows = -(-count // columns)
-    figure = Figure(figsize=(3 * columns, 3.4 * rows))
+    figure = Figure(figsize=(3 * columns, 3.9 * rows), layout="constrained")
     for i, (image, truth, prediction) in enumerate(zip(images, true_labels, predicted_labels)):
         axes = figure.add_subplot(rows, columns, i + 1)
         axes.imshow(np.clip(np.asarray(image, dtype=float), 0, 255).astype(np.uint8))
         axes.set_axis_off()
         colour = "black" if correct is None else ("tab:green" if correct[i] else "tab:red")
         axes.set_title(f"true: {truth}\npred: {prediction}", fontsize="x-small", color=colour)
-    figure.tight_layout()
     return _save(figure, path)
