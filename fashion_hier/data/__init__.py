@@ -10,6 +10,12 @@ _LAZY = {
     "Catalog": "fashion_hier.data.catalog",
     "CatalogReport": "fashion_hier.data.catalog",
     "Splits": "fashion_hier.data.split",
+    "make_synthetic_catalog": "fashion_hier.data.synthetic",
+    "load_image": "fashion_hier.data.images",
+    "load_images": "fashion_hier.data.images",
+    "ImageReadError": "fashion_hier.data.images",
+    "FashionSequence": "fashion_hier.data.sequence",
+    "make_dataset": "fashion_hier.data.tfdata",
 }
 
 __all__ = list(_LAZY)
