@@ -1,0 +1,73 @@
+"""The fastest numeric settings per device: XLA (``jit_compile``) and the mixed-precision policy.
+
+``"auto"`` in ``training.jit_compile`` / ``training.mixed_precision`` is resolved here, from what
+``benchmarks/bench_model.py`` measured (figures in ``experiments/results/benchmarks/cpu.md``):
+
+- GPU: ``mixed_float16`` + XLA (tensor cores; XLA fuses the element-wise work between convolutions).
+- CPU: see ``CPU_JIT_COMPILE`` and ``CPU_MIXED_PRECISION`` below; their comment quotes the figures.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+PRECISION_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+
+# Measured on the 2-core CPU machine (TF 2.21): see the numbers in experiments/results/benchmarks/cpu.md.
+CPU_JIT_COMPILE = False
+BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bfloat16 arithmetic
+
+
+def has_gpu() -> bool:
+    """Whether TensorFlow sees a GPU."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def cpu_has_bfloat16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU does bfloat16 arithmetic natively (AVX512-BF16 or AMX), from /proc/cpuinfo's flags.
+
+    Without it oneDNN emulates bfloat16 and ``mixed_bfloat16`` would not pay; off Linux we do not guess.
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as handle:
+                cpuinfo = handle.read()
+        except OSError:
+            return False
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    return any(flag in flags for flag in BFLOAT16_CPU_FLAGS)
+
+
+def resolve_runtime(jit_compile: bool | str = "auto", mixed_precision: str = "auto", *,
+                    gpu: bool | None = None) -> tuple[bool, str]:
+    """``(jit_compile, policy name)`` with ``"auto"`` replaced by the faster choice for the device.
+
+    ``mixed_precision`` "off" means "float32". ``gpu``: override device detection (tests).
+    """
+    if jit_compile not in (True, False, "auto"):
+        raise ValueError(f"training.jit_compile: expected true, false or 'auto', got {jit_compile!r}")
+    if mixed_precision not in ("auto", "off", *PRECISION_POLICIES):
+        raise ValueError(f"training.mixed_precision: expected 'auto', 'off' or one of {', '.join(PRECISION_POLICIES)}, "
+                         f"got {mixed_precision!r}")
+    if "auto" in (jit_compile, mixed_precision) and gpu is None:
+        gpu = has_gpu()
+    if jit_compile == "auto":
+        jit_compile = True if gpu else CPU_JIT_COMPILE
+    if mixed_precision == "auto":
+        mixed_precision = "mixed_float16" if gpu else "mixed_bfloat16" if cpu_has_bfloat16() else "float32"
+    return jit_compile, "float32" if mixed_precision == "off" else mixed_precision
+
+
+@contextlib.contextmanager
+def precision_policy(name: str) -> Iterator[None]:
+    """Build layers under the Keras dtype policy ``name`` and restore the previous policy afterwards."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
