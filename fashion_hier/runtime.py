@@ -41,10 +41,11 @@ def cpu_has_bfloat16(cpuinfo: str | None = None) -> bool:
 
 
 def resolve_runtime(jit_compile: bool | str = "auto", mixed_precision: str = "auto", *,
-                    gpu: bool | None = None) -> tuple[bool, str]:
+                    distributed: bool = False, gpu: bool | None = None) -> tuple[bool, str]:
     """``(jit_compile, policy name)`` with ``"auto"`` replaced by the faster choice for the device.
 
-    ``mixed_precision`` "off" means "float32". ``gpu``: override device detection (tests).
+    ``mixed_precision`` "off" means "float32". ``distributed``: under ``tf.distribute`` "auto" means
+    no XLA, as in Keras's own "auto". ``gpu``: override device detection (tests).
     """
     if jit_compile not in (True, False, "auto"):
         raise ValueError(f"training.jit_compile: expected true, false or 'auto', got {jit_compile!r}")
@@ -54,7 +55,7 @@ def resolve_runtime(jit_compile: bool | str = "auto", mixed_precision: str = "au
     if "auto" in (jit_compile, mixed_precision) and gpu is None:
         gpu = has_gpu()
     if jit_compile == "auto":
-        jit_compile = True if gpu else CPU_JIT_COMPILE
+        jit_compile = False if distributed else True if gpu else CPU_JIT_COMPILE
     if mixed_precision == "auto":
         mixed_precision = "mixed_float16" if gpu else "mixed_bfloat16" if cpu_has_bfloat16() else "float32"
     return jit_compile, "float32" if mixed_precision == "off" else mixed_precision

@@ -8,14 +8,13 @@ continues it; a finished run is never overwritten unless asked.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import shutil
 import sys
 import warnings
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -51,9 +50,12 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
     """
     import keras
 
+    from fashion_hier.distribute import chief_output_dir, strategy_from_config
     from fashion_hier.models import build_model
+    from fashion_hier.runtime import precision_policy, resolve_runtime
 
     config = _resolved(config)
+    config = dataclasses.replace(config, output_dir=chief_output_dir(config.output_dir))  # only the chief keeps files
     run_dir = _prepare_run_dir(config, overwrite=overwrite, resume=resume)
 
     catalog = _read_catalog(config)
@@ -71,7 +73,10 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
     validation_data = _loader(config, validation_frame, validation_labels, training=False) if len(validation_frame) else None
 
     keras.utils.set_random_seed(config.data.seed)  # weight initialisation and dropout follow the config's seed
-    with _precision_policy(config.training.mixed_precision), _distribution_scope(config.training.distribution):
+    jit_compile, policy = resolve_runtime(config.training.jit_compile, config.training.mixed_precision,
+                                          distributed=config.training.distribution != "none")
+    strategy = strategy_from_config(config.training.distribution)  # batch_size is global: split over replicas
+    with precision_policy(policy), strategy.scope():
         model = build_model(
             label_space.num_categories, label_space.num_subcategories, label_space.num_attributes,
             backbone=config.model.backbone, weights=config.model.weights,
@@ -89,7 +94,7 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
                 model.load_weights(stage_done)  # finished before an interruption: do not repeat it
                 continue
             _set_backbone_trainable(model, config.model.trainable_backbone and not frozen)
-            _compile(model, config, losses, label_space, learning_rate)
+            _compile(model, config, losses, label_space, learning_rate, jit_compile)
             model._initial_epoch = None  # Keras keeps an epoch restored by BackupAndRestore across fit calls
             backup = keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR / f"stage{stage}"))
             _trim_history(run_dir / HISTORY_FILE, _backed_up_epoch(run_dir / BACKUP_DIR / f"stage{stage}", first_epoch))
@@ -262,11 +267,12 @@ def _level_metrics(label_space: LabelSpace) -> dict:
     }
 
 
-def _compile(model, config: TrainConfig, losses: dict, label_space: LabelSpace, learning_rate: float) -> None:
+def _compile(model, config: TrainConfig, losses: dict, label_space: LabelSpace, learning_rate: float,
+             jit_compile: bool) -> None:
     import keras
 
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=losses,
-                  metrics=_level_metrics(label_space), jit_compile=config.training.jit_compile,
+                  metrics=_level_metrics(label_space), jit_compile=jit_compile,
                   run_eagerly=config.training.run_eagerly)
 
 
@@ -312,37 +318,6 @@ def _best_so_far(history_csv: Path, monitor: str) -> float | None:
         return None
     values = pd.read_csv(history_csv).get(monitor)
     return None if values is None or values.dropna().empty else float(values.min())
-
-
-@contextlib.contextmanager
-def _precision_policy(mixed_precision: str) -> Iterator[None]:
-    """Set the Keras dtype policy for model building ("auto": mixed_float16 when a GPU is visible)."""
-    import keras
-
-    if mixed_precision == "auto":
-        import tensorflow as tf
-
-        mixed_precision = "mixed_float16" if tf.config.list_physical_devices("GPU") else "off"
-    if mixed_precision in ("off", "float32"):
-        yield
-        return
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(mixed_precision)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
-def _distribution_scope(distribution: str):
-    """A tf.distribute strategy scope, or nothing for "none"."""
-    if distribution == "none":
-        return contextlib.nullcontext()
-    import tensorflow as tf
-
-    strategy = (tf.distribute.MirroredStrategy() if distribution == "mirrored"
-                else tf.distribute.MultiWorkerMirroredStrategy())
-    return strategy.scope()
 
 
 # ---- command line ---------------------------------------------------------------------------

@@ -98,6 +98,7 @@ def test_bad_tf_config_is_a_clear_error():
 
 def test_auto_runtime_is_float16_xla_on_gpu_and_bfloat16_only_on_native_cpus(monkeypatch):
     assert resolve_runtime("auto", "auto", gpu=True) == (True, "mixed_float16")
+    assert resolve_runtime("auto", "auto", gpu=True, distributed=True) == (False, "mixed_float16")
     monkeypatch.setattr("fashion_hier.runtime.cpu_has_bfloat16", lambda: False)
     assert resolve_runtime("auto", "auto", gpu=False)[1] == "float32"
     monkeypatch.setattr("fashion_hier.runtime.cpu_has_bfloat16", lambda: True)
