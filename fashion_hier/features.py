@@ -155,6 +155,7 @@ def train_head_on_features(config: TrainConfig, cache_dir: str | os.PathLike, *,
 
     from fashion_hier import train as training
     from fashion_hier.models import build_head_model
+    from fashion_hier.runtime import resolve_runtime
 
     cache = load_feature_cache(cache_dir)
     config = training._resolved(config)
@@ -182,7 +183,9 @@ def train_head_on_features(config: TrainConfig, cache_dir: str | os.PathLike, *,
         l2=config.model.l2, dropout=config.model.dropout, top_down=config.model.top_down,
         bottom_up=config.model.bottom_up)
     losses = training._weighted_losses(config, label_space, train_labels)
-    training._compile(head, config, losses, label_space, config.optimizer.learning_rate)
+    # float32 head: the cached features are float32 and the head is too small for mixed precision to pay
+    jit_compile, _ = resolve_runtime(config.training.jit_compile, "off")
+    training._compile(head, config, losses, label_space, config.optimizer.learning_rate, jit_compile)
     timer = _epoch_timer()
     head.fit(train_features, train_labels, validation_data=validation_data, batch_size=config.training.batch_size,
              epochs=config.training.epochs, shuffle=True, verbose=verbose,

@@ -1,0 +1,188 @@
+"""Feature cache: features equal the backbone's, extraction resumes, heads trained on features serve."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from fashion_hier.data import load_image, make_synthetic_catalog, read_catalog  # noqa: E402
+from fashion_hier.config import TrainConfig  # noqa: E402
+from fashion_hier.features import (  # noqa: E402
+    MANIFEST_FILE,
+    FeatureCacheMismatch,
+    extract_features,
+    load_feature_cache,
+    main,
+    predict_from_features,
+    scores_from_feature_cache,
+    train_head_on_features,
+)
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def catalog_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("catalog")
+    return make_synthetic_catalog(root, n=40, image_size=SIZE, seed=3), root / "images"
+
+
+@pytest.fixture(scope="module")
+def catalog(catalog_files):
+    return read_catalog(*catalog_files)
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    """A fixed random MobileNetV2: a weights file makes the backbone reproducible across builds."""
+    keras.utils.set_random_seed(7)
+    backbone = keras.applications.MobileNetV2(include_top=False, weights=None,
+                                              input_shape=(SIZE, SIZE, 3), pooling="avg")
+    path = tmp_path_factory.mktemp("weights") / "mobilenetv2.weights.h5"
+    backbone.save_weights(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def expected_features(catalog, weights_file):
+    """Oracle: keras.applications' own preprocess_input and pooled MobileNetV2, image by image."""
+    backbone = keras.applications.MobileNetV2(include_top=False, weights=str(weights_file),
+                                              input_shape=(SIZE, SIZE, 3), pooling="avg")
+    images = np.stack([load_image(p, (SIZE, SIZE)) for p in catalog.paths])
+    preprocessed = keras.applications.mobilenet_v2.preprocess_input(images.copy())
+    return np.asarray(backbone.predict_on_batch(preprocessed))
+
+
+def _extract(catalog, weights_file, cache_dir, **kwargs):
+    options = dict(backbone="mobilenetv2", weights=weights_file, image_size=(SIZE, SIZE),
+                   cache_dir=cache_dir, batch_size=8, progress=False)
+    return extract_features(catalog.paths, **{**options, **kwargs})
+
+
+@pytest.fixture(scope="module")
+def cache_dir(catalog, weights_file, tmp_path_factory):
+    cache_dir = tmp_path_factory.mktemp("cache")
+    _extract(catalog, weights_file, cache_dir)
+    return cache_dir
+
+
+def test_cached_features_equal_backbone_on_preprocessed_images(cache_dir, expected_features):
+    cache = load_feature_cache(cache_dir)
+    assert cache.features.shape == (40, 1280)
+    assert cache.features.dtype == np.float32
+    np.testing.assert_allclose(cache.features, expected_features, rtol=1e-4, atol=1e-4)
+    manifest = json.loads((cache_dir / MANIFEST_FILE).read_text())
+    assert manifest["rows_done"] == 40 and manifest["feature_dim"] == 1280
+
+
+def test_interrupted_extraction_resumes_without_recomputing_done_rows(catalog, weights_file,
+                                                                      expected_features, tmp_path):
+    partial = _extract(catalog, weights_file, tmp_path, max_batches=2)
+    assert json.loads((tmp_path / MANIFEST_FILE).read_text())["rows_done"] == 16
+    np.testing.assert_allclose(partial[:16], expected_features[:16], rtol=1e-4, atol=1e-4)
+    assert not partial[16:].any()
+    # Mark a finished row: a rerun that recomputed done rows would overwrite the mark.
+    marked = np.lib.format.open_memmap(tmp_path / "features.npy", mode="r+")
+    marked[5] = -7.0
+    marked.flush()
+    del marked
+    with pytest.raises(FeatureCacheMismatch, match="unfinished"):
+        load_feature_cache(tmp_path)
+
+    resumed = _extract(catalog, weights_file, tmp_path)
+
+    assert np.all(resumed[5] == -7.0)
+    keep = np.arange(40) != 5
+    np.testing.assert_allclose(resumed[keep], expected_features[keep], rtol=1e-4, atol=1e-4)
+
+
+def test_cache_made_for_other_images_or_size_is_refused_unless_overwritten(catalog, weights_file, tmp_path):
+    _extract(catalog, weights_file, tmp_path, max_batches=1)
+    with pytest.raises(FeatureCacheMismatch, match="paths_sha256"):
+        extract_features(catalog.paths[:-1], backbone="mobilenetv2", weights=weights_file,
+                         image_size=(SIZE, SIZE), cache_dir=tmp_path, progress=False)
+    with pytest.raises(FeatureCacheMismatch, match="image_size"):
+        _extract(catalog, weights_file, tmp_path, image_size=(48, 48))
+
+    redone = _extract(catalog, weights_file, tmp_path, image_size=(48, 48), overwrite=True, max_batches=1)
+
+    assert redone.shape == (40, 1280)
+    assert json.loads((tmp_path / MANIFEST_FILE).read_text())["image_size"] == [48, 48]
+
+
+def test_random_backbone_partial_cache_cannot_be_resumed(catalog, tmp_path):
+    options = dict(backbone="mobilenetv2", weights=None, image_size=(SIZE, SIZE), cache_dir=tmp_path,
+                   batch_size=8, progress=False)
+    extract_features(catalog.paths, max_batches=1, **options)
+    with pytest.raises(FeatureCacheMismatch, match="overwrite=True"):
+        extract_features(catalog.paths, **options)
+
+
+def test_empty_paths_and_missing_weights_file_are_named(tmp_path):
+    with pytest.raises(ValueError, match="paths is empty"):
+        extract_features([], cache_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="no_such.h5"):
+        extract_features(["a.jpg"], weights=tmp_path / "no_such.h5", cache_dir=tmp_path)
+
+
+
+def _config(catalog_files, weights_file, output_dir, **model) -> TrainConfig:
+    labels_csv, image_dir = catalog_files
+    return TrainConfig.from_dict({
+        "data": {"labels_csv": str(labels_csv), "image_dir": str(image_dir), "image_size": [SIZE, SIZE],
+                 "split": [0.6, 0.2, 0.2], "seed": 1},
+        "model": {"backbone": "mobilenetv2", "weights": str(weights_file), "units": 16, **model},
+        "training": {"epochs": 3, "batch_size": 8},
+        "output_dir": str(output_dir), "name": "head",
+    })
+
+
+def test_command_trains_head_whose_full_model_predicts_like_the_head_on_features(
+        catalog_files, weights_file, cache_dir, tmp_path, capsys):
+    from fashion_hier.predict import Predictor
+
+    config_yaml = _config(catalog_files, weights_file, tmp_path).to_yaml(tmp_path / "config.yaml")
+
+    assert main(["--config", str(config_yaml), "--cache", str(cache_dir), "--set", "training.epochs=2"]) == 0
+
+    run_dir = tmp_path / "head"
+    printed = capsys.readouterr().out
+    assert f"run: {run_dir}" in printed and "one head epoch on" in printed
+    for name in ("model.keras", "best.keras", "head.keras", "labels.json", "config.yaml", "history.csv",
+                 "features.json", "splits/train.csv", "splits/validation.csv", "splits/test.csv"):
+        assert (run_dir / name).is_file(), name
+    assert len(pd.read_csv(run_dir / "history.csv")) == 2
+    test_paths = pd.read_csv(run_dir / "splits" / "test.csv")["image_path"].astype(str).tolist()
+    cache = load_feature_cache(cache_dir)
+
+    on_images = Predictor.load(run_dir).predict_scores(test_paths, batch_size=8)
+    on_features = predict_from_features(run_dir, cache.features[cache.rows(test_paths)])
+    from_cache = scores_from_feature_cache(run_dir, test_paths)
+
+    for level in ("category", "subcategory", "attributes"):
+        np.testing.assert_allclose(on_images[level], on_features[level], rtol=1e-4, atol=1e-5)
+        np.testing.assert_array_equal(from_cache[level], on_features[level])
+
+
+def test_independent_head_without_weighting_trains_on_features(catalog_files, weights_file, cache_dir, tmp_path):
+    config = _config(catalog_files, weights_file, tmp_path, head="independent").with_overrides(
+        ["loss.weighting=none", "training.early_stopping_patience=0", "training.epochs=3"])
+
+    run_dir = train_head_on_features(config, cache_dir, verbose=0)
+
+    head = keras.saving.load_model(run_dir / "head.keras", compile=False)
+    assert head.name == "independent_head"
+    history = pd.read_csv(run_dir / "history.csv")
+    assert 1 <= len(history) <= 3 and "val_loss" in history.columns
+    # a cache is only used for the run it serves: other images are not silently scored
+    assert scores_from_feature_cache(run_dir, ["/not/in/the/cache.jpg"]) is None
+
+
+def test_cache_from_another_image_size_is_refused_for_training(catalog_files, weights_file, cache_dir, tmp_path):
+    config = _config(catalog_files, weights_file, tmp_path).with_overrides(["data.image_size=[48, 48]"])
+    with pytest.raises(FeatureCacheMismatch, match="image_size"):
+        train_head_on_features(config, cache_dir)
