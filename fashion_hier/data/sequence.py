@@ -1,0 +1,166 @@
+"""``FashionSequence``: batches of (images, {category, subcategory, attributes}) as a Keras PyDataset.
+
+Images are RGB float32 in 0..255 (the model preprocesses them itself), decoded and resized by
+``load_image``. Keras 3 does not reshuffle a PyDataset between epochs, so the Sequence does:
+the order of epoch ``e`` is a permutation drawn from ``(seed, e)``, and every image's
+augmentation seed from ``(seed, e, sample index)``, so a batch's content never depends on
+which worker built it or when.
+
+``LoaderInputs`` validates and holds what both loaders share (this Sequence and
+``make_dataset``'s tf.data pipeline), and builds a batch from sample indices.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import keras
+import numpy as np
+
+from fashion_hier.data.augment import apply, check_augment, sample_seeds
+from fashion_hier.data.images import check_resize, check_size, load_images
+from fashion_hier.labels import LEVELS
+
+
+@dataclass(frozen=True)
+class LoaderInputs:
+    """Validated loader arguments: paths, label and weight arrays aligned with them, image options."""
+
+    paths: np.ndarray                       # (N,) str
+    labels: dict[str, np.ndarray] | None    # level -> (N,) int32 or (N, K) float32
+    sample_weights: dict[str, np.ndarray] | None  # level -> (N,) float32
+    batch_size: int
+    image_size: tuple[int, int]
+    resize: str
+    augment: object
+    shuffle: bool
+    seed: int
+
+    @classmethod
+    def build(cls, paths, labels=None, *, sample_weights=None, batch_size=32, image_size=(224, 224),
+              resize="stretch", augment=None, shuffle=False, seed=0) -> LoaderInputs:
+        """Check every argument up front, with messages that name it, and normalise the arrays."""
+        if isinstance(paths, (str, os.PathLike)):
+            raise TypeError(f"paths must be a sequence of image paths, got the single path {os.fspath(paths)!r}")
+        paths = np.asarray([os.fspath(path) for path in paths], dtype=str)
+        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        check_augment(augment)
+        labels = _aligned(labels, "labels", len(paths))
+        if sample_weights is not None and labels is None:
+            raise ValueError("sample_weights were given without labels; pass labels too, or drop the weights")
+        sample_weights = _aligned(sample_weights, "sample_weights", len(paths), levels=labels, one_dim=True)
+        return cls(paths, labels, sample_weights, int(batch_size), check_size(image_size, "image_size"),
+                   check_resize(resize), augment, bool(shuffle), int(seed))
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def num_batches(self) -> int:
+        """Batches per epoch; the last, partial batch is kept."""
+        return math.ceil(len(self.paths) / self.batch_size)
+
+    def order(self, epoch: int) -> np.ndarray:
+        """Sample indices in the order of ``epoch``: a permutation seeded by (seed, epoch), or 0..N-1."""
+        if not self.shuffle:
+            return np.arange(len(self.paths))
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.paths))
+
+    def images(self, indices: np.ndarray, seeds: np.ndarray | None = None) -> np.ndarray:
+        """(B, h, w, 3) float32 images of ``indices``, augmented with one seed per image when augmenting."""
+        batch = load_images(self.paths[indices], self.image_size, resize=self.resize)
+        return apply(self.augment, batch, seeds) if self.augment is not None else batch
+
+    def targets(self, indices: np.ndarray) -> tuple:
+        """``()``, ``(labels,)`` or ``(labels, sample_weights)`` of ``indices``, each a dict by level."""
+        if self.labels is None:
+            return ()
+        labels = {level: values[indices] for level, values in self.labels.items()}
+        if self.sample_weights is None:
+            return (labels,)
+        return labels, {level: values[indices] for level, values in self.sample_weights.items()}
+
+
+def _aligned(arrays: Mapping[str, np.ndarray] | None, name: str, rows: int, *, levels=None,
+             one_dim: bool = False) -> dict[str, np.ndarray] | None:
+    """Check a {level: array} dict: known levels, one row per path; integer labels -> int32, others float32."""
+    if arrays is None:
+        return None
+    if not isinstance(arrays, Mapping) or not arrays:
+        raise TypeError(f"{name} must be a non-empty dict {{level: array}} with levels from {LEVELS}, "
+                        f"got {type(arrays).__name__}")
+    allowed = tuple(levels) if levels is not None else LEVELS
+    unknown = sorted(set(arrays) - set(allowed))
+    if unknown:
+        raise ValueError(f"{name} has keys {unknown}; expected keys among {list(allowed)}")
+    checked = {}
+    for level, values in arrays.items():
+        values = np.asarray(values)
+        if values.ndim == 0 or len(values) != rows:
+            length = "a scalar" if values.ndim == 0 else f"{len(values)} rows"
+            raise ValueError(f"{name}[{level!r}] has {length} but paths has {rows}; "
+                             "pass one row per image path, in the same order")
+        if one_dim and values.ndim != 1:
+            raise ValueError(f"{name}[{level!r}] must be one weight per sample, shape ({rows},), got {values.shape}")
+        integer = np.issubdtype(values.dtype, np.integer)
+        if not (integer or np.issubdtype(values.dtype, np.floating) or values.dtype == bool):
+            raise TypeError(f"{name}[{level!r}] must be numeric, got dtype {values.dtype}")
+        checked[level] = values.astype(np.int32 if integer and not one_dim else np.float32)
+    return checked
+
+
+class FashionSequence(keras.utils.PyDataset):
+    """Batches ``(images, labels[, sample_weights])`` (or images only when ``labels`` is None).
+
+    Args:
+        paths: image files, one per sample.
+        labels: ``{"category": (N,), "subcategory": (N,), "attributes": (N, A)}`` as from
+            ``LabelSpace.encode`` (any subset of the levels), or None for prediction.
+        sample_weights: optional ``{level: (N,)}`` per-sample loss weights.
+        augment: an albumentations transform taking float32 0..255 (``augment.training_preset``)
+            or None.
+        shuffle: reshuffle the samples every epoch, from ``seed``.
+        workers, use_multiprocessing, max_queue_size: Keras PyDataset options.
+    """
+
+    def __init__(self, paths: Sequence[str | os.PathLike], labels: Mapping[str, np.ndarray] | None = None, *,
+                 sample_weights: Mapping[str, np.ndarray] | None = None, batch_size: int = 32,
+                 image_size: int | Sequence[int] = (224, 224), resize: str = "stretch", augment=None,
+                 shuffle: bool = False, seed: int = 0, workers: int = 1, use_multiprocessing: bool = False,
+                 max_queue_size: int = 10):
+        super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
+        self.inputs = LoaderInputs.build(paths, labels, sample_weights=sample_weights, batch_size=batch_size,
+                                         image_size=image_size, resize=resize, augment=augment, shuffle=shuffle,
+                                         seed=seed)
+        self.epoch = 0  # on_epoch_end calls so far; set it to resume a run's shuffling at a later epoch
+
+    def __len__(self) -> int:
+        return self.inputs.num_batches()
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch index {index} out of range for {len(self)} batches")
+        size = self.inputs.batch_size
+        indices = self._order[index * size:(index + 1) * size]
+        seeds = sample_seeds(self.inputs.seed, self.epoch, indices) if self.inputs.augment is not None else None
+        images = self.inputs.images(indices, seeds)
+        targets = self.inputs.targets(indices)
+        return (images, *targets) if targets else images
+
+    def on_epoch_end(self) -> None:
+        """Move to the next epoch: new sample order (when shuffling) and new augmentation seeds."""
+        self.epoch += 1
+
+    @property
+    def epoch(self) -> int:
+        """The epoch whose order and augmentation seeds ``__getitem__`` uses."""
+        return self._epoch
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._epoch = int(value)
+        self._order = self.inputs.order(self._epoch)
