@@ -38,7 +38,7 @@ PATTERN_COLOUR = (245, 245, 245)  # stripes, dots and checks are near-white, so 
 PATTERNS = ("Solid", "Striped", "Dotted", "Checked")
 SEASONS = ("Spring", "Summer", "Fall", "Winter")
 USAGES = ("Casual", "Formal", "Sports", "Party")
-BACKGROUND_LEVELS = (110.0, 190.0)  # grey/beige backgrounds stay apart from every object colour and white
+BACKGROUND_LEVELS = (110.0, 180.0)  # grey/beige backgrounds stay apart from every object colour and white
 
 
 @dataclass(frozen=True)
@@ -213,7 +213,7 @@ def draw_product(article: Article, colour: str, pattern: str, image_size: int,
     opacity = _silhouette(article.shapes, to_pixels, center, size)
     fill = _pattern_fill(pattern, colour, to_pixels, center, size, rng)
     image = _background(size, rng) * (1.0 - opacity) + fill * opacity
-    image = cv2.GaussianBlur(image, (0, 0), sigmaX=rng.uniform(0.3, 1.0))
+    image = cv2.GaussianBlur(image, (0, 0), sigmaX=rng.uniform(0.2, 0.7))
     image += rng.normal(0.0, 3.0, image.shape).astype(np.float32)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
@@ -245,7 +245,7 @@ def _pattern_fill(pattern: str, colour: str, to_pixels: np.ndarray, center: np.n
     elif pattern == "Striped":
         marked = np.mod(v, 1.0) < 0.4
     elif pattern == "Dotted":
-        marked = (np.mod(u, 1.0) - 0.5) ** 2 + (np.mod(v, 1.0) - 0.5) ** 2 < 0.28 ** 2
+        marked = (np.mod(u, 1.0) - 0.5) ** 2 + (np.mod(v, 1.0) - 0.5) ** 2 < 0.32 ** 2
     elif pattern == "Checked":
         marked = (np.floor(u) + np.floor(v)) % 2 == 1
     else:
@@ -257,6 +257,6 @@ def _background(size: int, rng: np.random.Generator) -> np.ndarray:
     """(size, size, 3) float32: a grey-to-beige tone with a smooth random texture."""
     level = rng.uniform(*BACKGROUND_LEVELS)
     tint = np.array([1.0, 0.97, 0.9]) if rng.random() < 0.5 else np.ones(3)  # beige or neutral grey
-    texture = cv2.resize(rng.normal(0.0, 8.0, (4, 4)).astype(np.float32), (size, size),
+    texture = cv2.resize(rng.normal(0.0, 6.0, (4, 4)).astype(np.float32), (size, size),
                          interpolation=cv2.INTER_CUBIC)
     return ((level + texture)[:, :, None] * tint).astype(np.float32)
