@@ -136,7 +136,9 @@ class FashionSequence(keras.utils.PyDataset):
         self.inputs = LoaderInputs.build(paths, labels, sample_weights=sample_weights, batch_size=batch_size,
                                          image_size=image_size, resize=resize, augment=augment, shuffle=shuffle,
                                          seed=seed)
-        self.epoch = 0  # on_epoch_end calls so far; set it to resume a run's shuffling at a later epoch
+        # on_epoch_end calls so far. Keras's fit calls it once before its first epoch too, so fit's
+        # epoch k reads epoch k + 1; setting epoch = initial_epoch before a resumed fit repeats that.
+        self.epoch = 0
 
     def __len__(self) -> int:
         return self.inputs.num_batches()
