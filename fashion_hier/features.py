@@ -44,10 +44,10 @@ class FeatureCache:
     manifest: dict
 
     def rows(self, paths: Sequence[str], *, source: str = "paths") -> np.ndarray:
-        """Row index of each path; a clear error names the paths the cache does not hold."""
+        """Row index of each path (compared as real paths); a clear error names paths the cache lacks."""
         import pandas as pd
 
-        index = pd.Index(self.paths).get_indexer([str(p) for p in paths])
+        index = pd.Index(_real_paths(self.paths)).get_indexer(_real_paths(paths))
         missing = [str(p) for p, i in zip(paths, index) if i < 0]
         if missing:
             raise FeatureCacheMismatch(
@@ -55,6 +55,11 @@ class FeatureCache:
                 f"(e.g. {missing[:3]}); extract features for this catalogue, e.g. "
                 f"'fashion-hier features --config CFG --cache NEW_DIR'")
         return index
+
+
+def _real_paths(paths: Sequence[str]) -> list[str]:
+    """Symlinks and relative parts resolved, so one file has one name in lookups."""
+    return [os.path.realpath(str(p)) for p in paths]
 
 
 def weights_identity(weights: str | os.PathLike | None) -> dict:
@@ -358,6 +363,20 @@ def default_cache_dir(config: TrainConfig, paths: Sequence[str]) -> Path:
     return Path(config.output_dir) / "features" / f"{config.model.backbone}_{height}x{width}_{digest}"
 
 
+def _cache_covers(cache_dir: Path, config: TrainConfig, paths: Sequence[str]) -> bool:
+    """Whether ``cache_dir`` is a complete cache for ``config``'s backbone and size holding all of ``paths``.
+
+    Lets one cache of a whole image folder serve every label mapping of that catalogue.
+    """
+    try:
+        cache = load_feature_cache(cache_dir)
+        _check_cache_serves(cache, config)
+        cache.rows(paths)
+    except (FileNotFoundError, FeatureCacheMismatch):
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     """``fashion-hier features --config cfg.yaml | --run DIR [--set k=v] [--cache DIR] [--overwrite]``."""
     parser = parser or argparse.ArgumentParser(prog="fashion-hier features",
@@ -383,10 +402,13 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
         catalog = _read_catalog(config)
         print(catalog.report)
         cache_dir = Path(args.cache) if args.cache else default_cache_dir(config, catalog.paths)
-        extract_features(catalog.paths, backbone=config.model.backbone, weights=config.model.weights,
-                         image_size=tuple(config.data.image_size), resize=config.data.resize, cache_dir=cache_dir,
-                         batch_size=args.batch_size, overwrite=args.overwrite_cache)
-        print(f"features cached in {cache_dir}")
+        if not args.overwrite_cache and _cache_covers(cache_dir, config, catalog.paths):
+            print(f"using the feature cache {cache_dir}: it holds every image of the catalogue")
+        else:
+            extract_features(catalog.paths, backbone=config.model.backbone, weights=config.model.weights,
+                             image_size=tuple(config.data.image_size), resize=config.data.resize,
+                             cache_dir=cache_dir, batch_size=args.batch_size, overwrite=args.overwrite_cache)
+            print(f"features cached in {cache_dir}")
         if not args.extract_only:
             run_dir = train_head_on_features(config, cache_dir, overwrite=args.overwrite)
             print(f"run: {run_dir}")

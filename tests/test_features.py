@@ -136,7 +136,7 @@ def _config(catalog_files, weights_file, output_dir, **model) -> TrainConfig:
         "data": {"labels_csv": str(labels_csv), "image_dir": str(image_dir), "image_size": [SIZE, SIZE],
                  "split": [0.6, 0.2, 0.2], "seed": 1},
         "model": {"backbone": "mobilenetv2", "weights": str(weights_file), "units": 16, **model},
-        "training": {"epochs": 3, "batch_size": 8},
+        "training": {"epochs": 3, "batch_size": 8, "run_eagerly": True},
         "output_dir": str(output_dir), "name": "head",
     })
 
@@ -168,17 +168,26 @@ def test_command_trains_head_whose_full_model_predicts_like_the_head_on_features
         np.testing.assert_array_equal(from_cache[level], on_features[level])
 
 
-def test_independent_head_without_weighting_trains_on_features(catalog_files, weights_file, cache_dir, tmp_path):
-    config = _config(catalog_files, weights_file, tmp_path, head="independent").with_overrides(
-        ["loss.weighting=none", "training.early_stopping_patience=0", "training.epochs=3"])
+def test_cache_of_a_larger_catalogue_serves_a_subset_without_extracting(
+        catalog_files, weights_file, cache_dir, tmp_path, capsys):
+    labels_csv, image_dir = catalog_files
+    subset_csv = tmp_path / "subset.csv"
+    pd.read_csv(labels_csv).iloc[:30].to_csv(subset_csv, index=False)
+    config = _config((subset_csv, image_dir), weights_file, tmp_path, head="independent")
+    config_yaml = config.with_overrides(["loss.weighting=none", "training.early_stopping_patience=0"]).to_yaml(
+        tmp_path / "config.yaml")
+    manifest_before = (cache_dir / MANIFEST_FILE).read_text()
 
-    run_dir = train_head_on_features(config, cache_dir, verbose=0)
+    assert main(["--config", str(config_yaml), "--cache", str(cache_dir)]) == 0
 
-    head = keras.saving.load_model(run_dir / "head.keras", compile=False)
-    assert head.name == "independent_head"
+    assert "holds every image of the catalogue" in capsys.readouterr().out
+    assert (cache_dir / MANIFEST_FILE).read_text() == manifest_before
+    run_dir = tmp_path / "head"
+    assert keras.saving.load_model(run_dir / "head.keras", compile=False).name == "independent_head"
     history = pd.read_csv(run_dir / "history.csv")
     assert 1 <= len(history) <= 3 and "val_loss" in history.columns
-    # a cache is only used for the run it serves: other images are not silently scored
+    assert len(pd.read_csv(run_dir / "splits" / "train.csv")) + len(pd.read_csv(run_dir / "splits" / "test.csv")) < 30
+    # images outside the run's cache are not silently scored from it
     assert scores_from_feature_cache(run_dir, ["/not/in/the/cache.jpg"]) is None
 
 
