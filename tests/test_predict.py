@@ -190,19 +190,17 @@ def test_loaded_run_predicts_what_the_trained_model_predicts(run_dir):
     np.testing.assert_array_equal(predictor.thresholds, np.full(predictor.label_space.num_attributes, 0.75))
 
 
-def test_cli_shards_write_the_same_rows_as_one_pass(run_dir, tmp_path):
+def test_cli_writes_one_consistent_row_per_image(run_dir, tmp_path):
+    # sharding over the CLI is covered by tests/test_predict_shards.py
     images = run_dir / "splits" / "test.csv"
-    assert main(["--run", str(run_dir), "--images", str(images), "--out", str(tmp_path / "all.csv"),
-                 "--batch-size", "4", "--no-progress"]) == 0
-    for index in range(2):
-        assert main(["--run", str(run_dir), "--images", str(images), "--out", str(tmp_path / f"part{index}.csv"),
-                     "--shard", f"{index}/2", "--no-progress", "--consistent"]) == 0
-    whole = pd.read_csv(tmp_path / "all.csv")
-    parts = pd.concat([pd.read_csv(tmp_path / f"part{index}.csv") for index in range(2)])
-    assert list(whole.columns) == list(PREDICTION_COLUMNS)
-    assert sorted(parts["image_path"]) == sorted(whole["image_path"]) == list_images(images)
+    out = tmp_path / "predictions.csv"
+    assert main(["--run", str(run_dir), "--images", str(images), "--out", str(out),
+                 "--batch-size", "4", "--consistent", "--no-progress"]) == 0
+    table = pd.read_csv(out)
+    assert list(table.columns) == list(PREDICTION_COLUMNS)
+    assert table["image_path"].tolist() == list_images(images)
     labels = LabelSpace.load(run_dir / "labels.json")
-    assert all(labels.parents[s] == c for c, s in zip(parts["category"], parts["subcategory"]))
+    assert all(labels.parents[s] == c for c, s in zip(table["category"], table["subcategory"]))
 
 
 def test_cli_reports_a_missing_run(tmp_path, capsys):
