@@ -130,7 +130,8 @@ def test_unreadable_file_raises_image_read_error_naming_it(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(ImageReadError, match="broken.jpg") as error:
         load_image(path, (8, 8))
-    assert isinstance(error.value, OSError) and error.value.filename == str(path)
+    assert isinstance(error.value, OSError) and error.value.path == str(path)
+    assert str(error.value) == f"cannot read image {path}: {error.value.reason}" and error.value.reason
 
 
 def test_missing_file_raises_image_read_error_naming_it(tmp_path):

@@ -12,6 +12,7 @@ pipeline augment the same way and results do not depend on which worker ran firs
 from __future__ import annotations
 
 import copy
+import random
 from typing import Sequence
 
 import albumentations as A
@@ -65,8 +66,10 @@ def apply(augment, images: np.ndarray, seeds: Sequence[int]) -> np.ndarray:
     augment = copy.deepcopy(augment)
     out = np.empty_like(images, dtype=np.float32)
     for row, (image, seed) in enumerate(zip(images, seeds)):
-        if hasattr(augment, "set_random_seed"):
-            augment.set_random_seed(int(seed))
+        if hasattr(augment, "set_random_state"):
+            # one generator shared by all transforms; Compose.set_random_seed would give each transform
+            # its own generator with the same seed, so they would all fire (or not) together
+            augment.set_random_state(np.random.default_rng(int(seed)), random.Random(int(seed)))
         result = augment(image=image)["image"]
         if result.shape != image.shape:
             raise ValueError(f"augmentation changed the image shape from {image.shape} to {result.shape}; "

@@ -28,9 +28,10 @@ class ImageReadError(OSError):
     """An image file that is missing, empty, not an image, or of an unsupported pixel format."""
 
     def __init__(self, path: str | os.PathLike, reason: str):
-        super().__init__(f"cannot read image {os.fspath(path)}: {reason}")
-        self.filename = os.fspath(path)
+        # the path is kept in ``path``, not OSError's ``filename``, whose str() would hide the message
+        self.path = str(os.fspath(path))
         self.reason = reason
+        super().__init__(f"cannot read image {self.path}: {reason}")
 
 
 def check_size(size: int | Sequence[int], name: str = "size") -> tuple[int, int]:
