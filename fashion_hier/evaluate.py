@@ -4,7 +4,8 @@
 ``metrics.json``, ``metrics.md``, ``per_class_<level>.csv``, ``predictions.npz`` and ``plots/``
 into the run (or ``--out``). Labels the model never saw are counted and reported, not fatal.
 ``--tune-thresholds`` first fits one attribute threshold per label on the validation split and
-saves them as ``RUN/thresholds.json``, which the ``Predictor`` then uses too.
+saves them as ``RUN/thresholds.json``, which the ``Predictor`` then uses too. A head-only run
+(``fashion-hier features``) is scored from its feature cache when the cache holds every image.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from fashion_hier import metrics, plots
+from fashion_hier.features import RUN_FEATURES_FILE, scores_from_feature_cache
 from fashion_hier.labels import LEVELS, LabelSpace
 from fashion_hier.predict import DEFAULT_THRESHOLD, Predictor
 from fashion_hier.thresholds import THRESHOLDS_FILE, load_thresholds, save_thresholds
@@ -32,6 +34,7 @@ SAMPLE_IMAGES = 12
 PR_TOP_LABELS = 5
 SAMPLE_IMAGE_SIZE = (128, 128)
 TABLE_COLUMNS = ("OP", "OR", "OF1", "P@k", "R@k", "F1@k", "AP")
+FEATURE_CHECKPOINTS = ("model.keras", "best.keras")  # a head-only run saves its head in both (and head.keras)
 
 
 @dataclass
@@ -107,12 +110,12 @@ def attribute_thresholds(run_dir: Path, label_space: LabelSpace) -> tuple[np.nda
 
 def tune_run_thresholds(
     predictor: Predictor, run_dir: Path, *, floor: float = DEFAULT_FLOOR, cap: float = DEFAULT_CAP,
-    batch_size: int = 32, progress: bool = True,
+    batch_size: int = 32, progress: bool = True, checkpoint: str = "model.keras",
 ) -> np.ndarray:
     """Fit one threshold per attribute on the validation split and save them in the run."""
     data = prepare(read_split(run_dir, "validation"), predictor.label_space, f"{run_dir}/splits/validation.csv")
     _check_not_empty(data)
-    scores = _scores(predictor, data, batch_size, progress)
+    scores, _ = _scores(predictor, data, batch_size, progress, run_dir, checkpoint)
     thresholds = metrics.tune_thresholds(data.targets["attributes"], scores["attributes"], floor=floor, cap=cap)
     save_thresholds(run_dir / THRESHOLDS_FILE, thresholds, predictor.label_space.attributes,
                     floor=floor, cap=cap, split="validation")
@@ -120,10 +123,23 @@ def tune_run_thresholds(
 
 
 # ---- evaluation -----------------------------------------------------------------------------
-def _scores(predictor: Predictor, data: EvaluationData, batch_size: int, progress: bool) -> dict[str, np.ndarray]:
+def _scores(predictor: Predictor, data: EvaluationData, batch_size: int, progress: bool,
+            run_dir: Path | None = None, checkpoint: str = "model.keras") -> tuple[dict[str, np.ndarray], str]:
+    """Scores per level and where they came from: the run's feature cache when it holds every image, else images.
+
+    A head trained on cached features (``fashion-hier features``) is scored on those features: the same
+    numbers as its full model on the images, without a second backbone pass (minutes on a CPU).
+    """
     paths = data.frame["image_path"].astype(str).tolist()
-    scores = predictor.predict_scores(paths, batch_size=batch_size, progress=progress)
-    return {level: np.asarray(scores[level], dtype=np.float32) for level in LEVELS}
+    scores = None
+    if run_dir is not None and checkpoint in FEATURE_CHECKPOINTS:
+        scores = scores_from_feature_cache(run_dir, paths)
+    source = "images"
+    if scores is None:
+        scores = predictor.predict_scores(paths, batch_size=batch_size, progress=progress)
+    else:
+        source = "feature cache " + json.loads((run_dir / RUN_FEATURES_FILE).read_text(encoding="utf-8"))["cache_dir"]
+    return {level: np.asarray(scores[level], dtype=np.float32) for level in LEVELS}, source
 
 
 def evaluate_run(
@@ -150,13 +166,16 @@ def evaluate_run(
         raise FileNotFoundError(f"run directory {run_dir} does not exist; pass the folder that train wrote")
     if (labels_csv is None) != (image_dir is None):
         raise ValueError("pass labels_csv and image_dir together (a labelled CSV and its image folder), or neither")
+    if tune_thresholds and not 0.0 <= floor <= cap <= 1.0:
+        raise ValueError(f"threshold bounds must satisfy 0 <= floor <= cap <= 1, got floor={floor}, cap={cap}")
     out_dir = Path(out_dir) if out_dir is not None else run_dir
     out_dir.mkdir(parents=True, exist_ok=True)
 
     predictor = Predictor.load(run_dir, checkpoint=checkpoint)
     label_space = predictor.label_space
     if tune_thresholds:
-        tune_run_thresholds(predictor, run_dir, floor=floor, cap=cap, batch_size=batch_size, progress=progress)
+        tune_run_thresholds(predictor, run_dir, floor=floor, cap=cap, batch_size=batch_size, progress=progress,
+                            checkpoint=checkpoint)
     thresholds, threshold_source = attribute_thresholds(run_dir, label_space)
 
     if labels_csv is not None:
@@ -164,7 +183,7 @@ def evaluate_run(
     else:
         data = prepare(read_split(run_dir, split), label_space, str(run_dir / "splits" / f"{split}.csv"))
     _check_not_empty(data)
-    scores = _scores(predictor, data, batch_size, progress)
+    scores, scored_from = _scores(predictor, data, batch_size, progress, run_dir, checkpoint)
 
     report = metrics.hierarchical_report(data.targets, scores, parents=label_space.parent_index, threshold=thresholds)
     result = {
@@ -180,7 +199,8 @@ def evaluate_run(
             "attributes": {name: float(t) for name, t in zip(label_space.attributes, thresholds)},
         },
         "checkpoint": str(run_dir / checkpoint),
-        "data": {"source": data.source, "split": None if labels_csv is not None else split, "rows_read": data.rows_read},
+        "data": {"source": data.source, "split": None if labels_csv is not None else split, "rows_read": data.rows_read,
+                 "scored_from": scored_from},
     }
     write_report(out_dir, result, data, scores, thresholds, predictor)
     print(markdown_table(result))
@@ -330,7 +350,7 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
     """``fashion-hier evaluate`` / ``python -m fashion_hier.evaluate``."""
     parser = parser or argparse.ArgumentParser(prog="python -m fashion_hier.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, type=Path, help="run directory written by fashion-hier train")
-    parser.add_argument("--split", default="test", choices=SPLITS, help="saved split to evaluate (default: test)")
+    parser.add_argument("--split", choices=SPLITS, help="saved split to evaluate (default: test)")
     parser.add_argument("--labels", type=Path, help="a new labelled CSV to evaluate instead of a saved split")
     parser.add_argument("--images", type=Path, help="image folder for --labels")
     parser.add_argument("--out", type=Path, help="where to write the report (default: the run directory)")
@@ -344,10 +364,12 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
     args = parser.parse_args(argv)
     if (args.labels is None) != (args.images is None):
         parser.error("--labels and --images go together: a labelled CSV and the folder of its images")
+    if args.labels is not None and args.split is not None:
+        parser.error("--split names a saved split of the run; with --labels the CSV is evaluated instead — pass one")
     if (args.floor is not None or args.cap is not None) and not args.tune_thresholds:
         parser.error("--floor and --cap bound threshold tuning; add --tune-thresholds")
     evaluate_run(
-        args.run, split=args.split, labels_csv=args.labels, image_dir=args.images, out_dir=args.out,
+        args.run, split=args.split or "test", labels_csv=args.labels, image_dir=args.images, out_dir=args.out,
         tune_thresholds=args.tune_thresholds, checkpoint=args.checkpoint,
         floor=DEFAULT_FLOOR if args.floor is None else args.floor, cap=DEFAULT_CAP if args.cap is None else args.cap,
         batch_size=args.batch_size, progress=not args.no_progress,

@@ -218,5 +218,21 @@ def test_bad_arguments_get_clear_errors(evaluated, tmp_path):
     (empty_run / "splits").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match=r"splits/validation.csv does not exist"):
         evaluate.read_split(empty_run, "validation")
-    with pytest.raises(SystemExit):
-        evaluate.main(["--run", str(run_dir), "--floor", "0.1"])  # --floor without --tune-thresholds
+    with pytest.raises(ValueError, match="0 <= floor <= cap <= 1, got floor=0.9, cap=0.2"):
+        evaluate.evaluate_run(run_dir, tune_thresholds=True, floor=0.9, cap=0.2)
+    for argv in (["--floor", "0.1"],                                   # bounds without --tune-thresholds
+                 ["--labels", "x.csv"],                                # labels without images
+                 ["--labels", "x.csv", "--images", ".", "--split", "validation"]):
+        with pytest.raises(SystemExit):
+            evaluate.main(["--run", str(run_dir), *argv])
+
+
+def test_a_catalogue_with_no_known_row_is_refused_with_the_unseen_labels(evaluated):
+    run_dir, _, _ = evaluated
+    label_space = LabelSpace.load(run_dir / "labels.json")
+    frame = pd.DataFrame({"id": ["1", "2"], "subCategory": ["Jewellery", "Jewellery"], "articleType": ["Rings", "Rings"],
+                          "season": ["Summer", None], "usage": [None, None], "image_path": ["a.jpg", "b.jpg"]})
+    data = evaluate.prepare(frame, label_space, "new.csv")
+    assert data.unseen_labels["category"] == {"Jewellery": 2} and data.rows_dropped == 2
+    with pytest.raises(ValueError, match=r"new.csv: none of its 2 rows .*Jewellery.*nothing to evaluate"):
+        evaluate._check_not_empty(data)
