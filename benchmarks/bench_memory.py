@@ -1,12 +1,15 @@
 """Peak resident memory of a short training run and of ``fashion-hier predict`` over N images.
 
-Each measurement is a fresh process (``python -m fashion_hier.train`` / ``python -m
-fashion_hier.predict``), and its peak RSS is the child's ``ru_maxrss`` from ``os.wait4``, so the
-figures do not include this process. Prediction must stream: peak memory over 10,000 images
-should equal that over 1,000 (``--quick``: 1,000 vs 100). The prediction run is an untrained
-MobileNetV2 at 64 px (memory does not depend on the weights; a ResNet-50 at 224 px would need
-minutes for 10,000 images on 2 cores); the training run is the paper's model (ResNet-50,
-weights=None, 224 px, batch 16) for one epoch of a small synthetic catalogue.
+Each measurement is a fresh process running ``fashion_hier.train`` / ``fashion_hier.predict`` as
+``python -m`` would, and its peak RSS is the child's own ``VmHWM`` (Linux ``/proc/self/status``),
+written when it exits. Not ``ru_maxrss``: Linux carries the parent's high-water mark over
+``fork``/``exec`` into the child's ``ru_maxrss``, so it would report this (large) process instead.
+
+Prediction must stream: peak memory over 10,000 images should equal that over 1,000 (``--quick``:
+1,000 vs 100). The prediction run is an untrained MobileNetV2 at 64 px (memory does not depend on
+the weights; a ResNet-50 at 224 px would need minutes for 10,000 images on 2 cores). The training
+run (skipped by ``--quick``) is the paper's model (ResNet-50, weights=None, 224 px, batch 16) for
+one epoch of a 120-image synthetic catalogue.
 
 ``run()`` is the entry point for ``benchmarks/run.py``; its key names are stable.
 """
@@ -31,20 +34,34 @@ import numpy as np  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PREDICT_PX = 64
+# ``python -c PEAK_PROBE module args...``: run ``module`` as ``python -m`` does, then write VmHWM (kB).
+PEAK_PROBE = """
+import atexit, os, runpy, sys
+def write_peak():
+    with open("/proc/self/status") as status:
+        kilobytes = next(line.split()[1] for line in status if line.startswith("VmHWM"))
+    with open(os.environ["FASHION_HIER_PEAK_FILE"], "w") as out:
+        out.write(kilobytes)
+atexit.register(write_peak)
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
 
 
-def child_peak_rss_mb(command: list[str]) -> tuple[float, float]:
-    """(peak RSS in MB, seconds) of ``command`` run to completion; a failure raises with its output."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    start = time.perf_counter()
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        if process.returncode != 0:
-            log.seek(0)
-            raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{log.read().decode()[-3000:]}")
-    return usage.ru_maxrss / 1024, time.perf_counter() - start  # kilobytes on Linux
+def module_peak_rss_mb(module: str, arguments: list[str]) -> tuple[float, float]:
+    """(peak RSS in MB, seconds) of ``python -m module arguments`` in a fresh process; a failure raises."""
+    with tempfile.TemporaryDirectory() as folder:
+        peak_file = Path(folder) / "peak_kb"
+        env = {**os.environ, "FASHION_HIER_PEAK_FILE": str(peak_file),
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", PEAK_PROBE, module, *arguments], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        seconds = time.perf_counter() - start
+        if done.returncode != 0 or not peak_file.exists():
+            raise RuntimeError(f"python -m {module} {' '.join(arguments)} failed ({done.returncode}):\n"
+                               f"{done.stdout[-3000:]}")
+        return int(peak_file.read_text()) / 1024, seconds
 
 
 def write_prediction_run(run_dir: Path, seed: int) -> Path:
@@ -77,25 +94,23 @@ def write_image_folder(folder: Path, count: int, seed: int) -> Path:
     return folder
 
 
-def training_peak_rss_mb(root: Path, *, quick: bool, seed: int) -> tuple[float, float]:
+def training_peak_rss_mb(root: Path, *, seed: int) -> tuple[float, float]:
     """Peak RSS of ``fashion-hier train`` for one epoch on a small synthetic catalogue."""
     from fashion_hier.config import TrainConfig
     from fashion_hier.data import make_synthetic_catalog
 
-    labels_csv = make_synthetic_catalog(root / "catalogue", n=60 if quick else 120, image_size=64, seed=seed)
-    model = (["model.backbone=mobilenetv2", "data.image_size=[64, 64]", "model.units=64"] if quick
-             else ["model.backbone=resnet50", "data.image_size=[224, 224]"])
+    labels_csv = make_synthetic_catalog(root / "catalogue", n=120, image_size=64, seed=seed)
     config = TrainConfig().with_overrides([
         f"data.labels_csv={labels_csv}", f"data.image_dir={labels_csv.parent / 'images'}", "model.weights=null",
-        *model, "training.epochs=1", "training.batch_size=16", f"output_dir={root / 'runs'}", "name=memory",
+        "model.backbone=resnet50", "data.image_size=[224, 224]", "training.epochs=1", "training.batch_size=16", f"output_dir={root / 'runs'}", "name=memory",
     ])
     config_path = config.to_yaml(root / "train.yaml")
-    return child_peak_rss_mb([sys.executable, "-m", "fashion_hier.train", "--config", str(config_path)])
+    return module_peak_rss_mb("fashion_hier.train", ["--config", str(config_path)])
 
 
 def predict_peak_rss_mb(run_dir: Path, images: Path, out_csv: Path) -> tuple[float, float]:
-    return child_peak_rss_mb([sys.executable, "-m", "fashion_hier.predict", "--run", str(run_dir), "--images",
-                              str(images), "--out", str(out_csv), "--batch-size", "64", "--no-progress"])
+    return module_peak_rss_mb("fashion_hier.predict", ["--run", str(run_dir), "--images", str(images), "--out",
+                                                       str(out_csv), "--batch-size", "64", "--no-progress"])
 
 
 def run(quick: bool = False, seed: int = 0) -> dict:
@@ -104,7 +119,8 @@ def run(quick: bool = False, seed: int = 0) -> dict:
     figures: dict[str, float | int] = {}
     root = Path(tempfile.mkdtemp(prefix="fashion_hier_bench_memory_"))
     try:
-        figures["train_peak_rss_mb"], figures["train_seconds"] = training_peak_rss_mb(root, quick=quick, seed=seed)
+        if not quick:  # a training process alone takes about a minute on 2 cores
+            figures["train_peak_rss_mb"], figures["train_seconds"] = training_peak_rss_mb(root, seed=seed)
         run_dir = write_prediction_run(root / "predict_run", seed)
         for name, count in (("small", small), ("large", large)):
             folder = write_image_folder(root / f"images_{count}", count, seed)
@@ -121,7 +137,7 @@ def run(quick: bool = False, seed: int = 0) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a tiny training run; predict over 100 vs 1,000 images")
+    parser.add_argument("--quick", action="store_true", help="no training run; predict over 100 vs 1,000 images")
     args = parser.parse_args(argv)
     for key, value in run(quick=args.quick).items():
         print(f"{key:<45} {value:>10.4g}" if isinstance(value, float) else f"{key:<45} {value:>10}")

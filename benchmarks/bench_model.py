@@ -40,12 +40,12 @@ def gflop_per_image(image_px: int, *, training: bool) -> float:
     return GFLOP_FORWARD_224 * (image_px / 224) ** 2 * (TRAINING_STEP_FACTOR if training else 1.0)
 
 
-def matmul_gflops(n: int = 4096, repeats: int = 10) -> float:
-    """GFLOP/s of an n x n float32 ``tf.matmul`` (best of ``repeats`` after one warm-up)."""
+def matmul_gflops(n: int = 4096, repeats: int = 10, dtype: str = "float32") -> float:
+    """GFLOP/s of an n x n ``tf.matmul`` (best of ``repeats`` after one warm-up)."""
     import tensorflow as tf
 
-    a = tf.random.stateless_normal((n, n), seed=(0, 1))
-    b = tf.random.stateless_normal((n, n), seed=(0, 2))
+    a = tf.cast(tf.random.stateless_normal((n, n), seed=(0, 1)), dtype)
+    b = tf.cast(tf.random.stateless_normal((n, n), seed=(0, 2)), dtype)
     tf.matmul(a, b).numpy()
     best = float("inf")
     for _ in range(repeats):
@@ -53,6 +53,13 @@ def matmul_gflops(n: int = 4096, repeats: int = 10) -> float:
         tf.matmul(a, b).numpy()  # .numpy() waits for the result
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
+
+
+def _settings(variant: str) -> tuple[bool, str]:
+    """(jit_compile, policy) of a variant name: a key of VARIANTS, or "<policy>[_xla]"."""
+    if variant in VARIANTS:
+        return VARIANTS[variant]
+    return variant.endswith("_xla"), variant.removesuffix("_xla")
 
 
 def _random_batch(batch_size: int, image_px: int, seed: int) -> tuple[np.ndarray, dict]:
@@ -98,7 +105,7 @@ def training_images_per_second(image_px: int, batch_size: int, *, variant: str =
     """Images/s of ``train_on_batch`` (forward, backward, Adam update) after ``warmup`` steps."""
     import keras
 
-    jit_compile, mixed_precision = VARIANTS[variant]
+    jit_compile, mixed_precision = _settings(variant)
     model = _compiled_model(image_px, jit_compile=jit_compile, mixed_precision=mixed_precision, seed=seed)
     images, labels = _random_batch(batch_size, image_px, seed)
     rate = _images_per_second(lambda: model.train_on_batch(images, labels), batch_size, warmup=warmup, steps=steps)
@@ -111,7 +118,7 @@ def inference_images_per_second(image_px: int, batch_size: int, *, variant: str 
     """Images/s of ``predict_on_batch`` (the compiled predict function) after ``warmup`` batches."""
     import keras
 
-    jit_compile, mixed_precision = VARIANTS[variant]
+    jit_compile, mixed_precision = _settings(variant)
     model = _compiled_model(image_px, jit_compile=jit_compile, mixed_precision=mixed_precision, seed=seed)
     images, _ = _random_batch(batch_size, image_px, seed)
     rate = _images_per_second(lambda: model.predict_on_batch(images), batch_size, warmup=warmup, steps=steps)
@@ -119,10 +126,19 @@ def inference_images_per_second(image_px: int, batch_size: int, *, variant: str 
     return rate
 
 
+def default_variant() -> str:
+    """The variant that ``training.jit_compile/mixed_precision: auto`` picks on this device."""
+    from fashion_hier.runtime import resolve_runtime
+
+    jit_compile, policy = resolve_runtime("auto", "auto")
+    names = {(jit, name): variant for variant, (jit, name) in VARIANTS.items()}
+    return names.get((jit_compile, policy), f"{policy}{'_xla' if jit_compile else ''}")
+
+
 def _plan(quick: bool) -> tuple[list, list]:
-    """(training settings, inference settings) as (px, batch, variant); the quick plan skips most."""
+    """(training settings, inference settings) as (px, batch, variant); the quick plan: the default only."""
     if quick:
-        return [(224, 16, "fp32"), (224, 16, "bf16")], [(224, 16, "fp32"), (224, 16, "bf16")]
+        return [(224, 16, default_variant())], [(224, 16, default_variant())]
     training = [(224, 16, v) for v in VARIANTS] + [(224, 32, "fp32"), (224, 32, "bf16"),
                                                    (128, 16, "fp32"), (128, 16, "bf16"),
                                                    (128, 32, "fp32"), (128, 32, "bf16")]
@@ -132,8 +148,10 @@ def _plan(quick: bool) -> tuple[list, list]:
 
 def run(quick: bool = False, seed: int = 0) -> dict:
     """Matmul GFLOP/s, then images/s and fraction of the matmul rate per setting (see the module docstring)."""
-    steps = {"warmup": 1, "steps": 2} if quick else {"warmup": 2, "steps": 4}
+    steps = {"warmup": 1, "steps": 2} if quick else {"warmup": 1, "steps": 3}
     figures: dict[str, float | int | str] = {"matmul_gflops": matmul_gflops(repeats=3 if quick else 10)}
+    if not quick:  # context for the bfloat16 figures, whose fractions are of the float32 rate
+        figures["matmul_bfloat16_gflops"] = matmul_gflops(dtype="bfloat16")
     training, inference = _plan(quick)
     for kind, settings, measure in (("train", training, training_images_per_second),
                                     ("infer", inference, inference_images_per_second)):
@@ -149,7 +167,7 @@ def run(quick: bool = False, seed: int = 0) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="224 px batch 16 only, fewer steps")
+    parser.add_argument("--quick", action="store_true", help="224 px batch 16 with the device's default settings only, fewer steps")
     args = parser.parse_args(argv)
     for key, value in run(quick=args.quick).items():
         print(f"{key:<45} {value:>10.4g}" if isinstance(value, float) else f"{key:<45} {value:>10}")

@@ -40,21 +40,12 @@ INFERENCE_TARGET = 0.8      # fraction of the matmul rate
 TRAINING_TARGET = 0.6
 
 
-def default_variant() -> str:
-    """The bench_model variant that ``training.jit_compile/mixed_precision: auto`` picks on this device."""
-    from fashion_hier.runtime import resolve_runtime
-
-    jit_compile, policy = resolve_runtime("auto", "auto")
-    return {(False, "float32"): "fp32", (True, "float32"): "xla", (False, "mixed_bfloat16"): "bf16",
-            (True, "mixed_bfloat16"): "bf16_xla"}.get((jit_compile, policy), f"{policy}_xla" if jit_compile else policy)
-
-
 def ratios_and_targets(figures: dict) -> tuple[dict, dict]:
     """The ratios the targets speak of, and whether each target is met (None: not measured)."""
     loader, model = figures.get("loader", {}), figures.get("model", {})
     ratios: dict[str, float | str | None] = {}
     targets: dict[str, bool | None] = {}
-    variant = default_variant()
+    variant = bench_model.default_variant()
     ratios["default_variant"] = variant
     reference = model.get(f"train_224px_b16_{variant}_images_per_s")
     ratios["train_224px_reference_images_per_s"] = reference
