@@ -1,7 +1,7 @@
 """The `fashion-hier` command: one sub-command per module, each module owning its own arguments.
 
-Every sub-command module exposes ``build_parser(parser=None)`` and ``main(argv=None) -> int``, so
-``fashion-hier evaluate ...`` and ``python -m fashion_hier.evaluate ...`` behave the same.
+Every sub-command module exposes ``main(argv=None, parser=None) -> int`` (it adds its own arguments
+to ``parser``), so ``fashion-hier evaluate ...`` and ``python -m fashion_hier.evaluate ...`` behave the same.
 """
 from __future__ import annotations
 
