@@ -17,6 +17,7 @@ APPLICATION_MODULES = {
     "resnet50v2": keras.applications.resnet_v2,
     "efficientnetb0": keras.applications.efficientnet,
     "mobilenetv2": keras.applications.mobilenet_v2,
+    "small_cnn": keras.applications.mobilenet_v2,  # same [-1, 1] scaling
 }
 
 
@@ -296,7 +297,7 @@ def test_bad_input_shape_is_a_clear_error(input_shape):
 
 def test_unknown_backbone_lists_known_ones():
     with pytest.raises(ValueError, match="unknown backbone 'vgg16'; known backbones: efficientnetb0, "
-                                         "mobilenetv2, resnet50, resnet50v2"):
+                                         "mobilenetv2, resnet50, resnet50v2, small_cnn"):
         build_model(C, S, A, backbone="vgg16", weights=None, input_shape=IMAGE_SHAPE)
 
 
@@ -351,3 +352,8 @@ def test_local_weights_file_is_loaded_into_the_backbone(tmp_path, file_name):
     assert len(loaded) == len(source.get_weights())
     for expected, actual in zip(source.get_weights(), loaded):
         np.testing.assert_array_equal(actual, expected)
+
+
+def test_small_cnn_refuses_imagenet_weights_it_does_not_have():
+    with pytest.raises(ValueError, match="small_cnn is built without a top, average-pooled and randomly"):
+        build_model(C, S, A, backbone="small_cnn", weights="imagenet", input_shape=IMAGE_SHAPE)

@@ -23,11 +23,37 @@ class BackboneSpec:
     feature_dim: int
 
 
+def SmallCNN(*, include_top: bool = False, pooling: str = "avg", input_shape=None, weights=None,
+             name: str = "small_cnn") -> keras.Model:
+    """A four-stage VGG-style network (no batch norm) that learns from scratch in minutes on a CPU.
+
+    For the demo, tests and CPU users without pretrained weights: ImageNet architectures trained
+    from random initialisation for a few hundred steps predict poorly at evaluation time (their
+    batch-norm moving averages have not settled), this one does not depend on them.
+    Same keywords as ``keras.applications`` constructors; only ``include_top=False``,
+    ``pooling="avg"`` and ``weights=None`` (or a weights file loaded by the caller) are meaningful.
+    """
+    if include_top or pooling != "avg" or weights not in (None,):
+        raise ValueError("small_cnn is built without a top, average-pooled and randomly initialised "
+                         f"(got include_top={include_top}, pooling={pooling!r}, weights={weights!r})")
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    for stage, filters in enumerate((32, 64, 128, 256), start=1):
+        for conv in (1, 2):
+            x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu",
+                                    name=f"stage{stage}_conv{conv}")(x)
+        if stage < 4:
+            x = keras.layers.MaxPooling2D(name=f"stage{stage}_pool")(x)
+    outputs = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
 BACKBONES: dict[str, BackboneSpec] = {
     "resnet50": BackboneSpec(keras.applications.ResNet50, "caffe", 2048),
     "resnet50v2": BackboneSpec(keras.applications.ResNet50V2, "tf", 2048),
     "efficientnetb0": BackboneSpec(keras.applications.EfficientNetB0, "none", 1280),
     "mobilenetv2": BackboneSpec(keras.applications.MobileNetV2, "tf", 1280),
+    "small_cnn": BackboneSpec(SmallCNN, "tf", 256),
 }
 
 
