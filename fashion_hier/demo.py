@@ -20,10 +20,10 @@ from fashion_hier.config import TrainConfig
 
 DEMO_IMAGE_SIZE = 64
 DEFAULT_PRODUCTS = 600
-DEFAULT_EPOCHS = 8
+DEFAULT_EPOCHS = 20
 DEMO_SETTINGS = (
-    "model.backbone=mobilenetv2", "model.weights=null", "model.units=64", "model.l2=0.0001",
-    "training.batch_size=32", "training.jit_compile=false", "data.augment=false",
+    "model.backbone=small_cnn", "model.weights=null", "model.units=64", "model.l2=0.0",
+    "training.batch_size=16", "training.jit_compile=false", "data.augment=false", "loss.power=0.5",
 )
 
 
