@@ -7,6 +7,7 @@ by inverse class frequency. Every value is checked on load, so a typo in a YAML 
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import types
@@ -89,10 +90,12 @@ class TrainingConfig:
     tensorboard: bool = False
     jit_compile: bool | Literal["auto"] = "auto"
     run_eagerly: bool = False  # no graph tracing: slower steps, but a tiny run starts in seconds (tests, debugging)
-    mixed_precision: Literal["auto", "off", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"  # auto: mixed_float16 on a GPU
+    mixed_precision: Literal["auto", "off", "float32", "mixed_float16", "mixed_bfloat16", False] = "auto"  # auto: mixed_float16 on a GPU
     distribution: Literal["none", "mirrored", "multi_worker"] = "none"
 
     def __post_init__(self) -> None:
+        if self.mixed_precision is False:  # YAML reads a bare `off` as false
+            self.mixed_precision = "off"
         if self.batch_size < 1 or self.epochs < 1:
             raise ConfigError(f"training.batch_size and training.epochs must be >= 1, got {self.batch_size} and {self.epochs}")
         if not 0 <= self.freeze_epochs <= self.epochs:
@@ -235,3 +238,10 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+def add_override_argument(parser: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE [KEY=VALUE ...]`` (repeatable), the config overrides every command accepts."""
+    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override config values, e.g. --set training.epochs=3 model.head=independent "
+                             "(values read as YAML)")

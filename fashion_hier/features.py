@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fashion_hier.config import TrainConfig
+from fashion_hier.config import TrainConfig, add_override_argument
 from fashion_hier.labels import LEVELS, LabelSpace
 
 FEATURES_FILE = "features.npy"
@@ -384,8 +384,7 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="YAML file of a TrainConfig")
     source.add_argument("--run", help="an existing run directory: use its config.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set model.head=independent (repeatable)")
+    add_override_argument(parser)
     parser.add_argument("--cache", help="feature cache directory (default: OUTPUT_DIR/features/<backbone>_<size>_<hash>)")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run of the same name")
     parser.add_argument("--overwrite-cache", action="store_true",

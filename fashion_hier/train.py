@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from fashion_hier.config import ConfigError, TrainConfig
+from fashion_hier.config import ConfigError, TrainConfig, add_override_argument
 from fashion_hier.labels import LabelSpace
 
 CONFIG_FILE = "config.yaml"
@@ -98,8 +98,10 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
             model._initial_epoch = None  # Keras keeps an epoch restored by BackupAndRestore across fit calls
             backup = keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR / f"stage{stage}"))
             _trim_history(run_dir / HISTORY_FILE, _backed_up_epoch(run_dir / BACKUP_DIR / f"stage{stage}", first_epoch))
+            # shuffle=False: the loader reshuffles itself from the seed; Keras would add an unseeded
+            # shuffle of the batch order on top and break run-to-run reproducibility.
             model.fit(train_data, validation_data=validation_data, epochs=last_epoch, initial_epoch=first_epoch,
-                      callbacks=[backup, *fit_callbacks], verbose=verbose)
+                      callbacks=[backup, *fit_callbacks], verbose=verbose, shuffle=False)
             if frozen:
                 model.save_weights(stage_done)
 
@@ -326,8 +328,7 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     """``fashion-hier train --config cfg.yaml [--set key=value ...] [--overwrite]``."""
     parser = parser or argparse.ArgumentParser(prog="fashion-hier train", description="train a model into a run directory")
     parser.add_argument("--config", required=True, help="YAML file of a TrainConfig")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set training.epochs=3 (repeatable; values read as YAML)")
+    add_override_argument(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run of the same name")
     parser.add_argument("--no-resume", dest="resume", action="store_false",
                         help="refuse to continue an interrupted run (use with --overwrite to start again)")

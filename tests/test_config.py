@@ -83,3 +83,20 @@ def test_missing_config_file_says_how_to_make_one(tmp_path):
 def test_run_dir_is_output_dir_slash_name():
     config = TrainConfig().with_overrides(["output_dir=/tmp/runs", "name=paper"])
     assert str(config.run_dir) == "/tmp/runs/paper"
+
+
+def test_bare_off_in_yaml_means_float32_not_an_error():
+    config = TrainConfig().with_overrides(["training.mixed_precision=off"])
+    assert config.training.mixed_precision == "off"
+
+
+def test_set_accepts_several_pairs_and_repeats():
+    import argparse
+
+    from fashion_hier.config import add_override_argument
+
+    parser = argparse.ArgumentParser()
+    add_override_argument(parser)
+    args = parser.parse_args(["--set", "training.epochs=3", "model.units=8", "--set", "name=x"])
+    config = TrainConfig().with_overrides(args.overrides)
+    assert (config.training.epochs, config.model.units, config.name) == (3, 8, "x")
