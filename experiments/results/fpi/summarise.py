@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -90,7 +89,8 @@ def head_difference(per_seed: pd.DataFrame) -> pd.DataFrame:
                          "mp_minus_independent": paired.mean(), "paired_min": paired.min(),
                          "paired_max": paired.max(), "seed_std": noise,
                          "exceeds_noise": same_sign and abs(paired.mean()) > 2 * noise})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["mapping", "weighting", "metric", "mp_minus_independent", "paired_min",
+                                       "paired_max", "seed_std", "exceeds_noise"])
 
 
 def rare_subcategories(runs_dir: Path, per_seed: pd.DataFrame, catalogue_counts: pd.Series) -> pd.DataFrame:
@@ -153,6 +153,18 @@ def best_variant(table: pd.DataFrame, mapping: str) -> pd.Series:
     return group.loc[group["subcategory.accuracy.mean"].idxmax()]
 
 
+def copy_small_png(source: Path, target: Path, *, max_bytes: int = 300_000) -> None:
+    """Copy a plot, halving its pixel size (area interpolation) until it is under ``max_bytes``."""
+    import cv2
+
+    image = cv2.imread(str(source), cv2.IMREAD_UNCHANGED)
+    encoded = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 9])[1]
+    while encoded.nbytes > max_bytes and min(image.shape[:2]) > 200:
+        image = cv2.resize(image, None, fx=0.7, fy=0.7, interpolation=cv2.INTER_AREA)
+        encoded = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 9])[1]
+    target.write_bytes(encoded.tobytes())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, help="folder holding the runs (e.g. runs/fpi)")
@@ -183,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     plots = args.out / "plots"
     plots.mkdir(exist_ok=True)
     for png in sorted((best_run / "plots").glob("*.png")):
-        shutil.copyfile(png, plots / png.name)
+        copy_small_png(png, plots / png.name)
     (plots / "SOURCE.txt").write_text(f"copied from {best_run.name}/plots (best mean subcategory accuracy)\n")
     print(comparison_markdown(table))
     print(rare.round(1).to_string())
