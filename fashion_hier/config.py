@@ -90,7 +90,7 @@ class TrainingConfig:
     tensorboard: bool = False
     jit_compile: bool | Literal["auto"] = "auto"
     run_eagerly: bool = False  # no graph tracing: slower steps, but a tiny run starts in seconds (tests, debugging)
-    mixed_precision: Literal["auto", "off", "float32", "mixed_float16", "mixed_bfloat16", False] = "auto"  # auto: fashion_hier.runtime (GPU mixed_float16, bf16-capable CPU mixed_bfloat16)
+    mixed_precision: Literal["auto", "off", "float32", "mixed_float16", "mixed_bfloat16", False] = "auto"  # auto: see fashion_hier.runtime
     distribution: Literal["none", "mirrored", "multi_worker"] = "none"
 
     def __post_init__(self) -> None:

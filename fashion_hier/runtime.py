@@ -44,15 +44,17 @@ def cpu_has_bfloat16(cpuinfo: str | None = None) -> bool:
     return any(flag in flags for flag in BFLOAT16_CPU_FLAGS)
 
 
-def resolve_runtime(jit_compile: bool | str = "auto", mixed_precision: str = "auto", *,
+def resolve_runtime(jit_compile: bool | str = "auto", mixed_precision: str | bool = "auto", *,
                     distributed: bool = False, gpu: bool | None = None) -> tuple[bool, str]:
     """``(jit_compile, policy name)`` with ``"auto"`` replaced by the faster choice for the device.
 
-    ``mixed_precision`` "off" means "float32". ``distributed``: under ``tf.distribute`` "auto" means
+    ``mixed_precision`` "off" (or false) means "float32". ``distributed``: under ``tf.distribute`` "auto" means
     no XLA, as in Keras's own "auto". ``gpu``: override device detection (tests).
     """
     if jit_compile not in (True, False, "auto"):
         raise ValueError(f"training.jit_compile: expected true, false or 'auto', got {jit_compile!r}")
+    if mixed_precision is False:  # YAML reads an unquoted ``off`` as false
+        mixed_precision = "off"
     if mixed_precision not in ("auto", "off", *PRECISION_POLICIES):
         raise ValueError(f"training.mixed_precision: expected 'auto', 'off' or one of {', '.join(PRECISION_POLICIES)}, "
                          f"got {mixed_precision!r}")

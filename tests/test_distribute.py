@@ -104,6 +104,7 @@ def test_auto_runtime_is_float16_xla_on_gpu_and_bfloat16_only_on_native_cpus(mon
     monkeypatch.setattr("fashion_hier.runtime.cpu_has_bfloat16", lambda: True)
     assert resolve_runtime("auto", "auto", gpu=False)[1] == "mixed_bfloat16"
     assert resolve_runtime(False, "off", gpu=True) == (False, "float32")
+    assert resolve_runtime(False, False, gpu=True) == (False, "float32")  # YAML: mixed_precision: off
     with pytest.raises(ValueError, match="training.mixed_precision"):
         resolve_runtime("auto", "half", gpu=False)
 
