@@ -147,6 +147,26 @@ def comparison_markdown(table: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
+HEADLINE = ("category.accuracy", "category.CF1", "subcategory.accuracy", "subcategory.CF1", "attributes.OF1",
+            "attributes.CF1", "attributes.mAP", "hierarchy.joint_accuracy", "train_seconds")
+
+
+def headline_markdown(table: pd.DataFrame) -> str:
+    """A compact table for the README: one row per variant, a few metrics as 'mean ± std'."""
+    rows = []
+    for _, row in table.iterrows():
+        cells = [row["mapping"], row["head"].replace("_", " "),
+                 "inverse frequency" if row["weighting"] == "inverse_frequency" else "none"]
+        for name in HEADLINE:
+            digits = 0 if name == "train_seconds" else 1
+            cells.append(f"{row[name + '.mean']:.{digits}f} ± {row[name + '.std']:.{digits}f}")
+        rows.append(cells)
+    frame = pd.DataFrame(rows, columns=["mapping", "head", "weighting", "cat. acc", "cat. CF1", "sub. acc",
+                                        "sub. CF1", "attr. OF1", "attr. CF1", "attr. mAP", "joint acc",
+                                        "train s"])
+    return markdown(frame)
+
+
 def best_variant(table: pd.DataFrame, mapping: str) -> pd.Series:
     """The variant of ``mapping`` with the highest mean subcategory accuracy."""
     group = table[table["mapping"] == mapping]
@@ -185,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     rare = rare_subcategories(args.runs, per_seed, counts)
     rare.to_csv(args.out / "rare_subcategories.csv", float_format="%.2f")
     (args.out / "comparison.md").write_text(comparison_markdown(table), encoding="utf-8")
+    (args.out / "headline.md").write_text(headline_markdown(table), encoding="utf-8")
     (args.out / "rare_subcategories.md").write_text(markdown(rare.reset_index(), ".1f"),
                                                     encoding="utf-8")
     exceeding = differences[differences["exceeds_noise"]]
