@@ -1,0 +1,76 @@
+"""README.md cannot rot: its set-up commands come first, its Python runs, its diagram is the model, its results are the files."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", flags=re.MULTILINE | re.DOTALL)
+TINY = {"N_PRODUCTS, IMAGE_SIZE, EPOCHS = 600, 64, 20": "N_PRODUCTS, IMAGE_SIZE, EPOCHS = 60, 32, 1"}
+
+
+def _blocks(language: str) -> list[str]:
+    return [body for lang, body in FENCE.findall(README) if lang == language]
+
+
+def test_readme_starts_with_the_two_setup_commands():
+    first_fence = README.index("```")
+    intro = [line for line in README[:first_fence].splitlines() if line.strip()]
+    assert intro[0] == "# fashion_hier" and len(intro) <= 3  # title and at most two lines
+    fenced = FENCE.findall(README)
+    assert fenced[0] == ("bash", "pip install . && fashion-hier demo\n")
+    assert fenced[1] == ("bash", 'pip install ".[dev]" && python3 -m pytest -q\n')  # what .ci/run executes
+
+
+def test_python_blocks_run_in_order(tmp_path, monkeypatch):
+    blocks = _blocks("python")
+    assert len(blocks) >= 3
+    source = "\n".join(blocks)
+    for full, small in TINY.items():
+        assert full in source, f"README quickstart no longer sets {full!r}; update TINY in this test"
+        source = source.replace(full, small)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "readme"}
+    exec(compile(source, "README.md", "exec"), namespace)  # noqa: S102 - the README is ours
+    assert (tmp_path / "runs" / "quickstart" / "metrics.json").is_file()
+    assert len(namespace["catalog"]) == 60 and set(namespace["catalog"].label_space().attributes) >= {"Casual"}
+
+
+def _diagram() -> tuple[set[str], set[tuple[str, str]]]:
+    """Node ids and edges of the README's Mermaid flowchart (labels in ["..."] removed, subgraph ids ignored)."""
+    (diagram,) = _blocks("mermaid")
+    nodes, edges = set(), set()
+    for line in diagram.splitlines():
+        line = re.sub(r'\["[^"]*"\]', "", line).strip()
+        if not line or line.startswith(("flowchart", "subgraph", "end", "%%")):
+            continue
+        stages = [[name.strip() for name in part.split("&")] for part in line.split("-->")]
+        nodes.update(name for stage in stages for name in stage)
+        edges.update((a, b) for left, right in zip(stages, stages[1:]) for a in left for b in right)
+    return nodes, edges
+
+
+def test_architecture_diagram_is_the_built_model_layer_for_layer():
+    pytest.importorskip("keras")
+    from fashion_hier.models import build_model
+
+    model = build_model(2, 3, 4, backbone="small_cnn", weights=None, input_shape=(32, 32, 3), units=8)
+    layers = {layer.name for layer in model.layers}
+    model_edges = {(tensor._keras_history.operation.name, layer.name)
+                   for layer in model.layers for node in layer._inbound_nodes for tensor in node.input_tensors}
+    model_edges = {(a, b) for a, b in model_edges if a in layers and b in layers}
+    nodes, edges = _diagram()
+    assert nodes == layers
+    assert edges == model_edges
+
+
+def test_results_section_shows_the_committed_synthetic_comparison():
+    results = README[README.index("\n## Results\n"):]
+    table = (ROOT / "experiments" / "results" / "synthetic" / "comparison.md").read_text(encoding="utf-8")
+    assert table.strip() in results
+    command = (ROOT / "experiments" / "results" / "synthetic" / "README.md").read_text(encoding="utf-8")
+    (shell,) = [body for lang, body in FENCE.findall(command) if lang == "bash"]
+    assert shell.strip() in results  # the command that produced the table, verbatim
