@@ -16,6 +16,7 @@ _LAZY = {
     "ImageReadError": "fashion_hier.data.images",
     "FashionSequence": "fashion_hier.data.sequence",
     "make_dataset": "fashion_hier.data.tfdata",
+    "spread_into_subfolders": "fashion_hier.data.layout",
 }
 
 __all__ = list(_LAZY)
