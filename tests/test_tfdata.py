@@ -93,7 +93,8 @@ def test_augmentation_keeps_shape_and_range_and_is_reproducible_from_the_seed(ca
     epoch_one, epoch_two = (_numpy(next(iter(dataset)))[0] for _ in range(2))
     rebuilt = _numpy(next(iter(make_dataset(paths, labels, **options))))[0]
     assert epoch_one.shape == plain.shape and epoch_one.dtype == np.float32
-    assert epoch_one.min() >= 0 and epoch_one.max() <= 255 and np.all(epoch_one.max(axis=(1, 2, 3)) > 100)
+    # still 0..255 pixels, not rescaled to 0..1 (brightness/contrast may legitimately darken an image to ~85)
+    assert epoch_one.min() >= 0 and epoch_one.max() <= 255 and np.all(epoch_one.max(axis=(1, 2, 3)) > 2)
     assert (np.abs(epoch_one - plain).mean(axis=(1, 2, 3)) > 1).sum() >= COUNT // 2
     np.testing.assert_array_equal(epoch_one, rebuilt)
     assert not np.array_equal(epoch_one, epoch_two)
