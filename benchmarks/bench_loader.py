@@ -19,7 +19,6 @@ recording the flags it passes to ``cv2.imread`` / ``cv2.imdecode``.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
@@ -36,6 +35,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the packa
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import cv2  # noqa: E402
+from figures import script_main  # noqa: E402
 
 IMAGE_SIZES = {"catalogue": (80, 60), "studio": (2400, 1800)}  # (height, width)
 TARGET = (224, 224)
@@ -165,12 +165,7 @@ def run(quick: bool = False, seed: int = 0) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="128 catalogue and 16 studio JPEGs instead of 400 and 64")
-    args = parser.parse_args(argv)
-    for key, value in run(quick=args.quick).items():
-        print(f"{key:<45} {value:>10.4g}" if isinstance(value, float) else f"{key:<45} {value!s:>10}")
-    return 0
+    return script_main(run, __doc__.splitlines()[0], "128 catalogue and 16 studio JPEGs instead of 400 and 64", argv)
 
 
 if __name__ == "__main__":

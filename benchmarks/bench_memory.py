@@ -15,7 +15,6 @@ one epoch of a 120-image synthetic catalogue.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -30,6 +29,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the packa
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import cv2  # noqa: E402
+from figures import script_main  # noqa: E402
 import numpy as np  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -136,12 +136,7 @@ def run(quick: bool = False, seed: int = 0) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="no training run; predict over 100 vs 1,000 images")
-    args = parser.parse_args(argv)
-    for key, value in run(quick=args.quick).items():
-        print(f"{key:<45} {value:>10.4g}" if isinstance(value, float) else f"{key:<45} {value:>10}")
-    return 0
+    return script_main(run, __doc__.splitlines()[0], "no training run; predict over 100 vs 1,000 images", argv)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ data after warm-up steps (so graph tracing and XLA compilation are not counted),
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -26,6 +25,8 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the packa
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from figures import script_main  # noqa: E402
 
 GFLOP_FORWARD_224 = 8.2
 TRAINING_STEP_FACTOR = 3.0
@@ -166,12 +167,7 @@ def run(quick: bool = False, seed: int = 0) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="224 px batch 16 with the device's default settings only, fewer steps")
-    args = parser.parse_args(argv)
-    for key, value in run(quick=args.quick).items():
-        print(f"{key:<45} {value:>10.4g}" if isinstance(value, float) else f"{key:<45} {value:>10}")
-    return 0
+    return script_main(run, __doc__.splitlines()[0], "224 px batch 16 with the device's default settings only, fewer steps", argv)
 
 
 if __name__ == "__main__":
