@@ -92,6 +92,7 @@ class TrainingConfig:
     run_eagerly: bool = False  # no graph tracing: slower steps, but a tiny run starts in seconds (tests, debugging)
     mixed_precision: Literal["auto", "off", "float32", "mixed_float16", "mixed_bfloat16", False] = "auto"  # auto: see fashion_hier.runtime
     distribution: Literal["none", "mirrored", "multi_worker"] = "none"
+    seed: int | None = None  # weight initialisation and dropout; None: data.seed (which fixes the split)
 
     def __post_init__(self) -> None:
         if self.mixed_precision is False:  # YAML reads a bare `off` as false
@@ -245,3 +246,11 @@ def add_override_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override config values, e.g. --set training.epochs=3 model.head=independent "
                              "(values read as YAML)")
+
+
+def training_seed(config: "TrainConfig") -> int:
+    """The seed of weight initialisation and dropout: ``training.seed``, else ``data.seed``.
+
+    Separate from the split's seed so that repeated runs can vary the initialisation on one split.
+    """
+    return config.data.seed if config.training.seed is None else config.training.seed

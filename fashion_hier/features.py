@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fashion_hier.config import TrainConfig, add_override_argument
+from fashion_hier.config import TrainConfig, add_override_argument, training_seed
 from fashion_hier.labels import LEVELS, LabelSpace
 
 FEATURES_FILE = "features.npy"
@@ -181,7 +181,7 @@ def train_head_on_features(config: TrainConfig, cache_dir: str | os.PathLike, *,
                            validation_labels)
     print(f"features: train {train_features.shape}, validation {len(validation_frame)} rows; {label_space}")
 
-    keras.utils.set_random_seed(config.data.seed)
+    keras.utils.set_random_seed(training_seed(config))
     head = build_head_model(
         label_space.num_categories, label_space.num_subcategories, label_space.num_attributes,
         feature_dim=cache.features.shape[1], head=config.model.head, units=config.model.units,

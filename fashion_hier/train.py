@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from fashion_hier.config import ConfigError, TrainConfig, add_override_argument
+from fashion_hier.config import ConfigError, TrainConfig, add_override_argument, training_seed
 from fashion_hier.labels import LabelSpace
 
 CONFIG_FILE = "config.yaml"
@@ -72,7 +72,7 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
     train_data = _loader(config, train_frame, train_labels, training=True)
     validation_data = _loader(config, validation_frame, validation_labels, training=False) if len(validation_frame) else None
 
-    keras.utils.set_random_seed(config.data.seed)  # weight initialisation and dropout follow the config's seed
+    keras.utils.set_random_seed(training_seed(config))  # weight initialisation and dropout
     jit_compile, policy = resolve_runtime(config.training.jit_compile, config.training.mixed_precision,
                                           distributed=config.training.distribution != "none")
     strategy = strategy_from_config(config.training.distribution)  # batch_size is global: split over replicas

@@ -100,3 +100,12 @@ def test_set_accepts_several_pairs_and_repeats():
     args = parser.parse_args(["--set", "training.epochs=3", "model.units=8", "--set", "name=x"])
     config = TrainConfig().with_overrides(args.overrides)
     assert (config.training.epochs, config.model.units, config.name) == (3, 8, "x")
+
+
+def test_training_seed_defaults_to_the_data_seed_and_can_vary_alone():
+    from fashion_hier.config import training_seed
+
+    config = TrainConfig().with_overrides(["data.seed=7"])
+    assert training_seed(config) == 7
+    varied = config.with_overrides(["training.seed=3"])
+    assert training_seed(varied) == 3 and varied.data.seed == 7  # the split stays the same
