@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -163,17 +163,12 @@ def train_head_on_features(config: TrainConfig, cache_dir: str | os.PathLike, *,
     from fashion_hier.runtime import resolve_runtime
 
     cache = load_feature_cache(cache_dir)
-    config = training._resolved(config)
+    config = training.resolved_config(config)
     _check_cache_serves(cache, config)
-    run_dir = training._prepare_run_dir(config, overwrite=overwrite, resume=False)
-
-    catalog = training._read_catalog(config)
-    splits = catalog.split(tuple(config.data.split), by=config.data.split_by, seed=config.data.seed)
-    training._save_splits(run_dir, splits)
-    label_space = LabelSpace.from_frame(splits.train, **asdict(config.data.columns))
-    label_space.save(run_dir / training.LABELS_FILE)
-    train_frame, train_labels = training._encode_known(label_space, splits.train, "train")
-    validation_frame, validation_labels = training._encode_known(label_space, splits.validation, "validation")
+    prepared = training.prepare_run(config, overwrite=overwrite, resume=False)
+    run_dir, label_space, train_labels = prepared.run_dir, prepared.label_space, prepared.train_labels
+    train_frame, validation_frame, validation_labels = (prepared.train_frame, prepared.validation_frame,
+                                                        prepared.validation_labels)
     train_features = _features_of(cache, _image_paths(train_frame), "train split")
     validation_data = None
     if len(validation_frame):
@@ -187,10 +182,10 @@ def train_head_on_features(config: TrainConfig, cache_dir: str | os.PathLike, *,
         feature_dim=cache.features.shape[1], head=config.model.head, units=config.model.units,
         l2=config.model.l2, dropout=config.model.dropout, top_down=config.model.top_down,
         bottom_up=config.model.bottom_up)
-    losses = training._weighted_losses(config, label_space, train_labels)
+    losses = training.weighted_losses(config, label_space, train_labels)
     # float32 head: the cached features are float32 and the head is too small for mixed precision to pay
     jit_compile, _ = resolve_runtime(config.training.jit_compile, "off")
-    training._compile(head, config, losses, label_space, config.optimizer.learning_rate, jit_compile)
+    training.compile_model(head, config, losses, label_space, config.optimizer.learning_rate, jit_compile)
     timer = _epoch_timer()
     head.fit(train_features, train_labels, validation_data=validation_data, batch_size=config.training.batch_size,
              epochs=config.training.epochs, shuffle=True, verbose=verbose,
@@ -392,13 +387,13 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     parser.add_argument("--extract-only", action="store_true", help="compute the feature cache and stop")
     parser.add_argument("--batch-size", type=int, default=32, help="images per backbone batch during extraction")
     args = parser.parse_args(argv)
-    from fashion_hier.train import RunDirectoryError, _read_catalog, _resolved
+    from fashion_hier.train import RunDirectoryError, read_config_catalog, resolved_config
 
     try:
         config_path = Path(args.run) / "config.yaml" if args.run else Path(args.config)
         config = TrainConfig.from_yaml(config_path).with_overrides(args.overrides)
-        config = _resolved(config)
-        catalog = _read_catalog(config)
+        config = resolved_config(config)
+        catalog = read_config_catalog(config)
         print(catalog.report)
         cache_dir = Path(args.cache) if args.cache else default_cache_dir(config, catalog.paths)
         if not args.overwrite_cache and _cache_covers(cache_dir, config, catalog.paths):

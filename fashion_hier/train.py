@@ -16,7 +16,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
 
 from fashion_hier.config import ConfigError, TrainConfig, add_override_argument, training_seed
@@ -54,23 +53,14 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
     from fashion_hier.models import build_model
     from fashion_hier.runtime import precision_policy, resolve_runtime
 
-    config = _resolved(config)
+    config = resolved_config(config)
     config = dataclasses.replace(config, output_dir=chief_output_dir(config.output_dir))  # only the chief keeps files
-    run_dir = _prepare_run_dir(config, overwrite=overwrite, resume=resume)
+    prepared = prepare_run(config, overwrite=overwrite, resume=resume)
+    run_dir, label_space, train_labels = prepared.run_dir, prepared.label_space, prepared.train_labels
 
-    catalog = _read_catalog(config)
-    print(catalog.report)
-    splits = catalog.split(tuple(config.data.split), by=config.data.split_by, seed=config.data.seed)
-    _save_splits(run_dir, splits)
-    label_space = LabelSpace.from_frame(splits.train, **asdict(config.data.columns))
-    label_space.save(run_dir / LABELS_FILE)
-    train_frame, train_labels = _encode_known(label_space, splits.train, "train")
-    validation_frame, validation_labels = _encode_known(label_space, splits.validation, "validation")
-    print(f"splits: train {len(train_frame)}, validation {len(validation_frame)}, test {len(splits.test)} rows; "
-          f"{label_space}")
-
-    train_data = _loader(config, train_frame, train_labels, training=True)
-    validation_data = _loader(config, validation_frame, validation_labels, training=False) if len(validation_frame) else None
+    train_data = _loader(config, prepared.train_frame, train_labels, training=True)
+    validation_data = (_loader(config, prepared.validation_frame, prepared.validation_labels, training=False)
+                       if len(prepared.validation_frame) else None)
 
     keras.utils.set_random_seed(training_seed(config))  # weight initialisation and dropout
     jit_compile, policy = resolve_runtime(config.training.jit_compile, config.training.mixed_precision,
@@ -85,7 +75,7 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
             top_down=config.model.top_down, bottom_up=config.model.bottom_up,
         )
         print(f"model: {config.model.backbone} + {config.model.head} head, {model.count_params():,} parameters")
-        losses = _weighted_losses(config, label_space, train_labels)
+        losses = weighted_losses(config, label_space, train_labels)
         fit_callbacks = [*_run_callbacks(config, run_dir, has_validation=validation_data is not None), *callbacks]
         stages = _stages(config)
         for stage, (frozen, first_epoch, last_epoch, learning_rate) in enumerate(stages):
@@ -94,7 +84,7 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
                 model.load_weights(stage_done)  # finished before an interruption: do not repeat it
                 continue
             _set_backbone_trainable(model, config.model.trainable_backbone and not frozen)
-            _compile(model, config, losses, label_space, learning_rate, jit_compile)
+            compile_model(model, config, losses, label_space, learning_rate, jit_compile)
             model._initial_epoch = None  # Keras keeps an epoch restored by BackupAndRestore across fit calls
             backup = keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR / f"stage{stage}"))
             _trim_history(run_dir / HISTORY_FILE, _backed_up_epoch(run_dir / BACKUP_DIR / f"stage{stage}", first_epoch))
@@ -111,9 +101,42 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
     return run_dir
 
 
+@dataclasses.dataclass(frozen=True)
+class PreparedRun:
+    """What every trainer starts from: the run directory, the saved split and label space, encoded targets."""
+
+    run_dir: Path
+    splits: object  # fashion_hier.data.Splits
+    label_space: LabelSpace
+    train_frame: pd.DataFrame
+    train_labels: dict
+    validation_frame: pd.DataFrame
+    validation_labels: dict
+
+
+def prepare_run(config: TrainConfig, *, overwrite: bool, resume: bool) -> PreparedRun:
+    """Open the run directory, read and split the catalogue, save the splits and the train label space.
+
+    ``config`` must be resolved (``resolved_config``). Shared by ``train`` and the feature-cache
+    trainer (``fashion_hier.features``), so both write the same run directory layout.
+    """
+    run_dir = _prepare_run_dir(config, overwrite=overwrite, resume=resume)
+    catalog = read_config_catalog(config)
+    print(catalog.report)
+    splits = catalog.split(tuple(config.data.split), by=config.data.split_by, seed=config.data.seed)
+    _save_splits(run_dir, splits)
+    label_space = LabelSpace.from_frame(splits.train, **asdict(config.data.columns))
+    label_space.save(run_dir / LABELS_FILE)
+    train_frame, train_labels = _encode_known(label_space, splits.train, "train")
+    validation_frame, validation_labels = _encode_known(label_space, splits.validation, "validation")
+    print(f"splits: train {len(train_frame)}, validation {len(validation_frame)}, test {len(splits.test)} rows; "
+          f"{label_space}")
+    return PreparedRun(run_dir, splits, label_space, train_frame, train_labels, validation_frame, validation_labels)
+
+
 # ---- run directory --------------------------------------------------------------------------
 
-def _resolved(config: TrainConfig) -> TrainConfig:
+def resolved_config(config: TrainConfig) -> TrainConfig:
     """The config with absolute paths, so the saved copy works from any working directory."""
     if not config.data.labels_csv or not config.data.image_dir:
         raise ConfigError("data.labels_csv and data.image_dir must be set (in the YAML file or with "
@@ -197,7 +220,8 @@ def _trim_history(history_csv: Path, epochs_done: int) -> None:
 
 # ---- data -----------------------------------------------------------------------------------
 
-def _read_catalog(config: TrainConfig):
+def read_config_catalog(config: TrainConfig):
+    """The catalogue that ``config.data`` describes (``read_catalog`` with the config's options)."""
     from fashion_hier.data import read_catalog
 
     data = config.data
@@ -235,7 +259,7 @@ def _loader(config: TrainConfig, frame: pd.DataFrame, labels: dict, *, training:
 
 # ---- model, losses, compile -----------------------------------------------------------------
 
-def _weighted_losses(config: TrainConfig, label_space: LabelSpace, train_labels: dict) -> dict:
+def weighted_losses(config: TrainConfig, label_space: LabelSpace, train_labels: dict) -> dict:
     """Per-level cross-entropies weighted by inverse class frequency in the training split."""
     from fashion_hier.losses import (
         WeightedBinaryCrossentropy,
@@ -269,8 +293,9 @@ def _level_metrics(label_space: LabelSpace) -> dict:
     }
 
 
-def _compile(model, config: TrainConfig, losses: dict, label_space: LabelSpace, learning_rate: float,
-             jit_compile: bool) -> None:
+def compile_model(model, config: TrainConfig, losses: dict, label_space: LabelSpace, learning_rate: float,
+                  jit_compile: bool) -> None:
+    """Adam at ``learning_rate``, the given losses, and the per-level training metrics."""
     import keras
 
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=losses,
