@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import warnings
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import pandas as pd
 
 from fashion_hier import metrics, plots
 from fashion_hier.features import RUN_FEATURES_FILE, scores_from_feature_cache
+from fashion_hier.jsonio import to_json_data, write_json
 from fashion_hier.labels import LEVELS, LabelSpace
 from fashion_hier.predict import DEFAULT_THRESHOLD, Predictor
 from fashion_hier.thresholds import THRESHOLDS_FILE, load_thresholds, save_thresholds
@@ -187,7 +187,7 @@ def evaluate_run(
 
     report = metrics.hierarchical_report(data.targets, scores, parents=label_space.parent_index, threshold=thresholds)
     result = {
-        **_jsonable(report),
+        **to_json_data(report),
         "n_samples": len(data.frame),
         "unseen_labels": {
             "rows_dropped": data.rows_dropped,
@@ -216,7 +216,7 @@ def write_report(
 ) -> None:
     """Every evaluation file: metrics.json/.md, per-class CSVs, predictions.npz, plots/."""
     label_space = predictor.label_space
-    _write_json(out_dir / "metrics.json", result)
+    write_json(out_dir / "metrics.json", result)
     (out_dir / "metrics.md").write_text(markdown_table(result), encoding="utf-8")
     tables = per_class_tables(data.targets, scores, label_space, thresholds)
     for level, table in tables.items():
@@ -230,23 +230,6 @@ def write_report(
         **{f"{level}_score": scores[level] for level in LEVELS},
     )
     write_plots(out_dir / "plots", data, scores, tables["subcategory"], thresholds, predictor)
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON data: numpy scalars/arrays to Python, NaN (undefined metric) to null."""
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, (np.integer, np.bool_)):
-        return value.item()
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
-    return value
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
 
 
 def _percent(value: Any) -> str:

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from fashion_hier.config import ConfigError, TrainConfig, add_override_argument
+from fashion_hier.jsonio import write_json
 from fashion_hier.metrics import ATTRIBUTE_KEYS, HIERARCHY_KEYS, SINGLE_LABEL_KEYS
 
 RUN_RECORD_FILE = "run.json"
@@ -116,18 +117,9 @@ def run_experiment(config: TrainConfig, *, overwrite: bool = False, verbose: int
         "parameters": meter.parameters,
         "trainable_parameters": meter.trainable_parameters,
     }
-    (run_dir / RUN_RECORD_FILE).write_text(json.dumps(_finite(record), indent=2) + "\n", encoding="utf-8")
+    write_json(run_dir / RUN_RECORD_FILE, record)
     _keep_only_results(run_dir)
     return record
-
-
-def _finite(value: Any) -> Any:
-    """JSON-safe copy: NaN (an undefined metric) becomes null."""
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 def _keep_only_results(run_dir: Path) -> None:

@@ -15,10 +15,10 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from fashion_hier.data.catalog import IMAGE_EXTENSIONS
 from fashion_hier.labels import LEVELS, LabelSpace
 
 DEFAULT_THRESHOLD = 0.75
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 PREDICTION_COLUMNS = ("image_path", "category", "category_score", "subcategory", "subcategory_score",
                       "attributes", "attribute_scores")
 RUN_FILES = "model.keras, labels.json and config.yaml (thresholds.json optional)"

@@ -12,6 +12,7 @@ from PIL import Image
 from sklearn.metrics import accuracy_score, average_precision_score, precision_recall_fscore_support
 
 from fashion_hier import evaluate, metrics
+from fashion_hier.jsonio import to_json_data
 from fashion_hier.labels import LEVELS, LabelSpace
 from fashion_hier.thresholds import load_thresholds
 
@@ -84,7 +85,7 @@ def test_metrics_json_matches_report_recomputed_from_saved_predictions(evaluated
     y_true = {level: saved[f"{level}_true"] for level in LEVELS}
     y_score = {level: saved[f"{level}_score"] for level in LEVELS}
     recomputed = metrics.hierarchical_report(y_true, y_score, parents=saved["parents"], threshold=saved["thresholds"])
-    recomputed = json.loads(json.dumps(evaluate._jsonable(recomputed)))
+    recomputed = json.loads(json.dumps(to_json_data(recomputed)))
     for key in ("category", "subcategory", "attributes", "hierarchy"):
         assert result[key] == pytest.approx(recomputed[key], nan_ok=True), key
     # and two numbers straight from scikit-learn, independent of fashion_hier.metrics

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Sequence
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+from fashion_hier.data.catalog import IMAGE_EXTENSIONS
 
 
 def spread_into_subfolders(image_dir: str | os.PathLike, out_dir: str | os.PathLike, per_folder: int = 1000, *,
