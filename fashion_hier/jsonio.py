@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from fashion_hier.atomic import atomic_write_text
+
 
 def to_json_data(value: Any) -> Any:
     """Plain JSON data: numpy scalars/arrays to Python, NaN (an undefined metric) to null."""
@@ -23,8 +25,6 @@ def to_json_data(value: Any) -> Any:
 
 
 def write_json(path: str | Path, data: dict[str, Any]) -> Path:
-    """Write ``data`` (converted by ``to_json_data``) as indented UTF-8 JSON; NaN can never slip through."""
-    path = Path(path)
-    path.write_text(json.dumps(to_json_data(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n",
-                    encoding="utf-8")
-    return path
+    """Write ``data`` (converted by ``to_json_data``) as indented UTF-8 JSON, atomically; NaN never slips through."""
+    return atomic_write_text(path, json.dumps(to_json_data(data), indent=2, ensure_ascii=False, allow_nan=False)
+                             + "\n")
