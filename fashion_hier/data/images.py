@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import cv2
 import numpy as np
@@ -75,21 +75,62 @@ def load_images(paths: Sequence[str | os.PathLike], size: int | Sequence[int], *
     return batch
 
 
+class ReadBatch(NamedTuple):
+    """What ``read_images`` could decode: ``images[i]`` is ``paths[kept[i]]``; the rest failed."""
+
+    images: np.ndarray                      # (len(kept), height, width, 3) float32
+    kept: np.ndarray                        # (len(kept),) int64 positions in the paths given
+    failed: list[tuple[str, str]]           # (path, reason) of each image that could not be read
+
+
+def read_images(paths: Sequence[str | os.PathLike], size: int | Sequence[int], *,
+                resize: str = "stretch") -> ReadBatch:
+    """``load_image`` over ``paths``, leaving out (not raising on) the images that cannot be read.
+
+    What both loaders call, so that a bad image shrinks its batch instead of stopping an epoch.
+    """
+    height, width = check_size(size)
+    batch = np.empty((len(paths), height, width, 3), np.float32)
+    kept, failed = [], []
+    for row, path in enumerate(paths):
+        try:
+            batch[len(kept)] = load_image(path, (height, width), resize=resize)
+        except ImageReadError as error:
+            failed.append((error.path, error.reason))
+            continue
+        kept.append(row)
+    return ReadBatch(batch[:len(kept)], np.asarray(kept, dtype=np.int64), failed)
+
+
+def unreadable_reason(path: str | os.PathLike) -> str | None:
+    """Why the loaders could not read ``path`` (the same decoder, at a small size), or None if they can."""
+    try:
+        load_image(path, (8, 8))
+    except ImageReadError as error:
+        return error.reason
+    return None
+
+
 # ---- decoding -------------------------------------------------------------------------------
 
 def _decode(path: str | os.PathLike, size: tuple[int, int], resize: str) -> np.ndarray:
     """Raw pixels as OpenCV gives them (BGR order); JPEGs possibly at a reduced scale."""
+    if os.path.isdir(path):
+        raise ImageReadError(path, "it is a folder, not an image file")
     try:
         data = np.fromfile(path, dtype=np.uint8)  # not cv2.imread: copes with non-ASCII paths everywhere
-    except OSError as error:
-        raise ImageReadError(path, error.strerror or str(error)) from error
+    except (OSError, ValueError) as error:  # ELOOP for a symlink loop, ENOENT, EACCES, ...
+        raise ImageReadError(path, getattr(error, "strerror", None) or str(error)) from error
     if data.size == 0:
         raise ImageReadError(path, "the file is empty")
     if data[:3].tobytes() == _JPEG_MAGIC:
         flag = _jpeg_flag(data, size, resize)
     else:
         flag = cv2.IMREAD_UNCHANGED  # keeps alpha and 16-bit depth, expands palettes
-    pixels = cv2.imdecode(data, flag)
+    try:
+        pixels = cv2.imdecode(data, flag)
+    except cv2.error as error:  # OpenCV raises (rather than returning None) on some malformed headers
+        raise ImageReadError(path, f"not a decodable image ({error.err or 'OpenCV error'})") from error
     if pixels is None or pixels.size == 0:
         raise ImageReadError(path, "not a decodable image (corrupt, truncated or unsupported format)")
     return pixels

@@ -14,14 +14,29 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, NamedTuple, Sequence
 
 import keras
 import numpy as np
 
 from fashion_hier.data.augment import apply, check_augment, sample_seeds
-from fashion_hier.data.images import check_resize, check_size, load_images
+from fashion_hier.data.images import ImageReadError, check_resize, check_size, read_images
+from fashion_hier.data.unreadable import UnreadableImage, UnreadableImages
 from fashion_hier.labels import LEVELS
+
+
+class LoadedBatch(NamedTuple):
+    """One batch as loaded: the images, their targets, which paths they are and which were skipped.
+
+    ``images[i]`` is the image of ``paths[i]``; ``targets`` is ``()``, ``(labels,)`` or
+    ``(labels, sample_weights)`` for those rows only; ``unreadable`` lists the batch's images that
+    could not be read (left out of ``images``, ``paths`` and ``targets``).
+    """
+
+    images: np.ndarray
+    targets: tuple
+    paths: list[str]
+    unreadable: list[UnreadableImage]
 
 
 @dataclass(frozen=True)
@@ -70,10 +85,44 @@ class LoaderInputs:
             return np.arange(len(self.paths))
         return np.random.default_rng([self.seed, epoch]).permutation(len(self.paths))
 
-    def images(self, indices: np.ndarray, seeds: np.ndarray | None = None) -> np.ndarray:
-        """(B, h, w, 3) float32 images of ``indices``, augmented with one seed per image when augmenting."""
-        batch = load_images(self.paths[indices], self.image_size, resize=self.resize)
-        return apply(self.augment, batch, seeds) if self.augment is not None else batch
+    def read(self, indices: np.ndarray, seeds: np.ndarray | None, unreadable: UnreadableImages,
+             substitutes: Iterable[int] | None = None) -> tuple[np.ndarray, np.ndarray, list[UnreadableImage]]:
+        """Images of the readable ``indices`` (augmented, one seed per image), those indices, and the failures.
+
+        Unreadable images are left out and added to ``unreadable``. When none of ``indices`` can be
+        read and ``substitutes`` are given (batches with labels), the first readable image among
+        them is loaded instead, so that a training batch is never empty (BatchNormalization would
+        turn an empty batch into NaN statistics).
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        loaded = read_images(self.paths[indices], self.image_size, resize=self.resize)
+        failed = [UnreadableImage(path, reason) for path, reason in loaded.failed]
+        for path, reason in failed:
+            unreadable.add(path, reason)
+        kept, images = indices[loaded.kept], loaded.images
+        batch_seeds = None if seeds is None else np.asarray(seeds)[loaded.kept]
+        if not len(kept) and len(indices) and substitutes is not None:
+            kept, images = self._substitute(substitutes, set(indices.tolist()), unreadable)
+            batch_seeds = None if seeds is None else np.asarray(seeds)[:1]
+        if self.augment is not None and len(kept):
+            images = apply(self.augment, images, batch_seeds)
+        return images, kept, failed
+
+    def _substitute(self, candidates: Iterable[int], tried: set[int], unreadable: UnreadableImages
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """The first readable image among ``candidates`` (each sample tried at most once), as a one-image batch."""
+        for index in candidates:
+            index = int(index)
+            if index in tried or self.paths[index] in unreadable:
+                continue
+            tried.add(index)
+            loaded = read_images(self.paths[[index]], self.image_size, resize=self.resize)
+            for path, reason in loaded.failed:
+                unreadable.add(path, reason)
+            if len(loaded.kept):
+                return np.asarray([index], np.int64), loaded.images
+        raise ImageReadError(self.paths[0], f"none of the {len(self.paths)} images given to the loader can be "
+                                            "read; check the image folder (see the unreadable-images report)")
 
     def targets(self, indices: np.ndarray) -> tuple:
         """``()``, ``(labels,)`` or ``(labels, sample_weights)`` of ``indices``, each a dict by level."""
@@ -116,6 +165,11 @@ def _aligned(arrays: Mapping[str, np.ndarray] | None, name: str, rows: int, *, l
 class FashionSequence(keras.utils.PyDataset):
     """Batches ``(images, labels[, sample_weights])`` (or images only when ``labels`` is None).
 
+    An image that cannot be read is left out of its batch together with its labels and weights
+    (the batch shrinks), logged once, and recorded in ``unreadable`` (an ``UnreadableImages``;
+    ``write_unreadable_report(sequence.unreadable, run_dir.unreadable_images)`` saves it). A
+    labelled batch whose images are all unreadable takes the next readable image of the epoch.
+
     Args:
         paths: image files, one per sample.
         labels: ``{"category": (N,), "subcategory": (N,), "attributes": (N, A)}`` as from
@@ -124,18 +178,20 @@ class FashionSequence(keras.utils.PyDataset):
         augment: an albumentations transform taking float32 0..255 (``augment.training_preset``)
             or None.
         shuffle: reshuffle the samples every epoch, from ``seed``.
+        unreadable: the record to add skipped images to (shared between loaders); a new one if None.
         workers, use_multiprocessing, max_queue_size: Keras PyDataset options.
     """
 
     def __init__(self, paths: Sequence[str | os.PathLike], labels: Mapping[str, np.ndarray] | None = None, *,
                  sample_weights: Mapping[str, np.ndarray] | None = None, batch_size: int = 32,
                  image_size: int | Sequence[int] = (224, 224), resize: str = "stretch", augment=None,
-                 shuffle: bool = False, seed: int = 0, workers: int = 1, use_multiprocessing: bool = False,
-                 max_queue_size: int = 10):
+                 shuffle: bool = False, seed: int = 0, unreadable: UnreadableImages | None = None,
+                 workers: int = 1, use_multiprocessing: bool = False, max_queue_size: int = 10):
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
         self.inputs = LoaderInputs.build(paths, labels, sample_weights=sample_weights, batch_size=batch_size,
                                          image_size=image_size, resize=resize, augment=augment, shuffle=shuffle,
                                          seed=seed)
+        self.unreadable = UnreadableImages() if unreadable is None else unreadable
         # on_epoch_end calls so far. Keras's fit calls it once before its first epoch too, so fit's
         # epoch k reads epoch k + 1; setting epoch = initial_epoch before a resumed fit repeats that.
         self.epoch = 0
@@ -144,14 +200,23 @@ class FashionSequence(keras.utils.PyDataset):
         return self.inputs.num_batches()
 
     def __getitem__(self, index: int):
+        batch = self.load_batch(index)
+        return (batch.images, *batch.targets) if batch.targets else batch.images
+
+    def load_batch(self, index: int) -> LoadedBatch:
+        """Batch ``index`` with the paths it holds and the images it skipped (for callers that report per path).
+
+        Without labels a batch whose images are all unreadable is empty (0 rows).
+        """
         if not 0 <= index < len(self):
             raise IndexError(f"batch index {index} out of range for {len(self)} batches")
         size = self.inputs.batch_size
         indices = self._order[index * size:(index + 1) * size]
         seeds = sample_seeds(self.inputs.seed, self.epoch, indices) if self.inputs.augment is not None else None
-        images = self.inputs.images(indices, seeds)
-        targets = self.inputs.targets(indices)
-        return (images, *targets) if targets else images
+        following = np.roll(self._order, -(index * size + len(indices)))  # the rest of the epoch, then its start
+        substitutes = None if self.inputs.labels is None else following
+        images, kept, failed = self.inputs.read(indices, seeds, self.unreadable, substitutes)
+        return LoadedBatch(images, self.inputs.targets(kept), self.inputs.paths[kept].tolist(), failed)
 
     def on_epoch_end(self) -> None:
         """Move to the next epoch: new sample order (when shuffling) and new augmentation seeds."""
