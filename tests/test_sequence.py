@@ -8,7 +8,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from fashion_hier.data import FashionSequence, ImageReadError  # noqa: E402
+from fashion_hier.data import FashionSequence  # noqa: E402
 from fashion_hier.data.augment import training_preset  # noqa: E402
 
 COUNT = 10
@@ -148,15 +148,23 @@ def test_keras_fit_consumes_the_sequence_with_worker_threads(indexed):
     assert sequence.epoch >= 2  # Keras called on_epoch_end after each epoch (and once before the first)
 
 
-def test_an_unreadable_file_at_batch_time_raises_an_error_naming_it(indexed, tmp_path):
+def test_an_unreadable_file_at_batch_time_is_skipped_and_recorded(indexed, tmp_path):
     paths, labels = indexed
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"this is not a jpeg")
-    sequence = FashionSequence([*paths[:4], str(broken)], {k: v[:5] for k, v in labels.items()}, batch_size=4,
-                               image_size=SIZE)
+    five = {k: v[:5] for k, v in labels.items()}
+    sequence = FashionSequence([*paths[:4], str(broken)], five, batch_size=4, image_size=SIZE)
     assert len(sequence[0][0]) == 4  # construction and other batches do not read the broken file
-    with pytest.raises(ImageReadError, match="broken.jpg"):
-        sequence[1]
+    assert len(sequence.unreadable) == 0
+    # the labelled batch holding only the broken file takes the next readable sample of the epoch (sample 0)
+    images, batch_labels = sequence[1]
+    np.testing.assert_array_equal(images, sequence[0][0][:1])
+    assert {k: v.tolist() for k, v in batch_labels.items()} == {k: v[:1].tolist() for k, v in five.items()}
+    assert [(path, "not a decodable image" in reason) for path, reason in sequence.unreadable] == [(str(broken), True)]
+    # without labels (prediction) the batch is empty and says which path it skipped
+    batch = FashionSequence([*paths[:4], str(broken)], None, batch_size=4, image_size=SIZE).load_batch(1)
+    assert batch.images.shape == (0, *SIZE, 3) and batch.paths == []
+    assert [path for path, _ in batch.unreadable] == [str(broken)]
 
 
 @pytest.mark.parametrize(("change", "error", "message"), [

@@ -119,12 +119,19 @@ def test_keras_fit_consumes_the_dataset(catalog):
     assert np.isfinite(history.history["loss"][0])
 
 
-def test_an_unreadable_file_fails_the_batch_with_an_error_naming_it(catalog, tmp_path):
-    paths, _, _ = catalog
+def test_an_unreadable_file_is_dropped_from_its_batch_with_its_labels(catalog, tmp_path):
+    paths, labels, weights = catalog
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
-    with pytest.raises(tf.errors.OpError, match="cannot read image .*broken.jpg"):
-        list(make_dataset([*paths[:3], str(broken)], batch_size=2, image_size=SIZE))
+    four = [*paths[:3], str(broken)]
+    dataset = make_dataset(four, {k: v[:4] for k, v in labels.items()},
+                           sample_weights={k: v[:4] for k, v in weights.items()}, batch_size=2, image_size=SIZE)
+    batches = [_numpy(batch) for batch in dataset]
+    assert [len(images) for images, _, _ in batches] == [2, 1]
+    _, last_labels, last_weights = batches[1]
+    np.testing.assert_array_equal(last_labels["subcategory"], labels["subcategory"][2:3])
+    np.testing.assert_array_equal(last_weights["category"], [2.0])  # weight = row index: row 2 kept, row 3 dropped
+    assert [path for path, _ in dataset.unreadable] == [str(broken)]
 
 
 @pytest.mark.parametrize(("change", "message"), [

@@ -10,38 +10,22 @@ import csv
 import io
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import cv2
 import numpy as np
 import pandas as pd
 
+from fashion_hier.data.csvread import BAD_ROW_ACTIONS, BadRow, CatalogError, delimiter_name, read_records
+from fashion_hier.data.images import unreadable_reason
 from fashion_hier.labels import LabelColumns, LabelSpace
 
-BAD_ROW_ACTIONS = ("recover", "skip", "raise")
+__all__ = ["BadRow", "Catalog", "CatalogError", "CatalogReport", "Exclusion", "IMAGE_EXTENSIONS", "read_catalog"]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 EXAMPLES_SHOWN = 5
-_LINE = "_csv_line"  # internal column: the CSV line each row started on, for reports
-
-
-@dataclass
-class BadRow:
-    """A CSV record whose field count differs from the header's."""
-
-    line: int
-    fields: int
-    expected: int
-    action: str  # "recovered" or "skipped"
-
-    @property
-    def reason(self) -> str:
-        if self.fields > self.expected:
-            fix = "surplus fields joined into the last column" if self.action == "recovered" else "left out"
-        else:
-            fix = "missing trailing fields left empty" if self.action == "recovered" else "left out"
-        return f"{self.fields} fields, expected {self.expected}: {fix}"
+_NUMERIC_ID = re.compile(r"^(\d+)\.0+$")  # an id a spreadsheet wrote as a number: 10000.0 for image 10000.jpg
 
 
 @dataclass
@@ -59,6 +43,11 @@ class CatalogReport:
     labels_csv: str
     image_dir: str
     rows_read: int = 0
+    lines_read: int = 0
+    blank_lines: int = 0
+    encoding: str = "utf-8"
+    delimiter: str = ","
+    notes: list[str] = field(default_factory=list)
     bad_rows: list[BadRow] = field(default_factory=list)
     excluded: dict[str, Exclusion] = field(default_factory=dict)
     ambiguous_images: Exclusion = field(default_factory=Exclusion)
@@ -76,7 +65,10 @@ class CatalogReport:
         lines = [
             f"catalogue {self.labels_csv} (images under {self.image_dir})",
             f"  rows read: {self.rows_read}; kept: {self.rows_kept}",
+            f"  lines: {self.lines_read} ({self._line_accounting()}); {self.encoding}, "
+            f"{delimiter_name(self.delimiter)}-delimited",
         ]
+        lines += [f"  note: {note}" for note in self.notes]
         if self.bad_rows:
             lines.append(f"  malformed rows: {len(self.bad_rows)}")
             lines += [f"    line {row.line}: {row.reason}" for row in self.bad_rows[:10]]
@@ -94,6 +86,17 @@ class CatalogReport:
         for key, value in self.balancing.items():
             lines.append(f"  balancing {key}: {value}")
         return "\n".join(lines)
+
+
+    def _line_accounting(self) -> str:
+        """Every physical line: the header, the rows, blank lines and line breaks inside quoted fields."""
+        continued = self.lines_read - 1 - self.rows_read - self.blank_lines
+        parts = ["1 header", f"{self.rows_read} rows"]
+        if self.blank_lines:
+            parts.append(f"{self.blank_lines} blank")
+        if continued:
+            parts.append(f"{continued} inside quoted fields")
+        return " + ".join(parts)
 
 
 def _describe(example: dict[str, Any]) -> str:
@@ -160,8 +163,7 @@ def read_catalog(
         raise FileNotFoundError(f"image folder {image_dir} does not exist or is not a folder")
     report = CatalogReport(labels_csv=str(labels_csv), image_dir=str(image_dir))
 
-    frame, report.bad_rows = _read_rows(labels_csv, on_bad_rows)
-    report.rows_read = len(frame) + sum(row.action == "skipped" for row in report.bad_rows)
+    frame = _read_frame(labels_csv, on_bad_rows, report)
     key_column = path_column or id_column
     _check_columns(frame, labels_csv, [key_column, *columns.all], "columns")
 
@@ -174,19 +176,70 @@ def read_catalog(
         paths = frame[path_column].map(lambda p: _path_under(image_dir, p))
     else:
         index, report.ambiguous_images = _image_index(image_dir, extensions)
-        paths = frame[id_column].map(index)
+        paths = _find_by_id(frame[id_column], index, report)
     frame = frame.assign(image_path=paths)
-    frame = _leave_out(frame, frame["image_path"].isna(), report, "missing_image",
+    with_image = frame["image_path"].notna()
+    if len(frame) and not with_image.any():
+        raise CatalogError(_no_images_message(labels_csv, image_dir, frame, key_column, path_column, extensions))
+    frame = _leave_out(frame, ~with_image, report, "missing_image",
                        lambda row: f"no image for {row[key_column]!r} under {image_dir}", key_column)
-    if verify_images:
-        unreadable = ~frame["image_path"].map(_decodes).astype(bool)
-        frame = _leave_out(frame, unreadable, report, "unreadable_image",
-                           lambda row: f"cannot decode {row['image_path']}", key_column)
+    if verify_images:  # the loaders' own decoder, so that what passes here also loads in training
+        reasons = frame["image_path"].map(unreadable_reason)
+        frame = _leave_out(frame, reasons.notna(), report, "unreadable_image",
+                           lambda row: f"cannot read {row['image_path']}: {reasons[row.name]}", key_column)
 
     frame = _balance(frame, columns.subcategory, cap_factor, target_samples, seed, report)
-    report.conflicts = LabelSpace.from_frame(frame, **asdict(columns)).conflicts if len(frame) else {}
+    if not len(frame):
+        raise CatalogError(f"{labels_csv}: none of its {report.rows_read} rows can be used:\n{report}")
+    report.conflicts = LabelSpace.from_frame(frame, **asdict(columns)).conflicts
     report.rows_kept = len(frame)
-    return Catalog(frame.drop(columns=_LINE).reset_index(drop=True), columns, report)
+    return Catalog(frame.reset_index(drop=True), columns, report)
+
+
+def _read_frame(path: Path, on_bad_rows: str, report: CatalogReport) -> pd.DataFrame:
+    """The CSV's rows as text columns (missing values as NaN), indexed by the line each row starts on.
+
+    ``csvread.read_records`` finds and fixes the records; pandas then parses them, so missing
+    values (empty, ``NA``, ``nan``...) follow pandas' rules. All columns are read as text: ids
+    keep leading zeros and labels never become floats.
+    """
+    parsed = read_records(path, on_bad_rows)
+    report.bad_rows, report.rows_read, report.notes = parsed.bad_rows, parsed.rows_read, list(parsed.notes)
+    report.lines_read, report.blank_lines = parsed.line_count, parsed.blank_lines
+    report.encoding, report.delimiter = parsed.encoding, parsed.delimiter
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([parsed.header, *parsed.records])
+    buffer.seek(0)
+    frame = pd.read_csv(buffer, dtype=str, skipinitialspace=True, keep_default_na=True)
+    frame = frame.apply(lambda column: column.str.strip().mask(column.str.strip() == ""))
+    frame.index = pd.Index(parsed.lines, name="line")
+    return frame
+
+
+def _find_by_id(ids: pd.Series, index: dict[str, str], report: CatalogReport) -> pd.Series:
+    """Image path per id; an id written as a number (``10000.0``) also matches ``10000.jpg`` (and is noted)."""
+    paths = ids.map(index)
+    numeric = paths.isna() & ids.str.fullmatch(_NUMERIC_ID).fillna(False).astype(bool)
+    if numeric.any():
+        paths = paths.where(~numeric, ids[numeric].str.replace(_NUMERIC_ID, r"\1", regex=True).map(index))
+        matched = int(paths[numeric].notna().sum())
+        example = ids[numeric].iloc[0]
+        integer = _NUMERIC_ID.fullmatch(example).group(1)
+        report.notes.append(f"{matched} of {int(numeric.sum())} ids written as numbers (e.g. {example!r}) "
+                            f"matched images by their integer part (e.g. {integer}.jpg)")
+    return paths
+
+
+def _no_images_message(labels_csv: Path, image_dir: Path, frame: pd.DataFrame, key_column: str,
+                       path_column: str | None, extensions: Sequence[str]) -> str:
+    example = frame[key_column].iloc[0]
+    if path_column:
+        looked_for = f"paths in column {path_column!r} relative to the folder (e.g. {image_dir / str(example)})"
+    else:
+        looked_for = (f"files named <{key_column}> + one of {', '.join(extensions)} in it and its subfolders "
+                      f"(e.g. {example}{extensions[0]})")
+    return (f"{labels_csv}: no image found for any of its {len(frame)} rows under {image_dir}; looked for "
+            f"{looked_for} — check the image folder (data.image_dir) and the id column (data.id_column)")
 
 
 def _check_options(on_bad_rows: str, cap_factor, target_samples, extensions) -> None:
@@ -203,59 +256,12 @@ def _check_options(on_bad_rows: str, cap_factor, target_samples, extensions) -> 
 def _check_columns(frame: pd.DataFrame, source: Path, needed: Sequence[str], argument: str) -> None:
     missing = [name for name in needed if name not in frame.columns]
     if missing:
-        raise ValueError(
-            f"{source}: columns {missing} not found (header: {list(frame.columns)}); "
+        hint = ("; the header reads as one column — is the file delimited by something other than "
+                "comma, semicolon, tab or pipe?" if len(frame.columns) == 1 else "")
+        raise CatalogError(
+            f"{source}: columns {missing} not found (header: {list(frame.columns)}){hint}; "
             f"pass {argument}=LabelColumns(...) / id_column / path_column naming the CSV's columns"
         )
-
-
-def _read_rows(path: Path, on_bad_rows: str) -> tuple[pd.DataFrame, list[BadRow]]:
-    """Parse the CSV, fixing or dropping records whose field count differs from the header's.
-
-    The csv module finds the bad records (with line numbers); pandas then parses the fixed
-    records, so missing values (empty, ``NA``, ``nan``...) follow pandas' rules.
-    All columns are read as text: ids keep leading zeros and labels never become floats.
-    """
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if not header:
-            raise ValueError(f"{path} is empty: expected a header line naming the columns")
-        header = [name.strip() for name in header]
-        records, lines, bad_rows = [], [], []
-        start = reader.line_num + 1
-        for fields in reader:
-            line, start = start, reader.line_num + 1
-            if not fields:
-                continue  # blank line
-            if len(fields) != len(header):
-                if on_bad_rows == "raise":
-                    raise ValueError(
-                        f"{path} line {line}: {len(fields)} fields, expected {len(header)} — quote the "
-                        f"{header[-1]!r} column, or pass on_bad_rows='recover' (join surplus fields into "
-                        f"the last column) or 'skip'"
-                    )
-                action = "skipped" if on_bad_rows == "skip" else "recovered"
-                bad_rows.append(BadRow(line, len(fields), len(header), action))
-                if action == "skipped":
-                    continue
-                fields = _fit_fields(fields, len(header))
-            records.append(fields)
-            lines.append(line)
-    buffer = io.StringIO()
-    csv.writer(buffer).writerows([header, *records])
-    buffer.seek(0)
-    frame = pd.read_csv(buffer, dtype=str, skipinitialspace=True)
-    frame = frame.apply(lambda column: column.str.strip().mask(column.str.strip() == ""))
-    frame[_LINE] = lines
-    return frame, bad_rows
-
-
-def _fit_fields(fields: list[str], expected: int) -> list[str]:
-    """Join surplus fields into the last column (they were split on an unquoted comma), pad short rows."""
-    if len(fields) > expected:
-        return [*fields[: expected - 1], ",".join(fields[expected - 1:])]
-    return fields + [""] * (expected - len(fields))
 
 
 def _leave_out(frame: pd.DataFrame, drop: pd.Series, report: CatalogReport, reason: str, detail, key_column: str) -> pd.DataFrame:
@@ -264,7 +270,7 @@ def _leave_out(frame: pd.DataFrame, drop: pd.Series, report: CatalogReport, reas
     report.excluded[reason] = Exclusion(
         count=len(dropped),
         examples=[
-            {"line": int(row[_LINE]), key_column: None if pd.isna(row[key_column]) else str(row[key_column]), "detail": detail(row)}
+            {"line": int(row.name), key_column: None if pd.isna(row[key_column]) else str(row[key_column]), "detail": detail(row)}
             for _, row in dropped.head(EXAMPLES_SHOWN).iterrows()
         ],
     )
@@ -296,11 +302,6 @@ def _image_index(image_dir: Path, extensions: Sequence[str]) -> tuple[dict[str, 
 def _path_under(image_dir: Path, relative: str) -> str | None:
     path = (image_dir / str(relative)).resolve()
     return str(path) if path.is_file() else None
-
-
-def _decodes(path: str) -> bool:
-    """Whether OpenCV can decode the image; a reduced-size decode keeps the check cheap."""
-    return cv2.imread(path, cv2.IMREAD_REDUCED_GRAYSCALE_8) is not None
 
 
 def _balance(frame: pd.DataFrame, column: str, cap_factor: float | None, target_samples: int | None,
