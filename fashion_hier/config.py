@@ -122,15 +122,24 @@ class TrainConfig:
     # ---- construction ------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "TrainConfig":
-        """Build from nested plain data; unknown keys and wrongly typed values are errors."""
-        return _build(cls, data or {}, "")
+        """Build from nested plain data; unknown keys, wrongly typed values and values that cannot work are errors."""
+        from fashion_hier.config_checks import validate_config
+
+        config = _build(cls, data or {}, "")
+        validate_config(config)
+        return config
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "TrainConfig":
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} does not exist; write one with TrainConfig().to_yaml(path)")
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as error:
+            from fashion_hier.config_checks import yaml_error_message
+
+            raise ConfigError(yaml_error_message(path, error)) from error
         if data is not None and not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of sections (data, model, ...), got {type(data).__name__}")
         try:

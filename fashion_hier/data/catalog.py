@@ -260,7 +260,8 @@ def _check_columns(frame: pd.DataFrame, source: Path, needed: Sequence[str], arg
                 "comma, semicolon, tab or pipe?" if len(frame.columns) == 1 else "")
         raise CatalogError(
             f"{source}: columns {missing} not found (header: {list(frame.columns)}){hint}; "
-            f"pass {argument}=LabelColumns(...) / id_column / path_column naming the CSV's columns"
+            f"name the CSV's columns in the config's data.columns / data.id_column (Python: "
+            f"{argument}=LabelColumns(...), id_column=..., path_column=...)"
         )
 
 
