@@ -289,3 +289,14 @@ def test_known_backbone_names_match_the_model_registry():
     from fashion_hier.models import BACKBONES
 
     assert sorted(BACKBONE_NAMES) == sorted(BACKBONES)
+
+
+def test_worker_processes_add_to_the_parents_record(broken_catalogue):
+    import keras
+
+    _, _, paths, _, _ = broken_catalogue
+    sequence = FashionSequence(paths[:16], None, batch_size=4, image_size=SIZE, workers=2, use_multiprocessing=True)
+    pixels = keras.Input((SIZE, SIZE, 3))
+    model = keras.Model(pixels, keras.layers.GlobalAveragePooling2D()(pixels))
+    assert model.predict(sequence, verbose=0).shape == (12, 3)
+    assert sorted(sequence.unreadable.paths) == sorted(paths[:4])

@@ -178,7 +178,9 @@ class FashionSequence(keras.utils.PyDataset):
         augment: an albumentations transform taking float32 0..255 (``augment.training_preset``)
             or None.
         shuffle: reshuffle the samples every epoch, from ``seed``.
-        unreadable: the record to add skipped images to (shared between loaders); a new one if None.
+        unreadable: the record to add skipped images to (shared between loaders); a new one if None
+            (kept across processes with ``use_multiprocessing``; pass
+            ``UnreadableImages(across_processes=True)`` when sharing one with such a loader).
         workers, use_multiprocessing, max_queue_size: Keras PyDataset options.
     """
 
@@ -191,7 +193,9 @@ class FashionSequence(keras.utils.PyDataset):
         self.inputs = LoaderInputs.build(paths, labels, sample_weights=sample_weights, batch_size=batch_size,
                                          image_size=image_size, resize=resize, augment=augment, shuffle=shuffle,
                                          seed=seed)
-        self.unreadable = UnreadableImages() if unreadable is None else unreadable
+        if unreadable is None:
+            unreadable = UnreadableImages(across_processes=bool(use_multiprocessing and workers > 1))
+        self.unreadable = unreadable
         # on_epoch_end calls so far. Keras's fit calls it once before its first epoch too, so fit's
         # epoch k reads epoch k + 1; setting epoch = initial_epoch before a resumed fit repeats that.
         self.epoch = 0

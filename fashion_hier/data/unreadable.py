@@ -1,13 +1,14 @@
 """The record of images a loader skipped because they could not be read, and its CSV report.
 
 Loaders never stop on a bad image: they drop it from its batch (with its labels and weights) and
-add ``(path, reason)`` here. One record can be shared by several loaders and worker threads;
-each path is kept once, with the first reason seen, in the order found.
+add ``(path, reason)`` here. One record can be shared by several loaders and worker threads (or
+processes); each path is kept once, with the first reason seen.
 """
 from __future__ import annotations
 
 import csv
 import logging
+import multiprocessing
 import os
 import threading
 from pathlib import Path
@@ -29,13 +30,18 @@ class UnreadableImage(NamedTuple):
 class UnreadableImages:
     """Thread-safe, de-duplicated record of skipped images: iterate it for ``UnreadableImage`` rows.
 
-    With ``use_multiprocessing=True`` each worker process fills its own copy; those images are
-    logged by the worker but not recorded here (thread workers and tf.data record them all).
+    ``across_processes=True`` keeps the record in a ``multiprocessing.Manager`` so that loader
+    worker processes (``use_multiprocessing=True``) add to the parent's record; otherwise a lock
+    guards a plain dict (thread workers and tf.data).
     """
 
-    def __init__(self, records: Iterable[tuple[str, str]] = ()) -> None:
-        self._lock = threading.Lock()
-        self._records: dict[str, str] = {}
+    def __init__(self, records: Iterable[tuple[str, str]] = (), *, across_processes: bool = False) -> None:
+        self._manager = None
+        if across_processes:
+            self._manager = multiprocessing.Manager()
+            self._lock, self._records = self._manager.Lock(), self._manager.dict()
+        else:
+            self._lock, self._records = threading.Lock(), {}
         for path, reason in records:
             self.add(path, reason)
 
@@ -49,14 +55,16 @@ class UnreadableImages:
         logger.warning("skipped unreadable image %s: %s", path, reason)
         return True
 
+    def _items(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return list(self._records.items())  # the Manager's dict keeps insertion order too
+
     @property
     def paths(self) -> list[str]:
-        with self._lock:
-            return list(self._records)
+        return [path for path, _ in self._items()]
 
     def __iter__(self) -> Iterator[UnreadableImage]:
-        with self._lock:
-            return iter([UnreadableImage(path, reason) for path, reason in self._records.items()])
+        return iter([UnreadableImage(path, reason) for path, reason in self._items()])
 
     def __len__(self) -> int:
         with self._lock:
@@ -69,14 +77,18 @@ class UnreadableImages:
     def __repr__(self) -> str:
         return f"UnreadableImages({len(self)} images)"
 
-    # a lock cannot be pickled (PyDataset workers with multiprocessing pickle the loader)
+    # loader workers with multiprocessing pickle the loader: a thread lock cannot travel (a copy starts
+    # over), Manager proxies can (and keep writing to the parent's record); the Manager stays with the parent
     def __getstate__(self) -> dict:
-        with self._lock:
-            return {"records": dict(self._records)}
+        if isinstance(self._records, dict):
+            with self._lock:
+                return {"records": dict(self._records)}
+        return {"records": self._records, "lock": self._lock}
 
     def __setstate__(self, state: dict) -> None:
-        self._lock = threading.Lock()
-        self._records = dict(state["records"])
+        self._manager = None
+        self._records = state["records"]
+        self._lock = state.get("lock") or threading.Lock()
 
 
 def write_unreadable_report(records: Iterable[tuple[str, str]], path: str | os.PathLike) -> Path:
