@@ -136,7 +136,7 @@ class TrainConfig:
             raise FileNotFoundError(f"config file {path} does not exist; write one with TrainConfig().to_yaml(path)")
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as error:
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
             from fashion_hier.config_checks import yaml_error_message
 
             raise ConfigError(yaml_error_message(path, error)) from error
@@ -162,7 +162,11 @@ class TrainConfig:
                     raise ConfigError(f"override {override!r}: {where!r} is not a config section "
                                    f"(sections: {', '.join(k for k, v in node.items() if isinstance(v, dict))})")
                 node = node[key]
-            node[keys[-1]] = yaml.safe_load(text)
+            try:
+                node[keys[-1]] = yaml.safe_load(text)
+            except yaml.YAMLError as error:
+                raise ConfigError(f"override {override!r}: the value is not valid YAML; quote it or fix the "
+                                  f"brackets (e.g. data.image_size=[64,64])") from error
         return type(self).from_dict(data)
 
     # ---- output ----------------------------------------------------------------------------

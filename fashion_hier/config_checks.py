@@ -103,7 +103,10 @@ def _check_name(name: Any, key: str, known: tuple[str, ...]) -> None:
 
 
 def yaml_error_message(path: str | os.PathLike, error: Exception) -> str:
-    """One line for a YAML syntax error: the file, the line and column (1-based), and what the parser expected."""
+    """One line for a YAML syntax (or text encoding) error: the file, the line and column (1-based), and the problem."""
+    if isinstance(error, UnicodeDecodeError):
+        line = error.object[:error.start].count(b"\n") + 1
+        return f"{os.fspath(path)} line {line}: not UTF-8 text; save the config file as UTF-8"
     mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
     where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
     problem = getattr(error, "problem", None) or str(error).splitlines()[0]

@@ -300,3 +300,11 @@ def test_worker_processes_add_to_the_parents_record(broken_catalogue):
     model = keras.Model(pixels, keras.layers.GlobalAveragePooling2D()(pixels))
     assert model.predict(sequence, verbose=0).shape == (12, 3)
     assert sorted(sequence.unreadable.paths) == sorted(paths[:4])
+
+
+def test_config_file_that_is_not_utf8_and_bad_override_yaml_are_one_line(tmp_path):
+    path = _write(tmp_path / "latin.yaml", "name: run\nmodel:\n  backbone: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin\.yaml line 3: not UTF-8"):
+        TrainConfig.from_yaml(path)
+    with pytest.raises(ConfigError, match=r"override 'data\.image_size=\[64,': the value is not valid YAML"):
+        TrainConfig().with_overrides(["data.image_size=[64,"])
