@@ -11,6 +11,7 @@ _LAZY = {
     "CatalogReport": "fashion_hier.data.catalog",
     "CatalogError": "fashion_hier.data.csvread",
     "UnreadableImages": "fashion_hier.data.unreadable",
+    "UnreadableImage": "fashion_hier.data.unreadable",
     "write_unreadable_report": "fashion_hier.data.unreadable",
     "read_images": "fashion_hier.data.images",
     "Splits": "fashion_hier.data.split",
@@ -19,6 +20,7 @@ _LAZY = {
     "load_images": "fashion_hier.data.images",
     "ImageReadError": "fashion_hier.data.images",
     "FashionSequence": "fashion_hier.data.sequence",
+    "LoadedBatch": "fashion_hier.data.sequence",
     "make_dataset": "fashion_hier.data.tfdata",
     "spread_into_subfolders": "fashion_hier.data.layout",
 }

@@ -154,6 +154,9 @@ def read_catalog(
     image (``verify_images=True``) or no category/subcategory label are left out and reported.
     ``cap_factor`` caps each subcategory at that many times the mean subcategory size;
     ``target_samples`` then down-samples to that many rows keeping subcategory proportions.
+    The encoding (UTF-8, UTF-8 with BOM, else cp1252/latin-1, noted) and the delimiter (comma,
+    semicolon, tab or pipe) are detected. A CSV or folder that yields no usable row raises
+    ``CatalogError`` (a ValueError) naming the file, line or column and what to do.
     """
     labels_csv, image_dir = Path(labels_csv), Path(image_dir)
     _check_options(on_bad_rows, cap_factor, target_samples, extensions)
