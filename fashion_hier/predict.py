@@ -193,7 +193,7 @@ def _run_model_file(run: RunDir, checkpoint: str) -> Path:
 
 
 def _wrap_legacy_model(network, run: RunDir):
-    """A version 0.1.0 run's functional model as the task, named by its labels and config files."""
+    """A bare functional model of a run (a 0.1.0 run's model, or a ``best.keras`` checkpoint) as the task."""
     from fashion_hier.config import TrainConfig
     from fashion_hier.task import HierarchicalClassifier
 
@@ -202,7 +202,7 @@ def _wrap_legacy_model(network, run: RunDir):
         raise FileNotFoundError(f"{run.path}: its model has no label space inside and "
                                 f"the run has no {', '.join(missing)}; retrain it with 'fashion-hier train'")
     data = TrainConfig.from_yaml(run.config).data
-    logger.info("%s: a version 0.1.0 run; its model is wrapped with %s", run.path, RunDir.LABELS)
+    logger.info("%s: a bare Keras model; wrapped as the task with the run's label space", run.path)
     return HierarchicalClassifier(network, LabelSpace.load(run.labels), image_size=data.image_size, resize=data.resize)
 
 

@@ -172,11 +172,17 @@ def class_counts_from_labels(targets: dict[str, np.ndarray], label_space: LabelS
     """
     attributes = np.asarray(targets["attributes"])
     return {
-        "category": np.bincount(np.asarray(targets["category"]).ravel(), minlength=label_space.num_categories).tolist(),
-        "subcategory": np.bincount(np.asarray(targets["subcategory"]).ravel(),
-                                   minlength=label_space.num_subcategories).tolist(),
+        "category": _counts(targets["category"], label_space.num_categories),
+        "subcategory": _counts(targets["subcategory"], label_space.num_subcategories),
         "attributes": [*attributes.sum(axis=0).astype(int).tolist(), int(len(attributes))],
     }
+
+
+def _counts(labels, num_classes: int) -> list[int]:
+    """Samples per class from class indices (N,) / (N, 1) or one-hot rows (N, num_classes)."""
+    labels = np.asarray(labels)
+    indices = labels.argmax(axis=1) if labels.ndim == 2 and labels.shape[1] > 1 else labels.ravel()
+    return np.bincount(indices.astype(int), minlength=num_classes).tolist()
 
 
 def default_losses(label_space: LabelSpace, class_counts: dict[str, np.ndarray] | None) -> dict[str, keras.losses.Loss]:

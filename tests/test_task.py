@@ -111,6 +111,9 @@ def test_default_compile_weights_the_losses_as_the_training_labels_would():
     targets = {"category": rng.integers(0, 2, 40), "subcategory": rng.integers(0, 3, 40),
                "attributes": (rng.random((40, 3)) < [0.1, 0.5, 0.8]).astype(np.int8)}
     losses = default_losses(LABELS, class_counts_from_labels(targets, LABELS))
+    one_hot = {**targets, "category": np.eye(2)[targets["category"]], "subcategory": np.eye(3)[targets["subcategory"]]}
+    assert class_counts_from_labels(one_hot, LABELS) == class_counts_from_labels(targets, LABELS)
+    assert class_counts_from_labels(targets, LABELS)["category"] == np.bincount(targets["category"]).tolist()
     np.testing.assert_allclose(losses["category"].get_config()["class_weights"],
                                inverse_frequency_weights(targets["category"], 2))
     np.testing.assert_allclose(losses["subcategory"].get_config()["class_weights"],
