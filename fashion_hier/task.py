@@ -185,8 +185,13 @@ def _counts(labels, num_classes: int) -> list[int]:
     return np.bincount(indices.astype(int), minlength=num_classes).tolist()
 
 
-def default_losses(label_space: LabelSpace, class_counts: dict[str, np.ndarray] | None) -> dict[str, keras.losses.Loss]:
-    """Cross-entropy per level, weighted by inverse class frequency when counts are known (Ferreira et al. §3)."""
+def default_losses(label_space: LabelSpace, class_counts: dict[str, np.ndarray] | None, *, power: float = 1.0,
+                   cap: float | None = None) -> dict[str, keras.losses.Loss]:
+    """Cross-entropy per level, weighted by inverse class frequency when counts are known (Ferreira et al. §3).
+
+    ``power`` and ``cap`` smooth the weights as in ``losses.inverse_frequency_weights`` (config ``loss.*``);
+    the weights equal those computed from the training labels themselves (they depend on counts only).
+    """
     from fashion_hier.losses import (WeightedBinaryCrossentropy, WeightedCategoricalCrossentropy,
                                      attribute_weights, inverse_frequency_weights)
 
@@ -198,11 +203,12 @@ def default_losses(label_space: LabelSpace, class_counts: dict[str, np.ndarray] 
     subcategory = np.repeat(np.arange(label_space.num_subcategories), class_counts["subcategory"])
     *positives, samples = (int(v) for v in class_counts["attributes"])
     multi_hot = (np.arange(samples)[:, None] < np.asarray(positives)[None, :]).astype(np.int8)
-    pos, neg = attribute_weights(multi_hot)
+    pos, neg = attribute_weights(multi_hot, power=power, cap=cap)
     return {
-        "category": WeightedCategoricalCrossentropy(inverse_frequency_weights(category, label_space.num_categories)),
+        "category": WeightedCategoricalCrossentropy(
+            inverse_frequency_weights(category, label_space.num_categories, power=power, cap=cap)),
         "subcategory": WeightedCategoricalCrossentropy(
-            inverse_frequency_weights(subcategory, label_space.num_subcategories)),
+            inverse_frequency_weights(subcategory, label_space.num_subcategories, power=power, cap=cap)),
         "attributes": WeightedBinaryCrossentropy(pos, neg),
     }
 

@@ -71,6 +71,15 @@ def test_get_config_and_from_config_round_trip_everything_the_task_carries():
                                    rtol=1e-4, atol=1e-6)
 
 
+def test_import_fashion_hier_is_cheap_and_makes_keras_loading_work_in_either_order():
+    script = ("import sys, fashion_hier; assert 'tensorflow' not in sys.modules, 'tensorflow imported'; "
+              "import keras; assert 'fashion_hier.task' in sys.modules, 'task not registered'; "
+              "assert keras.saving.get_registered_object('fashion_hier>HierarchicalClassifier') is not None")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO,
+                          env={**_env(), "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_thresholds_survive_a_save_and_with_thresholds_leaves_the_original_alone(tmp_path):
     task = HierarchicalClassifier(_tiny_network(), LABELS)
     np.testing.assert_array_equal(task.thresholds, np.full(3, DEFAULT_THRESHOLD))
@@ -80,6 +89,7 @@ def test_thresholds_survive_a_save_and_with_thresholds_leaves_the_original_alone
     path = tmp_path / "task.keras"
     other.save(path)
     np.testing.assert_array_equal(keras.saving.load_model(path).thresholds, [0.1, 0.2, 0.3])
+    np.testing.assert_array_equal(Predictor.load(path).thresholds, [0.1, 0.2, 0.3])  # a lone .keras file
     np.testing.assert_array_equal(task.thresholds, np.full(3, 0.55))
     with pytest.raises(ValueError, match=r"one number or 3"):
         task.set_thresholds([0.5, 0.5])
@@ -121,6 +131,11 @@ def test_default_compile_weights_the_losses_as_the_training_labels_would():
     pos, neg = attribute_weights(targets["attributes"])
     np.testing.assert_allclose(losses["attributes"].get_config()["pos_weights"], pos)
     np.testing.assert_allclose(losses["attributes"].get_config()["neg_weights"], neg)
+    smoothed = default_losses(LABELS, class_counts_from_labels(targets, LABELS), power=0.5, cap=1.2)
+    np.testing.assert_allclose(smoothed["subcategory"].get_config()["class_weights"],
+                               inverse_frequency_weights(targets["subcategory"], 3, power=0.5, cap=1.2))
+    np.testing.assert_allclose(smoothed["attributes"].get_config()["pos_weights"],
+                               attribute_weights(targets["attributes"], power=0.5, cap=1.2)[0])
 
     task = HierarchicalClassifier(_tiny_network(), LABELS, class_counts=class_counts_from_labels(targets, LABELS))
     task.compile()
