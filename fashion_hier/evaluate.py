@@ -368,12 +368,16 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
         parser.error("--split names a saved split of the run; with --labels the CSV is evaluated instead — pass one")
     if (args.floor is not None or args.cap is not None) and not args.tune_thresholds:
         parser.error("--floor and --cap bound threshold tuning; add --tune-thresholds")
-    result = evaluate_run(
-        args.run, split=args.split or "test", labels_csv=args.labels, image_dir=args.images, out_dir=args.out,
-        tune_thresholds=args.tune_thresholds, checkpoint=args.checkpoint,
-        floor=DEFAULT_FLOOR if args.floor is None else args.floor, cap=DEFAULT_CAP if args.cap is None else args.cap,
-        batch_size=args.batch_size, progress=not args.no_progress,
-    )
+    try:
+        result = evaluate_run(
+            args.run, split=args.split or "test", labels_csv=args.labels, image_dir=args.images, out_dir=args.out,
+            tune_thresholds=args.tune_thresholds, checkpoint=args.checkpoint,
+            floor=DEFAULT_FLOOR if args.floor is None else args.floor, cap=DEFAULT_CAP if args.cap is None else args.cap,
+            batch_size=args.batch_size, progress=not args.no_progress,
+        )
+    except (FileNotFoundError, ValueError) as error:  # a missing run or CSV, a bad split: one line, as predict
+        print(f"fashion-hier evaluate: {error}", file=sys.stderr)
+        return 2
     print(markdown_table(result))
     print(_unseen_summary(result["unseen_labels"]))
     print(f"wrote {RunDir.METRICS_JSON}, {RunDir.METRICS_MD}, per_class_*.csv, {RunDir.PREDICTIONS} and "
