@@ -8,6 +8,7 @@ test split with ``fashion-hier evaluate``'s code, and prints how far above chanc
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import sys
 import time
@@ -17,10 +18,14 @@ import numpy as np
 import pandas as pd
 
 from fashion_hier.config import TrainConfig
+from fashion_hier.rundir import RunDir
+
+logger = logging.getLogger(__name__)
 
 DEMO_IMAGE_SIZE = 64
 DEFAULT_PRODUCTS = 600
 DEFAULT_EPOCHS = 20
+DEMO_RUN_NAME = "run"  # the run directory is OUT/run
 DEMO_SETTINGS = (
     "model.backbone=small_cnn", "model.weights=null", "model.units=64", "model.l2=0.0",
     "training.batch_size=16", "training.jit_compile=false", "data.augment=false", "loss.power=0.5",
@@ -33,13 +38,13 @@ def demo_config(out_dir: Path, labels_csv: Path, *, epochs: int, seed: int) -> T
         *DEMO_SETTINGS,
         f"data.labels_csv={labels_csv}", f"data.image_dir={labels_csv.parent / 'images'}",
         f"data.image_size=[{DEMO_IMAGE_SIZE}, {DEMO_IMAGE_SIZE}]", f"data.seed={seed}",
-        f"training.epochs={epochs}", f"output_dir={out_dir}", "name=run",
+        f"training.epochs={epochs}", f"output_dir={out_dir}", f"name={DEMO_RUN_NAME}",
     ])
 
 
 def run_demo(out_dir: str | Path = "fashion_hier_demo", *, n: int = DEFAULT_PRODUCTS, epochs: int = DEFAULT_EPOCHS, seed: int = 0,
              overwrite: bool = False) -> dict:
-    """Generate, train, evaluate; print the per-level summary and return the evaluation report."""
+    """Generate, train, evaluate; return the evaluation report (``main`` prints its summary)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         if not overwrite:
@@ -53,8 +58,7 @@ def run_demo(out_dir: str | Path = "fashion_hier_demo", *, n: int = DEFAULT_PROD
     labels_csv = make_synthetic_catalog(out_dir / "catalog", n=n, image_size=DEMO_IMAGE_SIZE, seed=seed)
     run_dir = train(demo_config(out_dir, Path(labels_csv), epochs=epochs, seed=seed), overwrite=overwrite)
     report = evaluate_run(run_dir, split="test", progress=False)
-    print(summary_table(report, chance_levels(run_dir)))
-    print(f"demo finished in {time.perf_counter() - started:.0f} s; run directory: {run_dir}")
+    logger.info("demo finished in %.0f s; run directory: %s", time.perf_counter() - started, run_dir)
     return report
 
 
@@ -63,8 +67,9 @@ def chance_levels(run_dir: Path) -> dict[str, float]:
     attributes the mean label frequency (the AP of random scores)."""
     from fashion_hier.labels import LabelSpace
 
-    label_space = LabelSpace.load(run_dir / "labels.json")
-    test = pd.read_csv(run_dir / "splits" / "test.csv", dtype=str)
+    run = RunDir(run_dir)
+    label_space = LabelSpace.load(run.labels)
+    test = pd.read_csv(run.split("test"), dtype=str)
     targets = label_space.encode(test.loc[label_space.known_rows(test)], unknown="drop")
     return {
         "category": float(np.bincount(targets["category"]).max() / len(targets["category"])),
@@ -99,10 +104,13 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     parser.add_argument("--overwrite", action="store_true", help="replace the contents of --out")
     args = parser.parse_args(argv)
     try:
-        run_demo(args.out, n=args.n, epochs=args.epochs, seed=args.seed, overwrite=args.overwrite)
+        report = run_demo(args.out, n=args.n, epochs=args.epochs, seed=args.seed, overwrite=args.overwrite)
     except FileExistsError as error:
         print(f"fashion-hier demo: {error}", file=sys.stderr)
         return 2
+    run_dir = args.out / DEMO_RUN_NAME
+    print(summary_table(report, chance_levels(run_dir)))
+    print(f"run directory: {run_dir}")
     return 0
 
 

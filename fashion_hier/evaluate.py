@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import warnings
 from dataclasses import dataclass
@@ -21,11 +22,14 @@ import numpy as np
 import pandas as pd
 
 from fashion_hier import metrics, plots
-from fashion_hier.features import RUN_FEATURES_FILE, scores_from_feature_cache
+from fashion_hier.atomic import atomic_path, atomic_write_text
 from fashion_hier.jsonio import to_json_data, write_json
 from fashion_hier.labels import LEVELS, LabelSpace
-from fashion_hier.predict import DEFAULT_THRESHOLD, Predictor
-from fashion_hier.thresholds import THRESHOLDS_FILE, load_thresholds, save_thresholds
+from fashion_hier.predict import Predictor
+from fashion_hier.rundir import RunDir
+from fashion_hier.thresholds import DEFAULT_THRESHOLD, load_thresholds, save_thresholds
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_FLOOR = 0.05  # bounds of tuned thresholds: one lucky validation sample cannot push a label to 0 or 1
 DEFAULT_CAP = 0.95
@@ -34,7 +38,7 @@ SAMPLE_IMAGES = 12
 PR_TOP_LABELS = 5
 SAMPLE_IMAGE_SIZE = (128, 128)
 TABLE_COLUMNS = ("OP", "OR", "OF1", "P@k", "R@k", "F1@k", "AP")
-FEATURE_CHECKPOINTS = ("model.keras", "best.keras")  # a head-only run saves its head in both (and head.keras)
+FEATURE_CHECKPOINTS = (RunDir.MODEL, RunDir.BEST)  # a head-only run saves its head in both (and RunDir.HEAD)
 
 
 @dataclass
@@ -57,7 +61,7 @@ def read_split(run_dir: Path, split: str) -> pd.DataFrame:
     """The frame a run saved for ``split`` (``RUN/splits/<split>.csv``, with ``image_path``)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    path = run_dir / "splits" / f"{split}.csv"
+    path = RunDir(run_dir).split(split)
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} does not exist: the run has no saved {split} split. Train with fashion-hier train "
@@ -70,14 +74,14 @@ def read_split(run_dir: Path, split: str) -> pd.DataFrame:
 
 
 def read_labelled_csv(run_dir: Path, labels_csv: str | Path, image_dir: str | Path, label_space: LabelSpace) -> pd.DataFrame:
-    """A new labelled catalogue, read with the run's label columns and id column; its report is printed."""
+    """A new labelled catalogue, read with the run's label columns and id column; its report is logged."""
     from fashion_hier.config import TrainConfig
     from fashion_hier.data import read_catalog
 
-    config_path = run_dir / "config.yaml"
+    config_path = RunDir(run_dir).config
     id_column = TrainConfig.from_yaml(config_path).data.id_column if config_path.is_file() else "id"
     catalog = read_catalog(labels_csv, image_dir, columns=label_space.columns, id_column=id_column)
-    print(catalog.report)
+    logger.info("%s", catalog.report)
     return catalog.frame
 
 
@@ -101,8 +105,8 @@ def _check_not_empty(data: EvaluationData) -> None:
 
 # ---- thresholds -----------------------------------------------------------------------------
 def attribute_thresholds(run_dir: Path, label_space: LabelSpace) -> tuple[np.ndarray, str]:
-    """The run's tuned thresholds when ``thresholds.json`` exists, else the default for every label."""
-    path = run_dir / THRESHOLDS_FILE
+    """The run's tuned thresholds when its thresholds file exists, else the default for every label."""
+    path = RunDir(run_dir).thresholds
     if path.is_file():
         return load_thresholds(path, label_space.attributes), str(path)
     return np.full(label_space.num_attributes, DEFAULT_THRESHOLD), f"default {DEFAULT_THRESHOLD}"
@@ -110,36 +114,49 @@ def attribute_thresholds(run_dir: Path, label_space: LabelSpace) -> tuple[np.nda
 
 def tune_run_thresholds(
     predictor: Predictor, run_dir: Path, *, floor: float = DEFAULT_FLOOR, cap: float = DEFAULT_CAP,
-    batch_size: int = 32, progress: bool = True, checkpoint: str = "model.keras",
+    batch_size: int = 32, progress: bool = True, checkpoint: str = RunDir.MODEL,
 ) -> np.ndarray:
     """Fit one threshold per attribute on the validation split and save them in the run."""
-    data = prepare(read_split(run_dir, "validation"), predictor.label_space, f"{run_dir}/splits/validation.csv")
+    data = prepare(read_split(run_dir, "validation"), predictor.label_space, str(RunDir(run_dir).split("validation")))
     _check_not_empty(data)
     scores, _ = _scores(predictor, data, batch_size, progress, run_dir, checkpoint)
     thresholds = metrics.tune_thresholds(data.targets["attributes"], scores["attributes"], floor=floor, cap=cap)
-    save_thresholds(run_dir / THRESHOLDS_FILE, thresholds, predictor.label_space.attributes,
+    save_thresholds(RunDir(run_dir).thresholds, thresholds, predictor.label_space.attributes,
                     floor=floor, cap=cap, split="validation")
     return np.asarray(thresholds, dtype=float)
 
 
 # ---- evaluation -----------------------------------------------------------------------------
 def _scores(predictor: Predictor, data: EvaluationData, batch_size: int, progress: bool,
-            run_dir: Path | None = None, checkpoint: str = "model.keras") -> tuple[dict[str, np.ndarray], str]:
+            run_dir: Path | None = None, checkpoint: str = RunDir.MODEL) -> tuple[dict[str, np.ndarray], str]:
     """Scores per level and where they came from: the run's feature cache when it holds every image, else images.
 
     A head trained on cached features (``fashion-hier features``) is scored on those features: the same
     numbers as its full model on the images, without a second backbone pass (minutes on a CPU).
     """
     paths = data.frame["image_path"].astype(str).tolist()
-    scores = None
+    scores, source = None, "images"
     if run_dir is not None and checkpoint in FEATURE_CHECKPOINTS:
-        scores = scores_from_feature_cache(run_dir, paths)
-    source = "images"
+        scores, source = _cached_scores(RunDir(run_dir), paths)
     if scores is None:
         scores = predictor.predict_scores(paths, batch_size=batch_size, progress=progress)
-    else:
-        source = "feature cache " + json.loads((run_dir / RUN_FEATURES_FILE).read_text(encoding="utf-8"))["cache_dir"]
     return {level: np.asarray(scores[level], dtype=np.float32) for level in LEVELS}, source
+
+
+def _cached_scores(run: RunDir, paths: list[str]) -> tuple[dict[str, np.ndarray] | None, str]:
+    """Scores from the feature cache a head-only run was trained on, or (None, "images") when it cannot serve.
+
+    The one place evaluate reaches into the feature cache; imported here, on use, so that evaluating
+    a full-model run never imports the feature module (its lookup, not its head trainer, is what is used).
+    """
+    if not run.features_record.is_file():
+        return None, "images"
+    from fashion_hier.features import scores_from_feature_cache
+
+    scores = scores_from_feature_cache(run.path, paths)
+    if scores is None:
+        return None, "images"
+    return scores, "feature cache " + json.loads(run.features_record.read_text(encoding="utf-8"))["cache_dir"]
 
 
 def evaluate_run(
@@ -152,7 +169,7 @@ def evaluate_run(
     tune_thresholds: bool = False,
     floor: float = DEFAULT_FLOOR,
     cap: float = DEFAULT_CAP,
-    checkpoint: str = "model.keras",
+    checkpoint: str = RunDir.MODEL,
     batch_size: int = 32,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -181,7 +198,7 @@ def evaluate_run(
     if labels_csv is not None:
         data = prepare(read_labelled_csv(run_dir, labels_csv, image_dir, label_space), label_space, str(labels_csv))
     else:
-        data = prepare(read_split(run_dir, split), label_space, str(run_dir / "splits" / f"{split}.csv"))
+        data = prepare(read_split(run_dir, split), label_space, str(RunDir(run_dir).split(split)))
     _check_not_empty(data)
     scores, scored_from = _scores(predictor, data, batch_size, progress, run_dir, checkpoint)
 
@@ -203,9 +220,7 @@ def evaluate_run(
                  "scored_from": scored_from},
     }
     write_report(out_dir, result, data, scores, thresholds, predictor)
-    print(markdown_table(result))
-    print(_unseen_summary(result["unseen_labels"]))
-    print(f"wrote metrics.json, metrics.md, per_class_*.csv, predictions.npz and plots/ to {out_dir}")
+    logger.info("wrote the evaluation report to %s", out_dir)
     return result
 
 
@@ -215,21 +230,23 @@ def write_report(
     thresholds: np.ndarray, predictor: Predictor,
 ) -> None:
     """Every evaluation file: metrics.json/.md, per-class CSVs, predictions.npz, plots/."""
-    label_space = predictor.label_space
-    write_json(out_dir / "metrics.json", result)
-    (out_dir / "metrics.md").write_text(markdown_table(result), encoding="utf-8")
+    label_space, out = predictor.label_space, RunDir(out_dir)
+    write_json(out.metrics_json, result)
+    atomic_write_text(out.metrics_md, markdown_table(result))
     tables = per_class_tables(data.targets, scores, label_space, thresholds)
     for level, table in tables.items():
-        table.to_csv(out_dir / f"per_class_{level}.csv")  # the index is the class name, column "class"
-    np.savez_compressed(
-        out_dir / "predictions.npz",
-        image_path=data.frame["image_path"].astype(str).to_numpy(dtype=str),
-        thresholds=thresholds,
-        parents=label_space.parent_index,
-        **{f"{level}_true": data.targets[level] for level in LEVELS},
-        **{f"{level}_score": scores[level] for level in LEVELS},
-    )
-    write_plots(out_dir / "plots", data, scores, tables["subcategory"], thresholds, predictor)
+        with atomic_path(out.per_class(level)) as temporary:
+            table.to_csv(temporary)  # the index is the class name, column "class"
+    with atomic_path(out.predictions) as temporary, open(temporary, "wb") as handle:
+        np.savez_compressed(
+            handle,
+            image_path=data.frame["image_path"].astype(str).to_numpy(dtype=str),
+            thresholds=thresholds,
+            parents=label_space.parent_index,
+            **{f"{level}_true": data.targets[level] for level in LEVELS},
+            **{f"{level}_score": scores[level] for level in LEVELS},
+        )
+    write_plots(out.plots, data, scores, tables["subcategory"], thresholds, predictor)
 
 
 def _percent(value: Any) -> str:
@@ -337,9 +354,9 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
     parser.add_argument("--labels", type=Path, help="a new labelled CSV to evaluate instead of a saved split")
     parser.add_argument("--images", type=Path, help="image folder for --labels")
     parser.add_argument("--out", type=Path, help="where to write the report (default: the run directory)")
-    parser.add_argument("--checkpoint", default="model.keras", help="model file in the run (default: model.keras)")
+    parser.add_argument("--checkpoint", default=RunDir.MODEL, help=f"model file in the run (default: {RunDir.MODEL})")
     parser.add_argument("--tune-thresholds", action="store_true",
-                        help="fit per-attribute thresholds on the validation split first; saved as RUN/thresholds.json")
+                        help=f"fit per-attribute thresholds on the validation split first; saved as RUN/{RunDir.THRESHOLDS}")
     parser.add_argument("--floor", type=float, help=f"lowest threshold tuning may choose (default {DEFAULT_FLOOR})")
     parser.add_argument("--cap", type=float, help=f"highest threshold tuning may choose (default {DEFAULT_CAP})")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -351,12 +368,20 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
         parser.error("--split names a saved split of the run; with --labels the CSV is evaluated instead — pass one")
     if (args.floor is not None or args.cap is not None) and not args.tune_thresholds:
         parser.error("--floor and --cap bound threshold tuning; add --tune-thresholds")
-    evaluate_run(
-        args.run, split=args.split or "test", labels_csv=args.labels, image_dir=args.images, out_dir=args.out,
-        tune_thresholds=args.tune_thresholds, checkpoint=args.checkpoint,
-        floor=DEFAULT_FLOOR if args.floor is None else args.floor, cap=DEFAULT_CAP if args.cap is None else args.cap,
-        batch_size=args.batch_size, progress=not args.no_progress,
-    )
+    try:
+        result = evaluate_run(
+            args.run, split=args.split or "test", labels_csv=args.labels, image_dir=args.images, out_dir=args.out,
+            tune_thresholds=args.tune_thresholds, checkpoint=args.checkpoint,
+            floor=DEFAULT_FLOOR if args.floor is None else args.floor, cap=DEFAULT_CAP if args.cap is None else args.cap,
+            batch_size=args.batch_size, progress=not args.no_progress,
+        )
+    except (FileNotFoundError, ValueError) as error:  # a missing run or CSV, a bad split: one line, as predict
+        print(f"fashion-hier evaluate: {error}", file=sys.stderr)
+        return 2
+    print(markdown_table(result))
+    print(_unseen_summary(result["unseen_labels"]))
+    print(f"wrote {RunDir.METRICS_JSON}, {RunDir.METRICS_MD}, per_class_*.csv, {RunDir.PREDICTIONS} and "
+          f"{RunDir.PLOTS}/ to {args.out or args.run}")
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
@@ -25,9 +26,12 @@ import pandas as pd
 from fashion_hier.config import ConfigError, TrainConfig, add_override_argument
 from fashion_hier.jsonio import write_json
 from fashion_hier.metrics import ATTRIBUTE_KEYS, HIERARCHY_KEYS, SINGLE_LABEL_KEYS
+from fashion_hier.rundir import RunDir
 
-RUN_RECORD_FILE = "run.json"
-COMMITTED_FILES = ("config.yaml", "metrics.json", "metrics.md", "history.csv", RUN_RECORD_FILE)
+logger = logging.getLogger(__name__)
+
+RUN_RECORD_FILE = RunDir.RECORD
+COMMITTED_FILES = (RunDir.CONFIG, RunDir.METRICS_JSON, RunDir.METRICS_MD, RunDir.HISTORY, RunDir.RECORD)
 COMPARISON_NAME = "comparison"
 SYNTHETIC_DIR = "catalog"  # under --out, with its own .gitignore: images are never committed
 METRIC_COLUMNS = (
@@ -92,8 +96,9 @@ def _training_rows(run_dir: Path) -> int:
     """Rows the run trained on: its saved train split, less rows whose labels the label space lacks."""
     from fashion_hier.labels import LabelSpace
 
-    label_space = LabelSpace.load(run_dir / "labels.json")
-    train = pd.read_csv(run_dir / "splits" / "train.csv", dtype=str)
+    run = RunDir(run_dir)
+    label_space = LabelSpace.load(run.labels)
+    train = pd.read_csv(run.split("train"), dtype=str)
     return int(label_space.known_rows(train).sum())
 
 
@@ -117,7 +122,7 @@ def run_experiment(config: TrainConfig, *, overwrite: bool = False, verbose: int
         "parameters": meter.parameters,
         "trainable_parameters": meter.trainable_parameters,
     }
-    write_json(run_dir / RUN_RECORD_FILE, record)
+    write_json(RunDir(run_dir).record, record)
     _keep_only_results(run_dir)
     return record
 
@@ -131,7 +136,7 @@ def _keep_only_results(run_dir: Path) -> None:
 
 def load_record(run_dir: Path) -> dict[str, Any] | None:
     """The record of a finished run (``run.json``), or None when the run has not finished."""
-    path = run_dir / RUN_RECORD_FILE
+    path = RunDir(run_dir).record
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
@@ -224,14 +229,13 @@ def run_experiments(configs: Sequence[TrainConfig], out_dir: str | os.PathLike, 
     for config in configs:
         record = None if overwrite else load_record(config.run_dir)
         if record is not None:
-            print(f"{config.name}: finished earlier ({config.run_dir / RUN_RECORD_FILE}), reused")
+            logger.info("%s: finished earlier (%s), reused", config.name, RunDir(config.run_dir).record)
         else:
-            print(f"==== {config.name}")
+            logger.info("==== %s", config.name)
             record = run_experiment(config, overwrite=True, verbose=verbose)
         records.append(record)
     csv_path, md_path = write_comparison(records, out_dir)
-    print(md_path.read_text(encoding="utf-8"))
-    print(f"wrote {csv_path} and {md_path}")
+    logger.info("wrote %s and %s", csv_path, md_path)
     return records
 
 
@@ -258,10 +262,12 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
             catalog_dir = synthetic_catalog(args.out, args.synthetic, image_size=args.synthetic_image_size)
             overrides = data_overrides(catalog_dir)
         configs = experiment_configs(args.configs, out_dir=args.out, overrides=[*overrides, *args.overrides])
-        run_experiments(configs, args.out, overwrite=args.overwrite, verbose=args.verbose)
+        records = run_experiments(configs, args.out, overwrite=args.overwrite, verbose=args.verbose)
     except (ConfigError, FileNotFoundError, ValueError) as error:
         print(f"experiments: {error}", file=sys.stderr)
         return 2
+    print(comparison_markdown(comparison_frame(records)))
+    print(f"wrote {COMPARISON_NAME}.csv and {COMPARISON_NAME}.md to {args.out}")
     return 0
 
 

@@ -1,12 +1,14 @@
-"""Turn photos into names: a trained run's model, label space and thresholds behind one object.
+"""Turn photos into names: a trained model, its label space and thresholds behind one object.
 
-``Predictor.load(RUN)`` reads what ``train`` wrote; ``predict`` returns a table of category,
+``Predictor.load(path)`` reads a run directory written by ``train`` (through ``RunDir``) or a single
+``.keras`` file holding a ``HierarchicalClassifier``; ``predict`` returns a table of category,
 subcategory and attributes with scores. Images stream through in batches, so scoring a catalogue
 of any size keeps memory flat, and ``fashion-hier predict`` writes its CSV as batches finish.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -17,49 +19,48 @@ import pandas as pd
 
 from fashion_hier.data.catalog import IMAGE_EXTENSIONS
 from fashion_hier.labels import LEVELS, LabelSpace
+from fashion_hier.rundir import RunDir
 
-DEFAULT_THRESHOLD = 0.75
+logger = logging.getLogger(__name__)
+
 PREDICTION_COLUMNS = ("image_path", "category", "category_score", "subcategory", "subcategory_score",
                       "attributes", "attribute_scores")
-RUN_FILES = "model.keras, labels.json and config.yaml (thresholds.json optional)"
 
 
 class Predictor:
-    """A model with the label space that names its outputs and the thresholds that pick attributes."""
+    """A ``HierarchicalClassifier`` and the thresholds that pick attributes, scoring images in batches.
 
-    def __init__(self, model, label_space: LabelSpace, *, thresholds: np.ndarray | float = DEFAULT_THRESHOLD,
-                 image_size: tuple[int, int] | None = None, resize: str = "stretch") -> None:
+    ``model`` is the task, or a bare ``build_model`` network together with its ``label_space`` (it is
+    then wrapped as the task). ``thresholds``, ``image_size`` and ``resize`` default to the task's own.
+    """
+
+    def __init__(self, model, label_space: LabelSpace | None = None, *,
+                 thresholds: np.ndarray | float | None = None, image_size: tuple[int, int] | None = None,
+                 resize: str | None = None) -> None:
+        from fashion_hier.task import HierarchicalClassifier
+
+        if not isinstance(model, HierarchicalClassifier):
+            if label_space is None:
+                raise ValueError("a bare Keras model needs its label_space; pass Predictor(model, label_space) "
+                                 "or a HierarchicalClassifier")
+            model = HierarchicalClassifier(model, label_space, image_size=image_size, resize=resize or "stretch")
+        elif label_space is not None and label_space != model.label_space:
+            raise ValueError("label_space differs from the one the HierarchicalClassifier carries; leave it out")
+        if thresholds is not None:
+            model = model.with_thresholds(thresholds)
         self.model = model
-        self.label_space = label_space
-        self.thresholds = np.broadcast_to(np.asarray(thresholds, dtype=float), (label_space.num_attributes,)).copy()
-        self.image_size = tuple(image_size) if image_size is not None else tuple(model.input_shape[1:3])
-        self.resize = resize
-        _check_outputs(model, label_space)
+        self.label_space = model.label_space
+        self.thresholds = model.thresholds
+        self.image_size = tuple(image_size) if image_size is not None else model.image_size
+        self.resize = resize or model.resize
 
     @classmethod
-    def load(cls, run_dir: str | os.PathLike, *, checkpoint: str = "model.keras") -> "Predictor":
-        """Model, label space, thresholds and image settings of a run directory written by ``train``."""
-        run_dir = Path(run_dir)
-        needed = [run_dir / checkpoint, run_dir / "labels.json", run_dir / "config.yaml"]
-        missing = [path.name for path in needed if not path.is_file()]
-        if not run_dir.is_dir() or missing:
-            problem = "does not exist" if not run_dir.is_dir() else f"has no {', '.join(missing)}"
-            raise FileNotFoundError(f"run directory {run_dir} {problem}; a run written by 'fashion-hier train' "
-                                    f"holds {RUN_FILES}")
-        import keras
+    def load(cls, path: str | os.PathLike, *, checkpoint: str = RunDir.MODEL) -> "Predictor":
+        """A run directory written by ``train`` (its ``checkpoint`` model), or one ``.keras`` task file.
 
-        import fashion_hier.losses  # noqa: F401  (registers the custom losses and layers for loading)
-        import fashion_hier.models  # noqa: F401
-        from fashion_hier.config import TrainConfig
-        from fashion_hier.thresholds import THRESHOLDS_FILE, load_thresholds
-
-        label_space = LabelSpace.load(run_dir / "labels.json")
-        thresholds_path = run_dir / THRESHOLDS_FILE
-        thresholds = (load_thresholds(thresholds_path, label_space.attributes) if thresholds_path.is_file()
-                      else DEFAULT_THRESHOLD)
-        data = TrainConfig.from_yaml(run_dir / "config.yaml").data
-        model = keras.saving.load_model(run_dir / checkpoint, compile=False)
-        return cls(model, label_space, thresholds=thresholds, image_size=data.image_size, resize=data.resize)
+        A run's thresholds file, when present, overrides the thresholds stored in the model.
+        """
+        return cls(load_classifier(path, checkpoint=checkpoint))
 
     # ---- scores --------------------------------------------------------------------------------
     def iter_scores(self, paths: Sequence[str | os.PathLike], *, batch_size: int = 32, progress: bool = False
@@ -151,6 +152,60 @@ class Predictor:
         return space.num_categories, space.num_subcategories, space.num_attributes
 
 
+def load_classifier(path: str | os.PathLike, *, checkpoint: str = RunDir.MODEL):
+    """The ``HierarchicalClassifier`` of a run directory (``checkpoint`` in it) or of one ``.keras`` file.
+
+    A run of version 0.1.0 (a bare functional model beside its labels and config files) is wrapped
+    as the task; a run's thresholds file overrides the thresholds stored in the model.
+    """
+    import keras
+
+    from fashion_hier.task import HierarchicalClassifier
+    from fashion_hier.thresholds import load_thresholds
+
+    path = Path(path)
+    run = None if path.is_file() else RunDir(path)
+    model_file = path if run is None else _run_model_file(run, checkpoint)
+    model = keras.saving.load_model(model_file, compile=False)
+    if not isinstance(model, HierarchicalClassifier):
+        if run is None:
+            raise ValueError(f"{model_file} is a bare Keras model without its label space (a version 0.1.0 save); "
+                             f"load the run directory that holds it and its {RunDir.LABELS}")
+        model = _wrap_legacy_model(model, run)
+    if run is not None and run.thresholds.is_file():
+        model.set_thresholds(load_thresholds(run.thresholds, model.label_space.attributes))
+    return model
+
+
+def _run_model_file(run: RunDir, checkpoint: str) -> Path:
+    """The model file of a finished run, or one line saying why there is none and what to do."""
+    if not run.path.is_dir():
+        raise FileNotFoundError(f"{run.path} does not exist; pass a run directory written by 'fashion-hier train' "
+                                f"(it holds {RunDir.MODEL}) or a .keras model file")
+    model_file = run / checkpoint
+    if run.is_interrupted or (model_file.is_file() and checkpoint == RunDir.MODEL and not run.is_finished):
+        raise FileNotFoundError(f"run directory {run.path} did not finish (no {RunDir.FINISHED}); run the same "
+                                "'fashion-hier train' command again to resume it")
+    if not model_file.is_file():
+        raise FileNotFoundError(f"run directory {run.path} has no {checkpoint}; a run written by 'fashion-hier train' "
+                                f"holds {RunDir.MODEL} (and {RunDir.LABELS}, {RunDir.CONFIG})")
+    return model_file
+
+
+def _wrap_legacy_model(network, run: RunDir):
+    """A bare functional model of a run (a 0.1.0 run's model, or a ``best.keras`` checkpoint) as the task."""
+    from fashion_hier.config import TrainConfig
+    from fashion_hier.task import HierarchicalClassifier
+
+    missing = [file.name for file in (run.labels, run.config) if not file.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run.path}: its model has no label space inside and "
+                                f"the run has no {', '.join(missing)}; retrain it with 'fashion-hier train'")
+    data = TrainConfig.from_yaml(run.config).data
+    logger.info("%s: a bare Keras model; wrapped as the task with the run's label space", run.path)
+    return HierarchicalClassifier(network, LabelSpace.load(run.labels), image_size=data.image_size, resize=data.resize)
+
+
 def consistent_decode(category_probs: np.ndarray, subcategory_probs: np.ndarray,
                       parent_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The joint best (category, subcategory) pair per row: argmax over s of p_cat[parent(s)] * p_sub[s].
@@ -189,20 +244,6 @@ def _attribute_columns(scores: np.ndarray, thresholds: np.ndarray, names: Sequen
         joined_names.append("|".join(names[j] for j in chosen))
         joined_scores.append("|".join(f"{row[j]:.4f}" for j in chosen))
     return joined_names, joined_scores
-
-
-def _check_outputs(model, label_space: LabelSpace) -> None:
-    """The model's three outputs must match the label space's sizes."""
-    widths = {name: shape[-1] for name, shape in zip(model.output_names, _output_shapes(model))}
-    expected = dict(zip(LEVELS, (label_space.num_categories, label_space.num_subcategories, label_space.num_attributes)))
-    if widths != expected:
-        raise ValueError(f"model outputs {widths} do not match the label space {expected}; "
-                         f"load the labels.json saved with this model")
-
-
-def _output_shapes(model) -> list[tuple]:
-    outputs = model.outputs
-    return [tuple(output.shape) for output in (outputs.values() if isinstance(outputs, dict) else outputs)]
 
 
 # ---- listing and sharding images ------------------------------------------------------------
@@ -247,7 +288,8 @@ def _parse_shard(text: str) -> tuple[int, int]:
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     """``fashion-hier predict --run DIR --images DIR_OR_CSV --out predictions.csv``."""
     parser = parser or argparse.ArgumentParser(prog="fashion-hier predict", description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, type=Path, help="run directory written by fashion-hier train")
+    parser.add_argument("--run", required=True, type=Path,
+                        help="run directory written by fashion-hier train, or a single .keras model file")
     parser.add_argument("--images", required=True, type=Path, help="folder of images, or a CSV with an image_path column")
     parser.add_argument("--out", required=True, type=Path, help="CSV to write (one row per image, written as batches finish)")
     parser.add_argument("--path-column", default="image_path", help="column of image paths when --images is a CSV")
@@ -256,7 +298,7 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--shard", type=_parse_shard, default=(0, 1), metavar="i/n",
                         help="score every n-th image of the sorted list starting at i (split a catalogue over n machines)")
-    parser.add_argument("--checkpoint", default="model.keras", help="model file in the run (default: model.keras)")
+    parser.add_argument("--checkpoint", default=RunDir.MODEL, help=f"model file in the run (default: {RunDir.MODEL})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:

@@ -1,6 +1,6 @@
-"""Per-label attribute thresholds saved in a run: the one reader and writer of ``thresholds.json``.
+"""Per-label attribute thresholds: the default, and the one reader and writer of a run's thresholds file.
 
-``evaluate --tune-thresholds`` writes the file, ``Predictor`` and ``evaluate`` read it. Thresholds
+``evaluate --tune-thresholds`` writes ``RunDir.thresholds``, ``Predictor`` and ``evaluate`` read it. Thresholds
 are keyed by attribute name, so a file that does not match the run's label space is refused
 instead of silently applied to the wrong columns.
 """
@@ -13,7 +13,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-THRESHOLDS_FILE = "thresholds.json"
+from fashion_hier.atomic import atomic_write_text
+
+DEFAULT_THRESHOLD = 0.75  # the paper's attribute threshold; the one definition, imported everywhere
 
 
 def save_thresholds(
@@ -38,12 +40,11 @@ def save_thresholds(
         "cap": cap,
         "split": split,
     }
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
+    return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def read_thresholds_file(path: str | Path) -> dict[str, Any]:
-    """The whole ``thresholds.json`` (thresholds by name plus how they were tuned)."""
+    """The whole thresholds file (thresholds by name plus how they were tuned)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -82,9 +82,12 @@ from IPython.display import Image, Markdown, display
 
 from fashion_hier.evaluate import evaluate_run
 
+from fashion_hier import RunDir
+
+run = RunDir(run_dir)  # names every file of the run
 report = evaluate_run(run_dir, split="test", progress=False)
-display(Markdown((run_dir / "metrics.md").read_text()))
-for plot in sorted((run_dir / "plots").glob("*.png")):
+display(Markdown(run.metrics_md.read_text()))
+for plot in sorted(run.plots.glob("*.png")):
     print(plot.name)
     display(Image(filename=str(plot)))'''),
     ("markdown", "## Predict\nA `Predictor` is the model + label space + thresholds: image paths in, names out."),
@@ -94,7 +97,7 @@ import pandas as pd
 from fashion_hier import Predictor
 
 predictor = Predictor.load(run_dir)
-test = pd.read_csv(run_dir / "splits" / "test.csv", dtype=str).head(8)
+test = pd.read_csv(run.split("test"), dtype=str).head(8)
 predictions = predictor.predict(test["image_path"].tolist(), consistent=True)
 predictions.assign(true_category=test["subCategory"].to_numpy(), true_subcategory=test["articleType"].to_numpy())'''),
     ("code", '''\
@@ -206,9 +209,12 @@ from IPython.display import Image, Markdown, display
 
 from fashion_hier.evaluate import evaluate_run
 
+from fashion_hier import RunDir
+
+run = RunDir(run_dir)  # names every file of the run
 report = evaluate_run(run_dir, split="test", tune_thresholds=True, progress=False)
-display(Markdown((run_dir / "metrics.md").read_text()))
-display(Image(filename=str(run_dir / "plots" / "subcategory_f1.png")))'''),
+display(Markdown(run.metrics_md.read_text()))
+display(Image(filename=str(run.plots / "subcategory_f1.png")))'''),
     ("markdown", "## Save the run to Drive\nThe run directory is everything `Predictor.load` and `fashion-hier "
                  "evaluate / predict` need."),
     ("code", '''\
@@ -255,20 +261,21 @@ import numpy as np
 import pandas as pd
 from IPython.display import Image, Markdown, display
 
-from fashion_hier import Predictor
+from fashion_hier import Predictor, RunDir
 from fashion_hier.evaluate import evaluate_run
 
+run = RunDir(run_dir)  # names every file of the run
 report = evaluate_run(run_dir, split="test", tune_thresholds=TUNE_THRESHOLDS, progress=False)
-display(Markdown((run_dir / "metrics.md").read_text()))
+display(Markdown(run.metrics_md.read_text()))
 predictor = Predictor.load(run_dir)
 space = predictor.label_space
-saved = np.load(run_dir / "predictions.npz")  # what evaluate scored: targets, scores, thresholds, parents
+saved = np.load(run.predictions)  # what evaluate scored: targets, scores, thresholds, parents
 names = {"category": np.array(space.categories), "subcategory": np.array(space.subcategories)}
 predicted = {level: saved[f"{level}_score"].argmax(axis=1) for level in names}'''),
     ("markdown", "## Worst classes\nLowest F1 on the test split (`per_class_<level>.csv`, written by evaluate)."),
     ("code", '''\
 for level in ("category", "subcategory", "attributes"):
-    table = pd.read_csv(run_dir / f"per_class_{level}.csv", index_col="class")
+    table = pd.read_csv(run.per_class(level), index_col="class")
     display(Markdown(f"**{level}**"), table[table["support"] > 0].sort_values("f1").head(SHOW).round(3))'''),
     ("markdown", "## Confusions\nThe most frequent (true, predicted) pairs among the mistakes, and the "
                  "row-normalised category confusion matrix."),
@@ -278,7 +285,7 @@ for level in names:
     mistakes = pairs[[true != pred for true, pred in pairs.index]]
     display(Markdown(f"**{level}**"),
             mistakes[mistakes > 0].sort_values(ascending=False).head(SHOW).rename_axis(["true", "predicted"]).to_frame("images"))
-display(Image(filename=str(run_dir / "plots" / "category_confusion_matrix.png")))'''),
+display(Image(filename=str(run.plots / "category_confusion_matrix.png")))'''),
     ("markdown", "## Images it gets wrong\nAt each level: category and subcategory by arg-max; attributes "
                  "where the set above the thresholds differs from the true set."),
     ("code", '''\
@@ -301,12 +308,12 @@ for level, (wrong, truth, guess) in shown.items():
     if len(wrong):
         rows = wrong[:SHOW]
         grid = plot_sample_grid(load_images(paths[rows], predictor.image_size), truth[rows], guess[rows],
-                                run_dir / "plots" / f"wrong_{level}.png", correct=[False] * len(rows))
+                                run.plots / f"wrong_{level}.png", correct=[False] * len(rows))
         display(Image(filename=str(grid)))'''),
     ("markdown", "## Per-label thresholds\nThe threshold each attribute uses (tuned on the validation split when "
                  "`TUNE_THRESHOLDS`, else the paper's 0.75), beside its AP and F1 on the test split."),
     ("code", '''\
-attributes = pd.read_csv(run_dir / "per_class_attributes.csv", index_col="class")
+attributes = pd.read_csv(run.per_class("attributes"), index_col="class")
 attributes.insert(0, "threshold", pd.Series(report["thresholds"]["attributes"]))
 print("thresholds from:", report["thresholds"]["source"])
 attributes.sort_values("AP").round(3)'''),

@@ -237,3 +237,9 @@ def test_a_catalogue_with_no_known_row_is_refused_with_the_unseen_labels(evaluat
     assert data.unseen_labels["category"] == {"Jewellery": 2} and data.rows_dropped == 2
     with pytest.raises(ValueError, match=r"new.csv: none of its 2 rows .*Jewellery.*nothing to evaluate"):
         evaluate._check_not_empty(data)
+
+
+def test_cli_reports_a_missing_run_in_one_line(tmp_path, capsys):
+    assert evaluate.main(["--run", str(tmp_path / "missing"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fashion-hier evaluate: ") and "does not exist" in err and len(err.strip().splitlines()) == 1

@@ -132,11 +132,11 @@ def test_label_space_that_does_not_fit_the_model_is_refused():
 
 
 def test_missing_run_directory_says_what_a_run_holds(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"does not exist.*model\.keras, labels\.json and config\.yaml"):
+    with pytest.raises(FileNotFoundError, match=r"does not exist; pass a run directory .*model\.keras"):
         Predictor.load(tmp_path / "no_such_run")
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "labels.json").write_text("{}")
-    with pytest.raises(FileNotFoundError, match=r"has no model\.keras, config\.yaml"):
+    with pytest.raises(FileNotFoundError, match=r"has no model\.keras; a run .* holds model\.keras"):
         Predictor.load(tmp_path / "half")
 
 
@@ -185,7 +185,9 @@ def test_loaded_run_predicts_what_the_trained_model_predicts(run_dir):
     direct = reloaded.predict(images, verbose=0)
     streamed = predictor.predict_scores(paths, batch_size=3)
     for level in ("category", "subcategory", "attributes"):
-        np.testing.assert_allclose(streamed[level], np.asarray(direct[level]), rtol=1e-5, atol=1e-6)
+        # oneDNN (AVX-512 CPUs) reorders float32 sums by batch size (3 here, 32 in predict): a 1.7e-5
+        # relative difference was seen there, so 1e-4 relative; exact agreement is not a property of float32
+        np.testing.assert_allclose(streamed[level], np.asarray(direct[level]), rtol=1e-4, atol=1e-6)
     assert predictor.image_size == (SIZE, SIZE)
     np.testing.assert_array_equal(predictor.thresholds, np.full(predictor.label_space.num_attributes, 0.75))
 

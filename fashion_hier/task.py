@@ -1,0 +1,273 @@
+"""The task: one Keras model that turns a product photo into a catalogue entry.
+
+``HierarchicalClassifier`` follows keras-hub's ``Task`` (e.g. ``ImageClassifier``): a functional
+``keras.Model`` subclass that wraps the network made by ``build_model`` and carries everything needed to
+use it — the label space (class names, category -> subcategory tree, attribute names), per-attribute
+thresholds, image size and resize policy, the training class counts behind its default ``compile()``.
+``get_config`` holds all of it, so one ``.keras`` file is a usable model::
+
+    import keras, fashion_hier
+    model = keras.saving.load_model("model.keras")   # a HierarchicalClassifier
+    model.predict_catalog(["shoe.jpg"], consistent=True)
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+import pandas as pd
+
+import fashion_hier.losses  # noqa: F401  (registers the losses a compiled task is saved with)
+import fashion_hier.models  # noqa: F401  (registers the Preprocess layer inside the network)
+from fashion_hier.labels import LEVELS, LabelSpace
+from fashion_hier.thresholds import DEFAULT_THRESHOLD
+
+RESIZE_POLICIES = ("stretch", "pad")
+
+
+@keras.saving.register_keras_serializable(package="fashion_hier")
+class HierarchicalClassifier(keras.Model):
+    """A ``build_model`` network plus what turns its three outputs into names.
+
+    Args:
+        network: a functional model taking raw RGB 0..255 images and returning
+            ``{"category", "subcategory", "attributes"}`` (``build_model``'s output).
+        label_space: the ``LabelSpace`` (or its ``to_dict()``) that names the outputs.
+        thresholds: per-attribute thresholds (A,) or one number; default ``DEFAULT_THRESHOLD``.
+        image_size: ``(height, width)`` images are resized to; default the network's input size.
+        resize: ``"stretch"`` or ``"pad"`` (letterbox), as in training.
+        class_counts: training counts per level (``class_counts_from_labels``), for ``compile()``'s
+            inverse-frequency weighted losses; ``None`` gives unweighted losses.
+        build_settings: the ``build_model`` keywords the network was made with (a record, JSON-able).
+    """
+
+    def __init__(self, network: keras.Model, label_space: LabelSpace | dict, *,
+                 thresholds: Sequence[float] | float | None = None, image_size: Sequence[int] | None = None,
+                 resize: str = "stretch", class_counts: dict[str, Sequence[int]] | None = None,
+                 build_settings: dict[str, Any] | None = None, **kwargs):
+        label_space = label_space if isinstance(label_space, LabelSpace) else LabelSpace.from_dict(label_space)
+        image = keras.Input(shape=tuple(network.input_shape[1:]), name="image")
+        scores = network(image)
+        if not isinstance(scores, dict) or set(scores) != set(LEVELS):
+            raise ValueError(f"network must return a dict with keys {LEVELS}; build it with fashion_hier.build_model")
+        _check_widths({level: int(scores[level].shape[-1]) for level in LEVELS}, label_space)
+        # identity layers give the task's outputs their level names (output_names, exported signatures)
+        outputs = {level: keras.layers.Identity(name=level)(scores[level]) for level in LEVELS}
+        super().__init__(inputs=image, outputs=outputs, **kwargs)
+        # === what the task knows besides its weights (all of it in get_config) ===
+        self.network = network
+        self._label_space = label_space
+        self._thresholds = _threshold_vector(DEFAULT_THRESHOLD if thresholds is None else thresholds,
+                                             label_space.num_attributes)
+        self._image_size = tuple(int(v) for v in (image_size or network.input_shape[1:3]))
+        if resize not in RESIZE_POLICIES:
+            raise ValueError(f"resize must be one of {RESIZE_POLICIES}, got {resize!r}")
+        self._resize = resize
+        self._class_counts = _check_counts(class_counts, label_space) if class_counts is not None else None
+        self._build_settings = dict(build_settings or {})
+
+    # ---- what it knows -----------------------------------------------------------------------
+    @property
+    def label_space(self) -> LabelSpace:
+        return self._label_space
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """Per-attribute thresholds (A,), a copy."""
+        return self._thresholds.copy()
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self._image_size
+
+    @property
+    def resize(self) -> str:
+        return self._resize
+
+    @property
+    def class_counts(self) -> dict[str, np.ndarray] | None:
+        return None if self._class_counts is None else {k: np.array(v) for k, v in self._class_counts.items()}
+
+    @property
+    def build_settings(self) -> dict[str, Any]:
+        return dict(self._build_settings)
+
+    def set_thresholds(self, thresholds: Sequence[float] | float) -> None:
+        """Replace the attribute thresholds (saved with the model from then on)."""
+        self._thresholds = _threshold_vector(thresholds, self._label_space.num_attributes)
+
+    def with_thresholds(self, thresholds: Sequence[float] | float) -> "HierarchicalClassifier":
+        """The same model (shared weights) with other thresholds; this one is left as it is."""
+        return HierarchicalClassifier(self.network, self._label_space, thresholds=thresholds,
+                                      image_size=self._image_size, resize=self._resize,
+                                      class_counts=self._class_counts, build_settings=self._build_settings)
+
+    # ---- catalogue entries -------------------------------------------------------------------
+    def predict_scores(self, images_or_paths, *, batch_size: int = 32, progress: bool = False) -> dict[str, np.ndarray]:
+        """Probabilities per level: category (N, C), subcategory (N, S), attributes (N, A)."""
+        return self._predictor().predict_scores(images_or_paths, batch_size=batch_size, progress=progress)
+
+    def predict_catalog(self, images_or_paths, *, consistent: bool = True, batch_size: int = 32,
+                        progress: bool = False) -> pd.DataFrame:
+        """One row per image: ``fashion_hier.predict.PREDICTION_COLUMNS`` (names, scores, attributes).
+
+        ``images_or_paths``: image paths (resized to ``image_size`` with ``resize`` on load) or an
+        (N, h, w, 3) RGB 0..255 array. ``consistent``: the subcategory always belongs to the category.
+        """
+        return self._predictor().predict(images_or_paths, batch_size=batch_size, consistent=consistent,
+                                         progress=progress)
+
+    def _predictor(self):
+        from fashion_hier.predict import Predictor
+
+        return Predictor(self)
+
+    # ---- training ----------------------------------------------------------------------------
+    def compile(self, optimizer: Any = "default", loss: Any = "default", metrics: Any = "default", **kwargs) -> None:
+        """keras' ``compile`` with defaults: Adam 1e-3, class-weighted losses from the stored counts, metrics.
+
+        Any argument passed explicitly is used as given, as in keras-hub's tasks.
+        """
+        if optimizer == "default":
+            optimizer = keras.optimizers.Adam(learning_rate=1e-3)  # the paper's optimiser and rate
+        if loss == "default":
+            loss = default_losses(self._label_space, self.class_counts)
+        if metrics == "default":
+            metrics = default_metrics(self._label_space)
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    # ---- saving ------------------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        # Not chained to super(): a functional model's config is a layer graph, which this
+        # constructor does not take (keras-hub's Task does the same).
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "network": keras.saving.serialize_keras_object(self.network),
+            "label_space": self._label_space.to_dict(),
+            "thresholds": [float(t) for t in self._thresholds],
+            "image_size": list(self._image_size),
+            "resize": self._resize,
+            "class_counts": self._class_counts,
+            "build_settings": self._build_settings,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "HierarchicalClassifier":
+        config = dict(config)
+        if isinstance(config.get("network"), dict):
+            config["network"] = keras.saving.deserialize_keras_object(config["network"])
+        return cls(**config)
+
+
+# ---- defaults for compile -------------------------------------------------------------------
+
+def class_counts_from_labels(targets: dict[str, np.ndarray], label_space: LabelSpace) -> dict[str, list[int]]:
+    """Training counts per level from encoded targets (``label_space.encode``): what ``compile`` weights by.
+
+    ``attributes`` holds the positives per label followed by the number of samples.
+    """
+    attributes = np.asarray(targets["attributes"])
+    return {
+        "category": _counts(targets["category"], label_space.num_categories),
+        "subcategory": _counts(targets["subcategory"], label_space.num_subcategories),
+        "attributes": [*attributes.sum(axis=0).astype(int).tolist(), int(len(attributes))],
+    }
+
+
+def _counts(labels, num_classes: int) -> list[int]:
+    """Samples per class from class indices (N,) / (N, 1) or one-hot rows (N, num_classes)."""
+    labels = np.asarray(labels)
+    indices = labels.argmax(axis=1) if labels.ndim == 2 and labels.shape[1] > 1 else labels.ravel()
+    return np.bincount(indices.astype(int), minlength=num_classes).tolist()
+
+
+def default_losses(label_space: LabelSpace, class_counts: dict[str, np.ndarray] | None, *, power: float = 1.0,
+                   cap: float | None = None) -> dict[str, keras.losses.Loss]:
+    """Cross-entropy per level, weighted by inverse class frequency when counts are known (Ferreira et al. §3).
+
+    ``power`` and ``cap`` smooth the weights as in ``losses.inverse_frequency_weights`` (config ``loss.*``);
+    the weights equal those computed from the training labels themselves (they depend on counts only).
+    """
+    from fashion_hier.losses import (WeightedBinaryCrossentropy, WeightedCategoricalCrossentropy,
+                                     attribute_weights, inverse_frequency_weights)
+
+    if class_counts is None:
+        return {"category": WeightedCategoricalCrossentropy(), "subcategory": WeightedCategoricalCrossentropy(),
+                "attributes": WeightedBinaryCrossentropy()}
+    # expand counts back into label vectors: the weight functions take labels, and their means are per sample
+    category = np.repeat(np.arange(label_space.num_categories), class_counts["category"])
+    subcategory = np.repeat(np.arange(label_space.num_subcategories), class_counts["subcategory"])
+    *positives, samples = (int(v) for v in class_counts["attributes"])
+    multi_hot = (np.arange(samples)[:, None] < np.asarray(positives)[None, :]).astype(np.int8)
+    pos, neg = attribute_weights(multi_hot, power=power, cap=cap)
+    return {
+        "category": WeightedCategoricalCrossentropy(
+            inverse_frequency_weights(category, label_space.num_categories, power=power, cap=cap)),
+        "subcategory": WeightedCategoricalCrossentropy(
+            inverse_frequency_weights(subcategory, label_space.num_subcategories, power=power, cap=cap)),
+        "attributes": WeightedBinaryCrossentropy(pos, neg),
+    }
+
+
+def default_metrics(label_space: LabelSpace) -> dict[str, list]:
+    """Accuracy for the two single-label levels, PR-AUC over the attributes."""
+    return {
+        "category": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        "subcategory": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        "attributes": [keras.metrics.AUC(curve="PR", multi_label=True, num_labels=label_space.num_attributes,
+                                         name="pr_auc")],
+    }
+
+
+# ---- saving a run's model as the task -------------------------------------------------------
+
+def save_task_model(network: keras.Model, label_space: LabelSpace, path: str | os.PathLike, *,
+                    thresholds: Sequence[float] | float | None = None, image_size: Sequence[int] | None = None,
+                    resize: str = "stretch", class_counts: dict[str, Sequence[int]] | None = None,
+                    build_settings: dict[str, Any] | None = None) -> HierarchicalClassifier:
+    """Wrap ``network`` (``build_model``'s model, trained) as the task and save it atomically to ``path``.
+
+    ``train`` calls this for its final save, so ``model.keras`` alone is a usable model.
+    """
+    from fashion_hier.atomic import atomic_path
+
+    task = network if isinstance(network, HierarchicalClassifier) else HierarchicalClassifier(
+        network, label_space, thresholds=thresholds, image_size=image_size, resize=resize,
+        class_counts=class_counts, build_settings=build_settings)
+    with atomic_path(Path(path)) as temporary:
+        task.save(temporary)
+    return task
+
+
+def _threshold_vector(thresholds: Sequence[float] | float, num_attributes: int) -> np.ndarray:
+    values = np.asarray(thresholds, dtype=float)
+    try:
+        values = np.broadcast_to(values, (num_attributes,)).copy()
+    except ValueError:
+        raise ValueError(f"thresholds must be one number or {num_attributes} (one per attribute), "
+                         f"got shape {values.shape}") from None
+    if not (np.isfinite(values).all() and ((values >= 0) & (values <= 1)).all()):
+        raise ValueError(f"thresholds must lie in [0, 1], got {values[(values < 0) | (values > 1) | ~np.isfinite(values)][:5]}")
+    return values
+
+
+def _check_widths(widths: dict[str, int], label_space: LabelSpace) -> None:
+    expected = dict(zip(LEVELS, (label_space.num_categories, label_space.num_subcategories, label_space.num_attributes)))
+    if widths != expected:
+        raise ValueError(f"model outputs {widths} do not match the label space {expected}; "
+                         "pass the label space the model was trained with (its run's labels file)")
+
+
+def _check_counts(class_counts: dict[str, Sequence[int]], label_space: LabelSpace) -> dict[str, list[int]]:
+    expected = {"category": label_space.num_categories, "subcategory": label_space.num_subcategories,
+                "attributes": label_space.num_attributes + 1}
+    counts = {level: [int(v) for v in class_counts.get(level, ())] for level in LEVELS}
+    wrong = {level: len(counts[level]) for level in LEVELS if len(counts[level]) != expected[level]}
+    if wrong:
+        raise ValueError(f"class_counts lengths {wrong} do not match the label space {expected} "
+                         "(attributes: positives per label, then the number of samples)")
+    return counts
