@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -50,10 +50,20 @@ class EvaluationData:
     unseen_labels: dict[str, dict[str, int]]  # level -> {label never seen in training: rows}
     rows_read: int
     source: str
+    unreadable: list = field(default_factory=list)  # UnreadableImage(path, reason): skipped when scoring
 
     @property
     def rows_dropped(self) -> int:
-        return self.rows_read - len(self.frame)
+        """Rows left out because of labels the model never saw (unreadable images are counted apart)."""
+        return self.rows_read - len(self.frame) - len(self.unreadable)
+
+    def without_unreadable(self, kept: np.ndarray, unreadable: list) -> "EvaluationData":
+        """The rows whose images could be read (``kept``), with the skipped ones recorded."""
+        if kept.all():
+            return self
+        return replace(self, frame=self.frame.loc[kept].reset_index(drop=True),
+                       targets={level: values[kept] for level, values in self.targets.items()},
+                       unreadable=[*self.unreadable, *unreadable])
 
 
 # ---- data -----------------------------------------------------------------------------------
@@ -96,6 +106,9 @@ def prepare(frame: pd.DataFrame, label_space: LabelSpace, source: str) -> Evalua
 
 
 def _check_not_empty(data: EvaluationData) -> None:
+    if len(data.frame) == 0 and data.unreadable:
+        raise ValueError(f"{data.source}: none of its images could be read ({len(data.unreadable)} unreadable, "
+                         f"e.g. {data.unreadable[0].path}: {data.unreadable[0].reason}); nothing to evaluate")
     if len(data.frame) == 0:
         raise ValueError(
             f"{data.source}: none of its {data.rows_read} rows has a category and subcategory the model "
@@ -119,7 +132,7 @@ def tune_run_thresholds(
     """Fit one threshold per attribute on the validation split and save them in the run."""
     data = prepare(read_split(run_dir, "validation"), predictor.label_space, str(RunDir(run_dir).split("validation")))
     _check_not_empty(data)
-    scores, _ = _scores(predictor, data, batch_size, progress, run_dir, checkpoint)
+    scores, _, data = _scores(predictor, data, batch_size, progress, run_dir, checkpoint)
     thresholds = metrics.tune_thresholds(data.targets["attributes"], scores["attributes"], floor=floor, cap=cap)
     save_thresholds(RunDir(run_dir).thresholds, thresholds, predictor.label_space.attributes,
                     floor=floor, cap=cap, split="validation")
@@ -128,8 +141,9 @@ def tune_run_thresholds(
 
 # ---- evaluation -----------------------------------------------------------------------------
 def _scores(predictor: Predictor, data: EvaluationData, batch_size: int, progress: bool,
-            run_dir: Path | None = None, checkpoint: str = RunDir.MODEL) -> tuple[dict[str, np.ndarray], str]:
-    """Scores per level and where they came from: the run's feature cache when it holds every image, else images.
+            run_dir: Path | None = None, checkpoint: str = RunDir.MODEL
+            ) -> tuple[dict[str, np.ndarray], str, EvaluationData]:
+    """Scores per level, where they came from, and the rows they belong to (unreadable images left out).
 
     A head trained on cached features (``fashion-hier features``) is scored on those features: the same
     numbers as its full model on the images, without a second backbone pass (minutes on a CPU).
@@ -139,8 +153,9 @@ def _scores(predictor: Predictor, data: EvaluationData, batch_size: int, progres
     if run_dir is not None and checkpoint in FEATURE_CHECKPOINTS:
         scores, source = _cached_scores(RunDir(run_dir), paths)
     if scores is None:
-        scores = predictor.predict_scores(paths, batch_size=batch_size, progress=progress)
-    return {level: np.asarray(scores[level], dtype=np.float32) for level in LEVELS}, source
+        scores, kept, unreadable = predictor.score_paths(paths, batch_size=batch_size, progress=progress)
+        data = data.without_unreadable(kept, unreadable)
+    return {level: np.asarray(scores[level], dtype=np.float32) for level in LEVELS}, source, data
 
 
 def _cached_scores(run: RunDir, paths: list[str]) -> tuple[dict[str, np.ndarray] | None, str]:
@@ -200,7 +215,8 @@ def evaluate_run(
     else:
         data = prepare(read_split(run_dir, split), label_space, str(RunDir(run_dir).split(split)))
     _check_not_empty(data)
-    scores, scored_from = _scores(predictor, data, batch_size, progress, run_dir, checkpoint)
+    scores, scored_from, data = _scores(predictor, data, batch_size, progress, run_dir, checkpoint)
+    _check_not_empty(data)
 
     report = metrics.hierarchical_report(data.targets, scores, parents=label_space.parent_index, threshold=thresholds)
     result = {
@@ -210,6 +226,10 @@ def evaluate_run(
             "rows_dropped": data.rows_dropped,
             "counts": {level: sum(values.values()) for level, values in data.unseen_labels.items()},
             "labels": data.unseen_labels,
+        },
+        "unreadable_images": {
+            "count": len(data.unreadable),
+            "examples": [image.path for image in data.unreadable[:5]],
         },
         "thresholds": {
             "source": threshold_source,
@@ -232,6 +252,11 @@ def write_report(
     """Every evaluation file: metrics.json/.md, per-class CSVs, predictions.npz, plots/."""
     label_space, out = predictor.label_space, RunDir(out_dir)
     write_json(out.metrics_json, result)
+    if data.unreadable:
+        from fashion_hier.data import write_unreadable_report
+
+        write_unreadable_report(data.unreadable, out.unreadable_images)
+        logger.warning("%d unreadable images were skipped; listed in %s", len(data.unreadable), out.unreadable_images)
     atomic_write_text(out.metrics_md, markdown_table(result))
     tables = per_class_tables(data.targets, scores, label_space, thresholds)
     for level, table in tables.items():

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,23 @@ logger = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ("image_path", "category", "category_score", "subcategory", "subcategory_score",
                       "attributes", "attribute_scores")
+ERROR_COLUMN = "error"  # predict's CSV: why an image has no prediction (empty for every scored image)
+
+
+class ScoredBatch(NamedTuple):
+    """One batch of ``Predictor.iter_batches``: readable paths, their scores, and the skipped images."""
+
+    paths: list[str]
+    scores: dict[str, np.ndarray]
+    unreadable: list  # fashion_hier.data.UnreadableImage(path, reason)
+
+
+def unreadable_rows(unreadable: Sequence) -> pd.DataFrame:
+    """Prediction rows for images that could not be read: the path and the reason, no names or scores."""
+    rows = pd.DataFrame({column: [None] * len(unreadable) for column in PREDICTION_COLUMNS})
+    rows["image_path"] = [image.path for image in unreadable]
+    rows["error"] = [image.reason for image in unreadable]
+    return rows
 
 
 class Predictor:
@@ -63,30 +80,60 @@ class Predictor:
         return cls(load_classifier(path, checkpoint=checkpoint))
 
     # ---- scores --------------------------------------------------------------------------------
-    def iter_scores(self, paths: Sequence[str | os.PathLike], *, batch_size: int = 32, progress: bool = False
-                    ) -> Iterator[tuple[list[str], dict[str, np.ndarray]]]:
-        """Scores batch by batch: ``(paths of the batch, {level: probabilities})``; one batch in memory at a time."""
+    def iter_batches(self, paths: Sequence[str | os.PathLike], *, batch_size: int = 32, progress: bool = False
+                     ) -> Iterator[ScoredBatch]:
+        """Batch by batch: the readable paths, their scores, and the batch's unreadable images (skipped, never fatal).
+
+        One batch is in memory at a time. Each unreadable image is logged once with its reason.
+        """
         from fashion_hier.data import FashionSequence
 
         paths = [str(p) for p in paths]
         _check_batch_size(batch_size)
         if not paths:
             return
-        images = FashionSequence(paths, None, batch_size=batch_size, image_size=self.image_size,
-                                 resize=self.resize, shuffle=False)
+        sequence = FashionSequence(paths, None, batch_size=batch_size, image_size=self.image_size,
+                                   resize=self.resize, shuffle=False)
         with _progress_bar(len(paths), progress) as bar:
-            for index in range(len(images)):
-                names = paths[index * batch_size:(index + 1) * batch_size]
-                scores = self._score_batch(images[index])
-                bar.update(len(names))
-                yield names, scores
+            for index in range(len(sequence)):
+                batch = sequence.load_batch(index)
+                for image in batch.unreadable:
+                    logger.warning("skipped unreadable image %s: %s", image.path, image.reason)
+                scores = (self._score_batch(batch.images) if batch.paths
+                          else {level: np.zeros((0, size), np.float32) for level, size in zip(LEVELS, self._sizes())})
+                bar.update(len(batch.paths) + len(batch.unreadable))
+                yield ScoredBatch(list(batch.paths), scores, list(batch.unreadable))
+
+    def iter_scores(self, paths: Sequence[str | os.PathLike], *, batch_size: int = 32, progress: bool = False
+                    ) -> Iterator[tuple[list[str], dict[str, np.ndarray]]]:
+        """Scores batch by batch: ``(readable paths of the batch, {level: probabilities})``; unreadable images skipped."""
+        for batch in self.iter_batches(paths, batch_size=batch_size, progress=progress):
+            if batch.paths:
+                yield batch.paths, batch.scores
+
+    def score_paths(self, paths: Sequence[str | os.PathLike], *, batch_size: int = 32, progress: bool = False
+                    ) -> tuple[dict[str, np.ndarray], np.ndarray, list]:
+        """Scores of the readable images among ``paths``, a mask saying which those are, and the unreadable ones.
+
+        For callers that align scores with their own rows (evaluation): ``scores[level][i]`` belongs to
+        ``np.asarray(paths)[kept][i]``.
+        """
+        paths = [str(p) for p in paths]
+        chunks, unreadable = [], []
+        for batch in self.iter_batches(paths, batch_size=batch_size, progress=progress):
+            chunks.append(batch.scores)
+            unreadable.extend(batch.unreadable)
+        skipped = {image.path for image in unreadable}
+        kept = np.array([path not in skipped for path in paths], dtype=bool)
+        return self._concatenate(chunks), kept, unreadable
 
     def predict_scores(self, paths_or_images, *, batch_size: int = 32, progress: bool = False) -> dict[str, np.ndarray]:
-        """Probabilities per level: category (N, C), subcategory (N, S), attributes (N, A)."""
-        chunks = [scores for _, scores in self._chunks(paths_or_images, batch_size, progress)]
-        if not chunks:
-            return {level: np.zeros((0, size), np.float32) for level, size in zip(LEVELS, self._sizes())}
-        return {level: np.concatenate([chunk[level] for chunk in chunks]) for level in LEVELS}
+        """Probabilities per level: category (N, C), subcategory (N, S), attributes (N, A).
+
+        For paths, N counts the readable images only (unreadable ones are logged and skipped); use
+        ``score_paths`` to learn which rows those are.
+        """
+        return self._concatenate([scores for _, scores in self._chunks(paths_or_images, batch_size, progress)])
 
     def predict(self, paths_or_images, *, batch_size: int = 32, consistent: bool = False,
                 progress: bool = False) -> pd.DataFrame:
@@ -146,6 +193,11 @@ class Predictor:
         if not isinstance(outputs, dict):
             outputs = dict(zip(self.model.output_names, outputs))
         return {level: np.asarray(outputs[level], dtype=np.float32) for level in LEVELS}
+
+    def _concatenate(self, chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        if not chunks:
+            return {level: np.zeros((0, size), np.float32) for level, size in zip(LEVELS, self._sizes())}
+        return {level: np.concatenate([chunk[level] for chunk in chunks]) for level in LEVELS}
 
     def _sizes(self) -> tuple[int, int, int]:
         space = self.label_space
@@ -285,6 +337,28 @@ def _parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+def write_predictions(predictor: Predictor, paths: Sequence[str], out: str | os.PathLike, *, batch_size: int = 32,
+                      consistent: bool = False, progress: bool = False) -> tuple[int, int]:
+    """Write one CSV row per image of ``paths`` (scored, or with its ``error``), atomically; (scored, unreadable).
+
+    Rows are written as batches finish into a temporary file renamed over ``out`` at the end, so an
+    interrupted run never leaves a CSV that looks complete.
+    """
+    from fashion_hier.atomic import atomic_open
+
+    columns = [*PREDICTION_COLUMNS, ERROR_COLUMN]
+    scored = unreadable = 0
+    with atomic_open(out, "w", newline="") as handle:
+        pd.DataFrame(columns=columns).to_csv(handle, index=False)
+        for batch in predictor.iter_batches(paths, batch_size=batch_size, progress=progress):
+            table = predictor.decode(batch.scores, batch.paths, consistent=consistent).assign(**{ERROR_COLUMN: None})
+            if batch.unreadable:
+                table = pd.concat([table, unreadable_rows(batch.unreadable)], ignore_index=True)
+            table[columns].to_csv(handle, header=False, index=False)
+            scored, unreadable = scored + len(batch.paths), unreadable + len(batch.unreadable)
+    return scored, unreadable
+
+
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     """``fashion-hier predict --run DIR --images DIR_OR_CSV --out predictions.csv``."""
     parser = parser or argparse.ArgumentParser(prog="fashion-hier predict", description=__doc__.splitlines()[0])
@@ -308,13 +382,10 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     except (ValueError, FileNotFoundError) as error:
         print(f"fashion-hier predict: {error}", file=sys.stderr)
         return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", encoding="utf-8", newline="") as handle:
-        pd.DataFrame(columns=list(PREDICTION_COLUMNS)).to_csv(handle, index=False)
-        for names, scores in predictor.iter_scores(paths, batch_size=args.batch_size, progress=not args.no_progress):
-            predictor.decode(scores, names, consistent=args.consistent).to_csv(handle, header=False, index=False)
-            handle.flush()
-    print(f"wrote {len(paths)} predictions to {args.out}")
+    scored, unreadable = write_predictions(predictor, paths, args.out, batch_size=args.batch_size,
+                                           consistent=args.consistent, progress=not args.no_progress)
+    print(f"wrote {scored + unreadable} rows to {args.out}: {scored} predictions"
+          + (f", {unreadable} unreadable images (see the {ERROR_COLUMN!r} column)" if unreadable else ""))
     return 0
 
 

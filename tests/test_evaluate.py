@@ -243,3 +243,23 @@ def test_cli_reports_a_missing_run_in_one_line(tmp_path, capsys):
     assert evaluate.main(["--run", str(tmp_path / "missing"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("fashion-hier evaluate: ") and "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
+def test_unreadable_test_images_are_skipped_counted_and_listed(trained_run, tmp_path):
+    """A broken image in the split is left out of the metrics, counted in metrics.json and listed in a CSV."""
+    from fashion_hier.rundir import RunDir
+
+    run = shutil.copytree(trained_run[0], tmp_path / "run", ignore=shutil.ignore_patterns("eval*"))
+    test_csv = RunDir(run).split("test")
+    frame = pd.read_csv(test_csv, dtype=str)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff truncated")
+    known = LabelSpace.load(RunDir(run).labels).known_rows(frame)
+    frame.loc[np.flatnonzero(known)[0], "image_path"] = str(broken)  # a row that would be scored
+    frame.to_csv(test_csv, index=False)
+    out = tmp_path / "report"
+    result = evaluate.evaluate_run(run, split="test", out_dir=out, batch_size=8, progress=False)
+    assert result["n_samples"] == known.sum() - 1
+    assert result["unreadable_images"]["count"] == 1
+    listed = pd.read_csv(RunDir(out).unreadable_images)
+    assert listed["image_path"].tolist() == [str(broken)]

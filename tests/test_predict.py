@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import itertools
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,6 +14,7 @@ keras = pytest.importorskip("keras")
 from fashion_hier.config import TrainConfig  # noqa: E402
 from fashion_hier.labels import LabelSpace  # noqa: E402
 from fashion_hier.predict import (  # noqa: E402
+    ERROR_COLUMN,
     PREDICTION_COLUMNS,
     Predictor,
     consistent_decode,
@@ -199,10 +202,34 @@ def test_cli_writes_one_consistent_row_per_image(run_dir, tmp_path):
     assert main(["--run", str(run_dir), "--images", str(images), "--out", str(out),
                  "--batch-size", "4", "--consistent", "--no-progress"]) == 0
     table = pd.read_csv(out)
-    assert list(table.columns) == list(PREDICTION_COLUMNS)
+    assert list(table.columns) == [*PREDICTION_COLUMNS, ERROR_COLUMN]
     assert table["image_path"].tolist() == list_images(images)
+    assert table[ERROR_COLUMN].isna().all()
     labels = LabelSpace.load(run_dir / "labels.json")
     assert all(labels.parents[s] == c for c, s in zip(table["category"], table["subcategory"]))
+
+
+def test_cli_writes_a_row_with_the_reason_for_each_unreadable_image(run_dir, tmp_path):
+    good = list_images(run_dir / "splits" / "test.csv")[:5]
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for path in good:
+        shutil.copy(path, folder / Path(path).name)
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "text.jpg").write_text("not an image")
+    out = tmp_path / "predictions.csv"
+    assert main(["--run", str(run_dir), "--images", str(folder), "--out", str(out), "--batch-size", "3",
+                 "--no-progress"]) == 0
+    table = pd.read_csv(out).set_index("image_path")
+    assert len(table) == 7  # every image has its row: nothing is lost
+    broken = [str(folder / "empty.jpg"), str(folder / "text.jpg")]
+    assert table.loc[broken, ERROR_COLUMN].notna().all()
+    assert table.loc[broken, "category"].isna().all()
+    scored = table.drop(index=broken)
+    assert scored[ERROR_COLUMN].isna().all() and scored["category"].notna().all()
+    expected = Predictor.load(run_dir).predict(sorted(str(folder / Path(p).name) for p in good))
+    np.testing.assert_allclose(scored.loc[expected["image_path"], "subcategory_score"],
+                               expected["subcategory_score"], rtol=1e-4, atol=1e-6)
 
 
 def test_cli_reports_a_missing_run(tmp_path, capsys):
