@@ -1,20 +1,20 @@
 """Metrics for the three levels: the paper's table (Ferreira et al. 2018, section 4) and more.
 
-Numpy in, plain floats / dicts / DataFrames out, with scikit-learn-style signatures
-``f(y_true, y_score, *, ...)``. Every function takes the model's *probabilities*, so one set of
-predictions feeds both thresholded metrics (OP/OR/OF1, CP/CR/CF1) and threshold-independent
-ones (top-k accuracy, P@k/R@k/F1@k, AP/mAP). Everything is vectorised: 100,000 samples x 1,000
-labels take seconds (``benchmarks/bench_metrics.py`` measures it).
+scikit-learn computes precision, recall, F1 (``precision_recall_fscore_support``) and accuracy
+(``accuracy_score``). This module adds what scikit-learn lacks or does many times slower at
+catalogue scale — top-k accuracy, P@k/R@k, per-label and micro AP, F1-optimal thresholds, the
+hierarchy's consistency — and checks every input up front, naming the offending row and column.
+Every function takes the model's *probabilities*, so one set of predictions feeds thresholded
+metrics (OP/OR/OF1, CP/CR/CF1) and threshold-free ones (top-k accuracy, P@k, AP/mAP).
 
 Conventions, all as in scikit-learn unless said otherwise:
 
 * Single-label levels (``category``, ``subcategory``): ``y_true`` is class indices ``(N,)`` or
   one-hot ``(N, C)``; the prediction is the arg-max of ``y_score`` ``(N, C)``. Every one of the
-  ``C`` columns is a class, as sklearn with ``labels=range(C)``: a class absent from ``y_true``
-  has recall ``zero_division``, precision 0 if it was predicted (else ``zero_division``), and
-  takes part in the macro averages (weight 0 in the weighted ones).
-* ``zero_division`` (default ``0.0``; ``1.0`` or ``np.nan`` also accepted) is the value of a
-  ratio whose denominator is 0; NaN values are left out of averages, as sklearn does.
+  ``C`` columns is a class (``labels=range(C)``): a class absent from ``y_true`` has recall
+  ``zero_division``, precision 0 if it was predicted, and takes part in the macro averages.
+* ``zero_division`` (``0.0``, ``1.0`` or ``np.nan``) is the value of a ratio whose denominator
+  is 0; NaN values are left out of averages.
 * Attributes (multi-label): ``y_true`` is multi-hot ``(N, A)``; an attribute is predicted when
   its score is *at or above* the threshold (as ``LabelSpace.decode_attributes``).
 """
@@ -25,6 +25,9 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+from fashion_hier.thresholds import DEFAULT_THRESHOLD
 
 LEVELS = ("category", "subcategory", "attributes")
 SINGLE_LABEL_KEYS = ("OP", "OR", "OF1", "CP", "CR", "CF1", "accuracy", "top5_accuracy")
@@ -43,18 +46,15 @@ def _check_scores(y_score, name: str = "y_score") -> np.ndarray:
     if scores.dtype.kind not in "biuf":
         raise ValueError(f"{name} must hold numeric probabilities, got dtype {scores.dtype}")
     if scores.ndim != 2:
-        raise ValueError(
-            f"{name} must be 2-D (n_samples, n_classes) probabilities, got shape {scores.shape}"
-        )
-    if scores.shape[0] == 0 or scores.shape[1] == 0:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_classes) probabilities, got shape {scores.shape}")
+    if 0 in scores.shape:
         raise ValueError(f"{name} is empty (shape {scores.shape}); metrics need at least one sample and class")
-    if scores.dtype.kind != "f":
-        scores = scores.astype(np.float64)
-    if not np.isfinite(scores).all():
-        row, column = np.argwhere(~np.isfinite(scores))[0]
-        count = int(np.count_nonzero(~np.isfinite(scores)))
+    scores = scores if scores.dtype.kind == "f" else scores.astype(np.float64)
+    finite = np.isfinite(scores)
+    if not finite.all():
+        row, column = np.argwhere(~finite)[0]
         raise ValueError(
-            f"{name} has {count} NaN or infinite values (first at row {row}, column {column}); "
+            f"{name} has {np.count_nonzero(~finite)} NaN or infinite values (first at row {row}, column {column}); "
             "expected probabilities in [0, 1] — check the model's outputs"
         )
     low, high = float(scores.min()), float(scores.max())
@@ -74,12 +74,11 @@ def _check_class_indices(y_true, n_classes: int, name: str = "y_true") -> np.nda
     if labels.ndim == 2:
         if labels.shape[1] != n_classes:
             raise ValueError(
-                f"{name} is one-hot with {labels.shape[1]} columns but the scores have "
-                f"{n_classes} classes; expected shape (n_samples, {n_classes})"
+                f"{name} is one-hot with {labels.shape[1]} columns but the scores have {n_classes} classes; "
+                f"expected shape (n_samples, {n_classes})"
             )
-        is_binary = (labels == 0) | (labels == 1)
         ones = np.count_nonzero(labels == 1, axis=1)
-        bad = np.flatnonzero(~is_binary.all(axis=1) | (ones != 1))
+        bad = np.flatnonzero(~((labels == 0) | (labels == 1)).all(axis=1) | (ones != 1))
         if bad.size:
             raise ValueError(
                 f"{name} is 2-D so it is read as one-hot, but row {bad[0]} is {labels[bad[0]].tolist()[:10]}; "
@@ -122,18 +121,10 @@ def _check_multi_hot(y_true, name: str = "y_true") -> np.ndarray:
     return labels.astype(bool)
 
 
-def _check_same_shape(y_true: np.ndarray, y_score: np.ndarray, names: tuple[str, str]) -> None:
-    if y_true.shape != y_score.shape:
+def _check_same_length(first: np.ndarray, second: np.ndarray, names: tuple[str, str]) -> None:
+    if len(first) != len(second):
         raise ValueError(
-            f"{names[0]} has shape {y_true.shape} but {names[1]} has shape {y_score.shape}; "
-            "expected the same (n_samples, n_labels)"
-        )
-
-
-def _check_same_length(y_true: np.ndarray, y_score: np.ndarray, names: tuple[str, str]) -> None:
-    if len(y_true) != len(y_score):
-        raise ValueError(
-            f"{names[0]} has {len(y_true)} samples but {names[1]} has {len(y_score)}; expected one score row per sample"
+            f"{names[0]} has {len(first)} samples but {names[1]} has {len(second)}; expected one score row per sample"
         )
 
 
@@ -147,7 +138,11 @@ def _single_label_inputs(y_true, y_score, names=("y_true", "y_score")) -> tuple[
 def _multi_label_inputs(y_true, y_score, names=("y_true", "y_score")) -> tuple[np.ndarray, np.ndarray]:
     scores = _check_scores(y_score, names[1])
     labels = _check_multi_hot(y_true, names[0])
-    _check_same_shape(labels, scores, names)
+    if labels.shape != scores.shape:
+        raise ValueError(
+            f"{names[0]} has shape {labels.shape} but {names[1]} has shape {scores.shape}; "
+            "expected the same (n_samples, n_labels)"
+        )
     return labels, scores
 
 
@@ -156,9 +151,9 @@ def _check_threshold(threshold, n_labels: int) -> float | np.ndarray:
     values = np.asarray(threshold, dtype=float)
     if values.ndim > 1 or (values.ndim == 1 and values.shape != (n_labels,)):
         raise ValueError(f"threshold must be a number or have shape ({n_labels},), one per label; got shape {values.shape}")
-    outside = ~((values >= 0.0) & (values <= 1.0))
+    outside = np.atleast_1d(~((values >= 0.0) & (values <= 1.0)))
     if outside.any():
-        raise ValueError(f"threshold must lie in [0, 1], got {np.atleast_1d(values)[np.atleast_1d(outside)][:5].tolist()}")
+        raise ValueError(f"threshold must lie in [0, 1], got {np.atleast_1d(values)[outside][:5].tolist()}")
     return float(values) if values.ndim == 0 else values
 
 
@@ -166,6 +161,11 @@ def _check_k(k, name: str = "k") -> int:
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise ValueError(f"{name} must be a positive integer, got {k!r}")
     return int(k)
+
+
+def _check_average(average, averages=_AVERAGES) -> None:
+    if average not in averages:
+        raise ValueError(f"average must be one of {list(averages)}, got {average!r}")
 
 
 def _check_zero_division(zero_division) -> float:
@@ -178,83 +178,29 @@ def _check_zero_division(zero_division) -> float:
     return value
 
 
-def _check_average(average) -> None:
-    if average not in _AVERAGES:
-        raise ValueError(f"average must be one of {list(_AVERAGES)}, got {average!r}")
-
-
-# --------------------------------------------------------------------------- precision / recall / F1
-def _divide(numerator: np.ndarray, denominator: np.ndarray, zero_division: float) -> np.ndarray:
-    numerator = np.asarray(numerator, dtype=float)
-    denominator = np.asarray(denominator, dtype=float)
-    safe = np.where(denominator == 0, 1.0, denominator)
-    return np.where(denominator == 0, zero_division, numerator / safe)
-
-
-def _nanaverage(values: np.ndarray, weights: np.ndarray | None) -> float:
-    """Mean ignoring NaN (sklearn's rule); all weights zero -> plain mean; all NaN -> NaN."""
-    keep = ~np.isnan(values)
-    if not keep.any():
-        return float("nan")
-    if weights is None or np.sum(weights[keep]) == 0:
-        return float(np.mean(values[keep]))
-    return float(np.average(values[keep], weights=weights[keep]))
-
-
-def _prf_from_counts(true_positives, predicted, actual, *, average, zero_division):
-    """sklearn's ``precision_recall_fscore_support`` arithmetic on per-class counts."""
-    if average == "micro":
-        true_positives, predicted, actual = (np.sum(x, keepdims=True) for x in (true_positives, predicted, actual))
-    precision = _divide(true_positives, predicted, zero_division)
-    recall = _divide(true_positives, actual, zero_division)
-    f1 = _divide(2 * np.asarray(true_positives), np.asarray(predicted) + np.asarray(actual), zero_division)
-    if average is None:
-        return precision, recall, f1, np.asarray(actual)
-    weights = np.asarray(actual, dtype=float) if average == "weighted" else None
-    return _nanaverage(precision, weights), _nanaverage(recall, weights), _nanaverage(f1, weights), None
-
-
-def _single_label_counts(true_index: np.ndarray, scores: np.ndarray):
-    n_classes = scores.shape[1]
-    predicted_index = np.argmax(scores, axis=1)
-    hits = true_index[true_index == predicted_index]
-    return (
-        np.bincount(hits, minlength=n_classes),
-        np.bincount(predicted_index, minlength=n_classes),
-        np.bincount(true_index, minlength=n_classes),
+# --------------------------------------------------------------------------- precision / recall / F1, accuracy
+def _single_label_prf(true_index: np.ndarray, scores: np.ndarray, average, zero_division: float):
+    return precision_recall_fscore_support(
+        true_index, scores.argmax(axis=1), labels=np.arange(scores.shape[1]), average=average,
+        zero_division=zero_division,
     )
 
 
-def _multi_label_counts(labels: np.ndarray, scores: np.ndarray, threshold):
-    predicted = scores >= threshold
-    return (
-        np.count_nonzero(predicted & labels, axis=0),
-        np.count_nonzero(predicted, axis=0),
-        np.count_nonzero(labels, axis=0),
-    )
+def _multi_label_prf(labels: np.ndarray, predicted: np.ndarray, average, zero_division: float):
+    if labels.shape[1] == 1:  # scikit-learn reads one column as a binary target: name the positive class
+        labels, predicted, positive = labels[:, 0], predicted[:, 0], [True]
+    else:
+        positive = None
+    return precision_recall_fscore_support(labels, predicted, labels=positive, average=average, zero_division=zero_division)
 
 
 def classification_prf(y_true, y_score, *, average: str | None = "weighted", zero_division: float = 0.0):
     """Precision, recall, F1 and support of a single-label level, predicting the arg-max class.
 
-    Equals ``sklearn.metrics.precision_recall_fscore_support(y_true, y_score.argmax(1),
-    labels=range(C), average=average, zero_division=zero_division)``. ``average="weighted"``
-    gives the paper's OP/OR/OF1 (support-weighted; the weighted F1 need not lie between them),
-    ``"macro"`` its CP/CR/CF1.
-
-    Parameters
-    ----------
-    y_true : array (N,) of class indices, or one-hot (N, C)
-    y_score : array (N, C) of probabilities
-    average : {"weighted", "macro", "micro", None}
-        ``None`` returns one value per class.
-    zero_division : {0.0, 1.0, np.nan}
-        Value of a ratio with denominator 0 (a class never predicted, or absent from ``y_true``).
-
-    Returns
-    -------
-    precision, recall, f1 : float, or arrays (C,) when ``average=None``
-    support : None, or array (C,) of true counts when ``average=None``
+    ``sklearn.metrics.precision_recall_fscore_support(y_true, y_score.argmax(1), labels=range(C),
+    average=average, zero_division=zero_division)`` after checking the inputs. ``"weighted"`` gives
+    the paper's OP/OR/OF1 (support-weighted; the weighted F1 need not lie between them),
+    ``"macro"`` its CP/CR/CF1, ``None`` one value per class and the support ``(C,)``.
 
     Examples
     --------
@@ -266,27 +212,19 @@ def classification_prf(y_true, y_score, *, average: str | None = "weighted", zer
     """
     _check_average(average)
     zero_division = _check_zero_division(zero_division)
-    true_index, scores = _single_label_inputs(y_true, y_score)
-    return _prf_from_counts(*_single_label_counts(true_index, scores), average=average, zero_division=zero_division)
+    return _single_label_prf(*_single_label_inputs(y_true, y_score), average, zero_division)
 
 
 def multilabel_prf(
-    y_true, y_score, *, threshold: float | np.ndarray = 0.75, average: str | None = "micro", zero_division: float = 0.0
+    y_true, y_score, *, threshold: float | np.ndarray = DEFAULT_THRESHOLD, average: str | None = "micro",
+    zero_division: float = 0.0,
 ):
     """Precision, recall, F1 and support of multi-label predictions ``y_score >= threshold``.
 
-    Equals ``sklearn.metrics.precision_recall_fscore_support(y_true, y_score >= threshold,
-    average=average, zero_division=zero_division)``. ``"micro"`` (over all sample-label pairs)
-    gives the paper's OP/OR/OF1, ``"macro"`` its CP/CR/CF1.
-
-    Parameters
-    ----------
-    y_true : array (N, A), multi-hot 0/1
-    y_score : array (N, A) of probabilities
-    threshold : float or array (A,)
-        One threshold for every label, or one per label (see :func:`tune_thresholds`).
-    average : {"micro", "macro", "weighted", None}
-    zero_division : {0.0, 1.0, np.nan}
+    ``sklearn.metrics.precision_recall_fscore_support(y_true, y_score >= threshold, average=average,
+    zero_division=zero_division)`` after checking the inputs. ``threshold`` is one number or one per
+    label ``(A,)`` (see :func:`tune_thresholds`). ``"micro"`` (over all sample-label pairs) gives the
+    paper's OP/OR/OF1, ``"macro"`` its CP/CR/CF1.
 
     Examples
     --------
@@ -299,18 +237,7 @@ def multilabel_prf(
     _check_average(average)
     zero_division = _check_zero_division(zero_division)
     labels, scores = _multi_label_inputs(y_true, y_score)
-    threshold = _check_threshold(threshold, scores.shape[1])
-    counts = _multi_label_counts(labels, scores, threshold)
-    return _prf_from_counts(*counts, average=average, zero_division=zero_division)
-
-
-# --------------------------------------------------------------------------- accuracy
-def _top_k_hits(true_index: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
-    """Whether the true class ranks in the top ``k``; ties rank higher indices first, as sklearn."""
-    true_score = np.take_along_axis(scores, true_index[:, None], axis=1)
-    higher_index = np.arange(scores.shape[1]) > true_index[:, None]
-    ahead = np.count_nonzero((scores > true_score) | ((scores == true_score) & higher_index), axis=1)
-    return ahead < k
+    return _multi_label_prf(labels, scores >= _check_threshold(threshold, scores.shape[1]), average, zero_division)
 
 
 def accuracy(y_true, y_score) -> float:
@@ -322,14 +249,25 @@ def accuracy(y_true, y_score) -> float:
     0.5
     """
     true_index, scores = _single_label_inputs(y_true, y_score)
-    return float(np.mean(np.argmax(scores, axis=1) == true_index))
+    return float(accuracy_score(true_index, scores.argmax(axis=1)))
+
+
+# Our own count instead of sklearn's top_k_accuracy_score, which sorts every row (8.1 s against
+# 1.1 s for this at 100,000 x 1,000: `python benchmarks/bench_metrics.py`, top5_speedup_vs_sklearn)
+# and refuses (N, 2) scores, wanting the binary form.
+def _top_k_hits(true_index: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """Whether the true class ranks in the top ``k``; ties rank higher indices first, as sklearn."""
+    true_score = np.take_along_axis(scores, true_index[:, None], axis=1)
+    higher_index = np.arange(scores.shape[1]) > true_index[:, None]
+    ahead = np.count_nonzero((scores > true_score) | ((scores == true_score) & higher_index), axis=1)
+    return ahead < k
 
 
 def top_k_accuracy(y_true, y_score, *, k: int = 5) -> float:
     """Fraction of samples whose true class is among the ``k`` highest scores.
 
     Equals ``sklearn.metrics.top_k_accuracy_score(y_true, y_score, k=k, labels=range(C))``,
-    including its tie rule (among equal scores, higher class indices rank first). ``k >= C``
+    including its tie rule (among equal scores, higher class indices rank first); ``k >= C``
     gives 1.0.
 
     Examples
@@ -343,7 +281,7 @@ def top_k_accuracy(y_true, y_score, *, k: int = 5) -> float:
     return float(np.mean(_top_k_hits(true_index, scores, k)))
 
 
-# --------------------------------------------------------------------------- P@k, R@k, F1@k
+# --------------------------------------------------------------------------- P@k, R@k, F1@k (not in sklearn)
 def _hits_in_top_k(labels: np.ndarray, scores: np.ndarray, k: np.ndarray) -> np.ndarray:
     """True labels among each row's ``k[i]`` highest scores; ties taken lowest label index first.
 
@@ -352,15 +290,12 @@ def _hits_in_top_k(labels: np.ndarray, scores: np.ndarray, k: np.ndarray) -> np.
     """
     n_labels = scores.shape[1]
     k_max = int(k.max())
-    largest = np.partition(scores, n_labels - k_max, axis=1)[:, n_labels - k_max:]
-    largest = -np.sort(-largest, axis=1)
+    largest = -np.sort(-np.partition(scores, n_labels - k_max, axis=1)[:, n_labels - k_max:], axis=1)
     cut = largest[np.arange(len(k)), k - 1][:, None]
-    above = scores > cut
-    tied = scores == cut
+    above, tied = scores > cut, scores == cut
     hits = np.count_nonzero(above & labels, axis=1)
     ties_taken = k - np.count_nonzero(above, axis=1)
-    ties_all = np.count_nonzero(tied, axis=1)
-    partial = ties_all > ties_taken
+    partial = np.count_nonzero(tied, axis=1) > ties_taken
     hits[~partial] += np.count_nonzero(tied[~partial] & labels[~partial], axis=1)
     if partial.any():
         taken = tied[partial] & (np.cumsum(tied[partial], axis=1) <= ties_taken[partial][:, None])
@@ -373,8 +308,7 @@ def _precision_recall_at_k(labels: np.ndarray, scores: np.ndarray, k: int | None
     has_labels = n_true > 0
     if not has_labels.any():
         return float("nan"), float("nan"), float("nan")
-    n_labels = scores.shape[1]
-    per_sample_k = np.maximum(n_true, 1) if k is None else np.full(len(labels), min(k, n_labels))
+    per_sample_k = np.maximum(n_true, 1) if k is None else np.full(len(labels), min(k, scores.shape[1]))
     hits = _hits_in_top_k(labels, scores, per_sample_k)[has_labels]
     precision = float(np.mean(hits / per_sample_k[has_labels]))
     recall = float(np.mean(hits / n_true[has_labels]))
@@ -387,19 +321,10 @@ def precision_recall_at_k(y_true, y_score, *, k: int | None = None) -> tuple[flo
 
     For each sample, take its ``k`` highest-scoring labels (ties: lowest label index first);
     P@k is the mean over samples of hits / k, R@k the mean of hits / (number of true labels),
-    F1@k the harmonic mean of those two means.
-
-    ``k=None`` (the default) uses each sample's own number of true labels as its k, so
-    P@k = R@k = F1@k (the "R-precision"). A fixed ``k`` larger than the number of labels is
-    clamped to it. Samples with no true label have no recall and are left out of all three
-    averages (count them with ``(y_true.sum(1) == 0).sum()``); if no sample has one, all three
-    are NaN.
-
-    Parameters
-    ----------
-    y_true : array (N, A), multi-hot 0/1
-    y_score : array (N, A) of probabilities
-    k : int or None
+    F1@k the harmonic mean of those two means. ``k=None`` (the default) uses each sample's own
+    number of true labels as its k, so P@k = R@k = F1@k (the "R-precision"); a ``k`` above the
+    number of labels is clamped to it. Samples with no true label are left out of all three
+    averages (count them with ``(y_true.sum(1) == 0).sum()``); all three are NaN if none has one.
 
     Examples
     --------
@@ -410,10 +335,8 @@ def precision_recall_at_k(y_true, y_score, *, k: int | None = None) -> tuple[flo
     >>> precision_recall_at_k(y_true, y_score, k=1)     # hits 1 and 1; P = 1, R = (1/2 + 1) / 2
     (1.0, 0.75, 0.8571428571428571)
     """
-    if k is not None:
-        k = _check_k(k)
-    labels, scores = _multi_label_inputs(y_true, y_score)
-    return _precision_recall_at_k(labels, scores, k)
+    k = None if k is None else _check_k(k)
+    return _precision_recall_at_k(*_multi_label_inputs(y_true, y_score), k)
 
 
 # --------------------------------------------------------------------------- AP, mAP, thresholds
@@ -424,9 +347,8 @@ def _counts_at_positive_scores(column: np.ndarray, is_positive: np.ndarray):
     threshold need; ties are whole groups, exactly as sklearn's precision-recall curve.
     """
     positive_scores = np.sort(column[is_positive])
-    all_scores = np.sort(column)
     positives_at_or_above = len(positive_scores) - np.searchsorted(positive_scores, positive_scores, side="left")
-    samples_at_or_above = len(all_scores) - np.searchsorted(all_scores, positive_scores, side="left")
+    samples_at_or_above = len(column) - np.searchsorted(np.sort(column), positive_scores, side="left")
     return positive_scores, positives_at_or_above, samples_at_or_above
 
 
@@ -440,6 +362,10 @@ def _label_columns(labels: np.ndarray, scores: np.ndarray) -> Iterator[tuple[int
             yield start + offset, block_scores[offset], block_labels[offset]
 
 
+# Our own AP instead of sklearn's average_precision_score, which builds a full precision-recall
+# curve per label: at 100,000 samples x 1,000 labels this is MEASURED_AP_SPEEDUP faster per label
+# and MEASURED_MICRO_AP_SPEEDUP for micro AP (`python benchmarks/bench_metrics.py`: ap_speedup_vs_sklearn,
+# micro_ap_speedup_vs_sklearn). tune_thresholds needs the same counts, which sklearn does not expose.
 def _average_precision_of(column: np.ndarray, is_positive: np.ndarray) -> float:
     """sklearn's AP: mean over positives of the precision at their score; NaN without positives."""
     if not is_positive.any():
@@ -455,24 +381,19 @@ def _average_precision_per_label(labels: np.ndarray, scores: np.ndarray) -> np.n
     return per_label
 
 
+def _mean_ignoring_nan(values: np.ndarray) -> float:
+    kept = values[~np.isnan(values)]
+    return float(kept.mean()) if kept.size else float("nan")
+
+
 def average_precision(y_true, y_score, *, average: str | None = "macro"):
-    """Average precision of multi-label scores: per label, macro (mAP) or micro.
+    """Average precision of multi-label scores: per label ``(A,)``, macro (mAP) or micro.
 
     Per label, equal to ``sklearn.metrics.average_precision_score(y_true[:, j], y_score[:, j])``
     (the step-wise area under the precision-recall curve, equal scores forming one step).
-    A label with no positive in ``y_true`` has no AP: it is NaN in the per-label array and left
-    out of ``"macro"`` (count them with ``(y_true.sum(0) == 0).sum()``); NaN if no label has a
-    positive. ``"micro"`` treats all sample-label pairs as one binary problem, as sklearn.
-
-    Parameters
-    ----------
-    y_true : array (N, A), multi-hot 0/1
-    y_score : array (N, A) of probabilities
-    average : {"macro", "micro", None}
-
-    Returns
-    -------
-    float, or array (A,) when ``average=None``
+    A label with no positive has no AP: NaN in the per-label array and left out of ``"macro"``
+    (NaN if no label has a positive). ``"micro"`` treats all sample-label pairs as one binary
+    problem, as sklearn.
 
     Examples
     --------
@@ -481,39 +402,23 @@ def average_precision(y_true, y_score, *, average: str | None = "macro"):
     >>> average_precision(y_true, y_score, average=None)   # label 0: (1/1 + 2/3) / 2
     array([0.83333333,        nan])
     """
-    if average not in ("macro", "micro", None):
-        raise ValueError(f"average must be 'macro', 'micro' or None, got {average!r}")
+    _check_average(average, ("macro", "micro", None))
     labels, scores = _multi_label_inputs(y_true, y_score)
     if average == "micro":
         return _average_precision_of(scores.ravel(), labels.ravel())
     per_label = _average_precision_per_label(labels, scores)
-    if average is None:
-        return per_label
-    return _nanaverage(per_label, None)
+    return per_label if average is None else _mean_ignoring_nan(per_label)
 
 
 def tune_thresholds(
-    y_true, y_score, *, floor: float = 0.05, cap: float = 0.95, default: float = 0.75
+    y_true, y_score, *, floor: float = 0.05, cap: float = 0.95, default: float = DEFAULT_THRESHOLD
 ) -> np.ndarray:
-    """Per-label thresholds that maximise F1 of ``y_score >= threshold`` on validation data.
+    """Per-label thresholds ``(A,)`` that maximise F1 of ``y_score >= threshold`` on validation data.
 
     For each label, every score of a positive sample is a candidate (only there can F1 rise);
     the best one (the highest, when several tie) is then clamped to ``[floor, cap]`` so that
     one lucky validation sample cannot push a threshold to 0 or 1. Labels with no positive
     get ``default``.
-
-    Parameters
-    ----------
-    y_true : array (N, A), multi-hot 0/1
-    y_score : array (N, A) of probabilities
-    floor, cap : float
-        Bounds of the returned thresholds, ``0 <= floor <= cap <= 1``.
-    default : float
-        Threshold of labels without positives.
-
-    Returns
-    -------
-    array (A,) of float
 
     Examples
     --------
@@ -530,12 +435,11 @@ def tune_thresholds(
     labels, scores = _multi_label_inputs(y_true, y_score)
     thresholds = np.full(scores.shape[1], float(default))
     for index, column, is_positive in _label_columns(labels, scores):
-        if not is_positive.any():
-            continue
-        candidates, positives_at_or_above, samples_at_or_above = _counts_at_positive_scores(column, is_positive)
-        f1 = 2 * positives_at_or_above / (len(candidates) + samples_at_or_above)
-        best = len(f1) - 1 - np.argmax(f1[::-1])
-        thresholds[index] = np.clip(candidates[best], floor, cap)
+        if is_positive.any():
+            candidates, positives_at_or_above, samples_at_or_above = _counts_at_positive_scores(column, is_positive)
+            f1 = 2 * positives_at_or_above / (len(candidates) + samples_at_or_above)
+            best = len(f1) - 1 - np.argmax(f1[::-1])  # the highest of equally good candidates
+            thresholds[index] = np.clip(candidates[best], floor, cap)
     return thresholds
 
 
@@ -549,15 +453,21 @@ def _check_parents(parents, n_categories: int, n_subcategories: int) -> np.ndarr
         )
     bad = np.flatnonzero((index < 0) | (index >= n_categories))
     if bad.size:
-        raise ValueError(
-            f"parents[{bad[0]}] = {index[bad[0]]} is not a category index (0..{n_categories - 1})"
-        )
+        raise ValueError(f"parents[{bad[0]}] = {index[bad[0]]} is not a category index (0..{n_categories - 1})")
     return index
 
 
-def _hierarchy_metrics(category_true, subcategory_true, category_scores, subcategory_scores, parents):
-    category_predicted = np.argmax(category_scores, axis=1)
-    subcategory_predicted = np.argmax(subcategory_scores, axis=1)
+def _two_level_inputs(category_true, subcategory_true, category_score, subcategory_score, names: dict):
+    """Checked ``(index, scores)`` of each single-label level; ``names[level]`` = (true name, score name)."""
+    category = _single_label_inputs(category_true, category_score, names["category"])
+    subcategory = _single_label_inputs(subcategory_true, subcategory_score, names["subcategory"])
+    _check_same_length(category[1], subcategory[1], (names["category"][1], names["subcategory"][1]))
+    return category, subcategory
+
+
+def _hierarchy_metrics(category, subcategory, parents) -> tuple[float, float]:
+    (category_true, category_scores), (subcategory_true, subcategory_scores) = category, subcategory
+    category_predicted, subcategory_predicted = category_scores.argmax(axis=1), subcategory_scores.argmax(axis=1)
     consistency = float(np.mean(parents[subcategory_predicted] == category_predicted))
     joint = float(np.mean((category_predicted == category_true) & (subcategory_predicted == subcategory_true)))
     return consistency, joint
@@ -569,13 +479,8 @@ def hierarchy_metrics(
     """Consistency rate and joint accuracy of arg-max predictions on the two single-label levels.
 
     Consistency: the fraction of samples whose predicted subcategory's parent is the predicted
-    category. Joint accuracy: the fraction with both predictions right.
-
-    Parameters
-    ----------
-    category_true, subcategory_true : arrays (N,) of indices, or one-hot
-    category_score : array (N, C); subcategory_score : array (N, S)
-    parents : array (S,) of int, the category index of each subcategory
+    category. Joint accuracy: the fraction with both predictions right. ``parents`` ``(S,)`` is
+    the category index of each subcategory (``LabelSpace.parent_index``).
 
     Examples
     --------
@@ -585,41 +490,35 @@ def hierarchy_metrics(
     >>> hierarchy_metrics([0, 0], [0, 1], category_score, subcategory_score, parents)
     (0.5, 0.5)
     """
-    category_index, category_scores = _single_label_inputs(category_true, category_score, ("category_true", "category_score"))
-    subcategory_index, subcategory_scores = _single_label_inputs(
-        subcategory_true, subcategory_score, ("subcategory_true", "subcategory_score")
-    )
-    _check_same_length(category_scores, subcategory_scores, ("category_score", "subcategory_score"))
-    parents = _check_parents(parents, category_scores.shape[1], subcategory_scores.shape[1])
-    return _hierarchy_metrics(category_index, subcategory_index, category_scores, subcategory_scores, parents)
+    names = {level: (f"{level}_true", f"{level}_score") for level in ("category", "subcategory")}
+    category, subcategory = _two_level_inputs(category_true, subcategory_true, category_score, subcategory_score, names)
+    return _hierarchy_metrics(category, subcategory, _check_parents(parents, category[1].shape[1], subcategory[1].shape[1]))
 
 
 # --------------------------------------------------------------------------- reports
-def _prf_entries(counts, average: str, keys: tuple[str, str, str], zero_division: float) -> dict[str, float]:
-    precision, recall, f1, _ = _prf_from_counts(*counts, average=average, zero_division=zero_division)
-    return dict(zip(keys, (precision, recall, f1)))
+def _prf_entries(keys: tuple[str, ...], prf) -> dict[str, float]:
+    return dict(zip(keys, prf[:3]))
 
 
 def _single_label_report(true_index: np.ndarray, scores: np.ndarray, zero_division: float) -> dict[str, float]:
-    counts = _single_label_counts(true_index, scores)
     return {
-        **_prf_entries(counts, "weighted", ("OP", "OR", "OF1"), zero_division),
-        **_prf_entries(counts, "macro", ("CP", "CR", "CF1"), zero_division),
-        "accuracy": float(counts[0].sum() / len(true_index)),
+        **_prf_entries(("OP", "OR", "OF1"), _single_label_prf(true_index, scores, "weighted", zero_division)),
+        **_prf_entries(("CP", "CR", "CF1"), _single_label_prf(true_index, scores, "macro", zero_division)),
+        "accuracy": float(accuracy_score(true_index, scores.argmax(axis=1))),
         "top5_accuracy": float(np.mean(_top_k_hits(true_index, scores, 5))),
     }
 
 
 def _attribute_report(labels: np.ndarray, scores: np.ndarray, threshold, zero_division: float) -> dict[str, float]:
-    counts = _multi_label_counts(labels, scores, threshold)
+    predicted = scores >= threshold
     precision_at_k, recall_at_k, f1_at_k = _precision_recall_at_k(labels, scores, None)
     return {
-        **_prf_entries(counts, "micro", ("OP", "OR", "OF1"), zero_division),
-        **_prf_entries(counts, "macro", ("CP", "CR", "CF1"), zero_division),
+        **_prf_entries(("OP", "OR", "OF1"), _multi_label_prf(labels, predicted, "micro", zero_division)),
+        **_prf_entries(("CP", "CR", "CF1"), _multi_label_prf(labels, predicted, "macro", zero_division)),
         "P@k": precision_at_k, "R@k": recall_at_k, "F1@k": f1_at_k,
-        "mAP": _nanaverage(_average_precision_per_label(labels, scores), None),
+        "mAP": _mean_ignoring_nan(_average_precision_per_label(labels, scores)),
         "micro_AP": _average_precision_of(scores.ravel(), labels.ravel()),
-        "n_labels_without_positives": int(np.count_nonzero(counts[2] == 0)),
+        "n_labels_without_positives": int(np.count_nonzero(~labels.any(axis=0))),
         "n_samples_without_labels": int(np.count_nonzero(~labels.any(axis=1))),
     }
 
@@ -630,9 +529,7 @@ def _check_level_keys(mapping, name: str) -> None:
     missing = [level for level in LEVELS if level not in mapping]
     unknown = [key for key in mapping if key not in LEVELS]
     if missing or unknown:
-        raise ValueError(
-            f"{name} must have exactly the keys {list(LEVELS)}; missing {missing}, unexpected {unknown}"
-        )
+        raise ValueError(f"{name} must have exactly the keys {list(LEVELS)}; missing {missing}, unexpected {unknown}")
 
 
 def hierarchical_report(
@@ -640,31 +537,21 @@ def hierarchical_report(
     y_score: Mapping[str, np.ndarray],
     *,
     parents=None,
-    threshold: float | np.ndarray = 0.75,
+    threshold: float | np.ndarray = DEFAULT_THRESHOLD,
     zero_division: float = 0.0,
 ) -> dict[str, dict[str, float]]:
     """The paper's table for one set of predictions, as a nested dict of plain floats.
 
-    Parameters
-    ----------
-    y_true : dict with keys ``category``, ``subcategory`` (indices (N,) or one-hot) and
-        ``attributes`` (multi-hot (N, A))
-    y_score : dict with the same keys: probabilities (N, C), (N, S), (N, A)
-    parents : array (S,) of int, optional
-        Category index of each subcategory (``LabelSpace.parent_index``); adds ``hierarchy``.
-    threshold : float or array (A,)
-        Attribute threshold(s) for the thresholded attribute metrics.
-    zero_division : {0.0, 1.0, np.nan}
+    ``y_true`` and ``y_score`` are dicts keyed ``category``, ``subcategory`` (indices ``(N,)`` or
+    one-hot; probabilities ``(N, C)``, ``(N, S)``) and ``attributes`` (multi-hot and probabilities
+    ``(N, A)``). ``threshold`` (one or ``(A,)``) applies to the thresholded attribute metrics;
+    ``parents`` (``LabelSpace.parent_index``) adds the ``hierarchy`` entry.
 
-    Returns
-    -------
-    dict
-        ``category`` and ``subcategory``: OP, OR, OF1 (support-weighted), CP, CR, CF1 (macro over
-        all C columns), accuracy, top5_accuracy. ``attributes``: OP, OR, OF1 (micro), CP, CR, CF1
-        (macro), P@k, R@k, F1@k (k = each sample's number of true labels), mAP (labels with
-        positives), micro_AP, plus the counts n_labels_without_positives and
-        n_samples_without_labels. ``hierarchy`` (only with ``parents``): consistency,
-        joint_accuracy. Undefined values (e.g. mAP when no label has a positive) are NaN.
+    Returns ``category`` and ``subcategory``: OP, OR, OF1 (support-weighted), CP, CR, CF1 (macro
+    over all C columns), accuracy, top5_accuracy. ``attributes``: OP, OR, OF1 (micro), CP, CR,
+    CF1 (macro), P@k, R@k, F1@k (k = each sample's number of true labels), mAP (labels with
+    positives), micro_AP, and the counts n_labels_without_positives, n_samples_without_labels.
+    ``hierarchy``: consistency, joint_accuracy. Undefined values are NaN.
 
     Examples
     --------
@@ -682,26 +569,20 @@ def hierarchical_report(
     _check_level_keys(y_true, "y_true")
     _check_level_keys(y_score, "y_score")
     zero_division = _check_zero_division(zero_division)
-    report: dict[str, dict[str, float]] = {}
-    single_label = {}
-    for level in ("category", "subcategory"):
-        names = (f"y_true[{level!r}]", f"y_score[{level!r}]")
-        single_label[level] = _single_label_inputs(y_true[level], y_score[level], names)
-        report[level] = _single_label_report(*single_label[level], zero_division)
-    labels, scores = _multi_label_inputs(
-        y_true["attributes"], y_score["attributes"], ("y_true['attributes']", "y_score['attributes']")
+    names = {level: (f"y_true[{level!r}]", f"y_score[{level!r}]") for level in LEVELS}
+    category, subcategory = _two_level_inputs(
+        y_true["category"], y_true["subcategory"], y_score["category"], y_score["subcategory"], names
     )
-    for level in ("category", "subcategory"):
-        _check_same_length(single_label[level][1], scores, (f"y_score[{level!r}]", "y_score['attributes']"))
-    threshold = _check_threshold(threshold, scores.shape[1])
-    report["attributes"] = _attribute_report(labels, scores, threshold, zero_division)
+    labels, scores = _multi_label_inputs(y_true["attributes"], y_score["attributes"], names["attributes"])
+    _check_same_length(category[1], scores, (names["category"][1], names["attributes"][1]))
+    report = {
+        "category": _single_label_report(*category, zero_division),
+        "subcategory": _single_label_report(*subcategory, zero_division),
+        "attributes": _attribute_report(labels, scores, _check_threshold(threshold, scores.shape[1]), zero_division),
+    }
     if parents is not None:
-        (category_index, category_scores), (subcategory_index, subcategory_scores) = (
-            single_label["category"], single_label["subcategory"]
-        )
-        parents = _check_parents(parents, category_scores.shape[1], subcategory_scores.shape[1])
-        consistency, joint = _hierarchy_metrics(category_index, subcategory_index, category_scores, subcategory_scores, parents)
-        report["hierarchy"] = {"consistency": consistency, "joint_accuracy": joint}
+        parents = _check_parents(parents, category[1].shape[1], subcategory[1].shape[1])
+        report["hierarchy"] = dict(zip(HIERARCHY_KEYS, _hierarchy_metrics(category, subcategory, parents)))
     return report
 
 
@@ -711,7 +592,7 @@ def per_class_report(
     names: Sequence[str],
     *,
     multilabel: bool = False,
-    threshold: float | np.ndarray = 0.75,
+    threshold: float | np.ndarray = DEFAULT_THRESHOLD,
     zero_division: float = 0.0,
 ) -> pd.DataFrame:
     """One row per class: precision, recall, f1, support (and AP for ``multilabel=True``).
@@ -729,14 +610,14 @@ def per_class_report(
     zero_division = _check_zero_division(zero_division)
     if multilabel:
         labels, scores = _multi_label_inputs(y_true, y_score)
-        counts = _multi_label_counts(labels, scores, _check_threshold(threshold, scores.shape[1]))
+        predicted = scores >= _check_threshold(threshold, scores.shape[1])
+        precision, recall, f1, support = _multi_label_prf(labels, predicted, None, zero_division)
     else:
         labels, scores = _single_label_inputs(y_true, y_score)
-        counts = _single_label_counts(labels, scores)
+        precision, recall, f1, support = _single_label_prf(labels, scores, None, zero_division)
     names = list(names)
     if len(names) != scores.shape[1]:
         raise ValueError(f"names has {len(names)} entries but y_score has {scores.shape[1]} columns; expected one name per column")
-    precision, recall, f1, support = _prf_from_counts(*counts, average=None, zero_division=zero_division)
     table = pd.DataFrame(
         {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)},
         index=pd.Index(names, name="class"),

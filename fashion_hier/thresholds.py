@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+DEFAULT_THRESHOLD = 0.75  # the paper's attribute threshold; the one definition, imported everywhere
 THRESHOLDS_FILE = "thresholds.json"
 
 
