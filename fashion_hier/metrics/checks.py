@@ -14,11 +14,17 @@ LEVELS = ("category", "subcategory", "attributes")
 _AVERAGES = ("micro", "macro", "weighted", None)
 
 
+def _numeric(value, name: str, expected: str) -> np.ndarray:
+    """``value`` as a numpy array of booleans or numbers, or a ValueError naming what was expected."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold {expected}, got dtype {array.dtype}")
+    return array
+
+
 def check_scores(y_score, name: str = "y_score") -> np.ndarray:
     """``y_score`` as a 2-D float array of probabilities, or a ValueError saying what is wrong."""
-    scores = np.asarray(y_score)
-    if scores.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must hold numeric probabilities, got dtype {scores.dtype}")
+    scores = _numeric(y_score, name, "numeric probabilities")
     if scores.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_classes) probabilities, got shape {scores.shape}")
     if 0 in scores.shape:
@@ -42,9 +48,7 @@ def check_scores(y_score, name: str = "y_score") -> np.ndarray:
 
 def check_class_indices(y_true, n_classes: int, name: str = "y_true") -> np.ndarray:
     """Class indices ``(N,)`` from indices or one-hot rows, checked against ``n_classes``."""
-    labels = np.asarray(y_true)
-    if labels.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must hold class indices or one-hot rows, got dtype {labels.dtype}")
+    labels = _numeric(y_true, name, "class indices or one-hot rows")
     if labels.ndim == 2:
         if labels.shape[1] != n_classes:
             raise ValueError(
@@ -79,9 +83,7 @@ def check_class_indices(y_true, n_classes: int, name: str = "y_true") -> np.ndar
 
 def check_multi_hot(y_true, name: str = "y_true") -> np.ndarray:
     """Boolean ``(N, A)`` from a multi-hot 0/1 array."""
-    labels = np.asarray(y_true)
-    if labels.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must be multi-hot 0/1, got dtype {labels.dtype}")
+    labels = _numeric(y_true, name, "multi-hot 0/1")
     if labels.ndim != 2:
         raise ValueError(f"{name} must be multi-hot of shape (n_samples, n_labels), got shape {labels.shape}")
     if labels.dtype.kind == "b":
@@ -96,6 +98,7 @@ def check_multi_hot(y_true, name: str = "y_true") -> np.ndarray:
 
 
 def check_same_length(first: np.ndarray, second: np.ndarray, names: tuple[str, str]) -> None:
+    """One row of ``second`` per row of ``first``."""
     if len(first) != len(second):
         raise ValueError(
             f"{names[0]} has {len(first)} samples but {names[1]} has {len(second)}; expected one score row per sample"
@@ -103,6 +106,7 @@ def check_same_length(first: np.ndarray, second: np.ndarray, names: tuple[str, s
 
 
 def single_label_inputs(y_true, y_score, names=("y_true", "y_score")) -> tuple[np.ndarray, np.ndarray]:
+    """Checked ``(class indices (N,), scores (N, C))``; ``names`` are the arguments' names in messages."""
     scores = check_scores(y_score, names[1])
     true_index = check_class_indices(y_true, scores.shape[1], names[0])
     check_same_length(true_index, scores, names)
@@ -110,6 +114,7 @@ def single_label_inputs(y_true, y_score, names=("y_true", "y_score")) -> tuple[n
 
 
 def multi_label_inputs(y_true, y_score, names=("y_true", "y_score")) -> tuple[np.ndarray, np.ndarray]:
+    """Checked ``(boolean multi-hot (N, A), scores (N, A))``; ``names`` as in :func:`single_label_inputs`."""
     scores = check_scores(y_score, names[1])
     labels = check_multi_hot(y_true, names[0])
     if labels.shape != scores.shape:
@@ -161,6 +166,7 @@ def two_level_inputs(category_true, subcategory_true, category_score, subcategor
 
 
 def check_parents(parents, n_categories: int, n_subcategories: int) -> np.ndarray:
+    """``parents`` ``(S,)``: the category index of each subcategory."""
     index = np.asarray(parents)
     if index.shape != (n_subcategories,) or index.dtype.kind not in "iu":
         raise ValueError(
@@ -174,6 +180,7 @@ def check_parents(parents, n_categories: int, n_subcategories: int) -> np.ndarra
 
 
 def check_level_keys(mapping, name: str) -> None:
+    """``mapping`` is a dict with exactly the keys ``LEVELS``."""
     if not isinstance(mapping, Mapping):
         raise TypeError(f"{name} must be a dict keyed {list(LEVELS)}, got {type(mapping).__name__}")
     missing = [level for level in LEVELS if level not in mapping]

@@ -95,13 +95,15 @@ def hierarchical_report(
     )
     labels, scores = multi_label_inputs(y_true["attributes"], y_score["attributes"], names["attributes"])
     check_same_length(category[1], scores, (names["category"][1], names["attributes"][1]))
+    threshold = check_threshold(threshold, scores.shape[1])
+    if parents is not None:
+        parents = check_parents(parents, category[1].shape[1], subcategory[1].shape[1])
     report = {
         "category": _single_label_report(*category, zero_division),
         "subcategory": _single_label_report(*subcategory, zero_division),
-        "attributes": _attribute_report(labels, scores, check_threshold(threshold, scores.shape[1]), zero_division),
+        "attributes": _attribute_report(labels, scores, threshold, zero_division),
     }
     if parents is not None:
-        parents = check_parents(parents, category[1].shape[1], subcategory[1].shape[1])
         consistency_and_joint = hierarchy_metrics(category[0], subcategory[0], category[1], subcategory[1], parents)
         report["hierarchy"] = dict(zip(HIERARCHY_KEYS, consistency_and_joint))
     return report
