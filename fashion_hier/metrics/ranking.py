@@ -18,9 +18,9 @@ from fashion_hier.thresholds import DEFAULT_THRESHOLD
 _LABELS_PER_BLOCK = 128
 
 
-# Our own count instead of sklearn's top_k_accuracy_score, which sorts every row (8.1 s against
-# 1.1 s for this at 100,000 x 1,000: `python benchmarks/bench_metrics.py`, top5_speedup_vs_sklearn)
-# and refuses (N, 2) scores, wanting the binary form.
+# Our own count, not sklearn's top_k_accuracy_score: that sorts every row, 9.6x and 21.8x slower at
+# 100,000 x 1,000 (`python benchmarks/bench_metrics.py`: top5_speedup_vs_sklearn, two runs on the
+# shared 2-core machine at load 13-19, 2026-11-25), and refuses (N, 2) scores, wanting a binary form.
 def _top_k_hits(true_index: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
     """Whether the true class ranks in the top ``k``; ties rank higher indices first, as sklearn."""
     true_score = np.take_along_axis(scores, true_index[:, None], axis=1)
@@ -126,10 +126,11 @@ def _label_columns(labels: np.ndarray, scores: np.ndarray) -> Iterator[tuple[int
             yield start + offset, block_scores[offset], block_labels[offset]
 
 
-# Our own AP instead of sklearn's average_precision_score, which builds a full precision-recall
-# curve per label: at 100,000 samples x 1,000 labels this is MEASURED_AP_SPEEDUP faster per label
-# and MEASURED_MICRO_AP_SPEEDUP for micro AP (`python benchmarks/bench_metrics.py`: ap_speedup_vs_sklearn,
-# micro_ap_speedup_vs_sklearn). tune_thresholds needs the same counts, which sklearn does not expose.
+# Our own AP, not sklearn's average_precision_score, which builds a full precision-recall curve per
+# label. At 100,000 samples x 1,000 labels (`python benchmarks/bench_metrics.py`): per label 9.4x
+# faster on the quiet machine (ap_speedup_vs_sklearn in experiments/results/benchmarks/cpu.json),
+# 6.8x and 19.0x in two contended runs (load 13-19 on 2 cores, 2026-11-25); micro AP 17.4x and
+# 25.6x in the same runs. tune_thresholds needs the same counts, which sklearn does not expose.
 def _average_precision_of(column: np.ndarray, is_positive: np.ndarray) -> float:
     """sklearn's AP: mean over positives of the precision at their score; NaN without positives."""
     if not is_positive.any():
