@@ -109,7 +109,9 @@ def run(n_samples: int = 100_000, n_labels: int = 1_000, seed: int = 0, sklearn_
         lambda: average_precision_score(attributes[:, :subset], attribute_scores[:, :subset], average="micro")
     )
     figures["sklearn_micro_ap_seconds_extrapolated"] = sklearn_seconds * n_labels / subset
-    figures["micro_ap_speedup_vs_sklearn"] = figures["sklearn_micro_ap_seconds_extrapolated"] / figures["micro_ap_seconds"]
+    figures["micro_ap_speedup_vs_sklearn"] = (
+        figures["sklearn_micro_ap_seconds_extrapolated"] / figures["micro_ap_seconds"]
+    )
     figures["peak_rss_mb"] = _peak_rss_mb()
     return figures
 

@@ -72,7 +72,9 @@ def multilabel_prf(
     positive = None
     if labels.shape[1] == 1:  # scikit-learn reads one column as a binary target: name the positive class
         labels, predicted, positive = labels[:, 0], predicted[:, 0], [True]
-    return precision_recall_fscore_support(labels, predicted, labels=positive, average=average, zero_division=zero_division)
+    return precision_recall_fscore_support(
+        labels, predicted, labels=positive, average=average, zero_division=zero_division
+    )
 
 
 def accuracy(y_true, y_score) -> float:
