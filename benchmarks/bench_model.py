@@ -1,12 +1,17 @@
 """Throughput of the full model (ResNet-50 + message-passing head) against the machine's matmul rate.
 
-The machine's limit is measured in the same run: a 4096x4096 float32 ``tf.matmul`` (2 n^3 FLOP
-each). The model is counted as 8.2 GFLOP per 224 px image forward (ResNet-50's 4.1 GMAC; the
-head adds < 1%), 3x that for a training step (forward + two backward products), scaled by
-(px / 224)^2 for other sizes. Training images/s come from ``model.train_on_batch`` on random
-data after warm-up steps (so graph tracing and XLA compilation are not counted), inference from
-``model.predict_on_batch``. Each figure is taken as it is (float32, no XLA), with
-``jit_compile=True`` (``_xla``), with the ``mixed_bfloat16`` policy (``_bf16``) and with both.
+The machine's limit is measured in the same run: a 4096x4096 ``tf.matmul`` (2 n^3 FLOP each) in
+float32 and in the compute dtype of every mixed-precision policy the run uses (bfloat16 for
+``mixed_bfloat16``). Each ``_fraction_of_matmul`` divides a setting's FLOP rate by the matmul rate
+*in its own compute dtype* — a bfloat16 figure by the bfloat16 rate, a float32 one by the float32
+rate — so a fraction says how close that setting comes to what its arithmetic can do (dividing a
+bfloat16 model by the float32 rate gave "fractions" above 1). The model is counted as 8.2 GFLOP per
+224 px image forward (ResNet-50's 4.1 GMAC; the head adds < 1%), 3x that for a training step
+(forward + two backward products), scaled by (px / 224)^2 for other sizes. Training images/s come
+from ``model.train_on_batch`` on random data after warm-up steps (so graph tracing and XLA
+compilation are not counted), inference from ``model.predict_on_batch``. Each figure is taken as it
+is (float32, no XLA), with ``jit_compile=True`` (``_xla``), with the ``mixed_bfloat16`` policy
+(``_bf16``) and with both.
 
     python benchmarks/bench_model.py [--quick]
 
@@ -54,6 +59,18 @@ def matmul_gflops(n: int = 4096, repeats: int = 10, dtype: str = "float32") -> f
         tf.matmul(a, b).numpy()  # .numpy() waits for the result
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
+
+
+def compute_dtype(variant: str) -> str:
+    """The dtype a variant's layers compute in (its Keras policy's): ``"bf16"`` -> ``"bfloat16"``."""
+    import keras
+
+    return keras.DTypePolicy(_settings(variant)[1]).compute_dtype
+
+
+def matmul_key(dtype: str) -> str:
+    """The figure holding the matmul rate in ``dtype``, which fractions of that dtype are taken of."""
+    return f"matmul_{dtype}_gflops"
 
 
 def _settings(variant: str) -> tuple[bool, str]:
@@ -148,12 +165,14 @@ def _plan(quick: bool) -> tuple[list, list]:
 
 
 def run(quick: bool = False, seed: int = 0) -> dict:
-    """Matmul GFLOP/s, then images/s and fraction of the matmul rate per setting (see the module docstring)."""
+    """Matmul GFLOP/s per compute dtype (``matmul_<dtype>_gflops``), then images/s and fraction of the
+    matmul rate in the setting's own compute dtype (``<setting>_fraction_of_matmul``) per setting."""
     steps = {"warmup": 1, "steps": 2} if quick else {"warmup": 1, "steps": 3}
-    figures: dict[str, float | int | str] = {"matmul_gflops": matmul_gflops(repeats=3 if quick else 10)}
-    if not quick:  # context for the bfloat16 figures, whose fractions are of the float32 rate
-        figures["matmul_bfloat16_gflops"] = matmul_gflops(dtype="bfloat16")
     training, inference = _plan(quick)
+    dtypes = {"float32"} | {compute_dtype(variant) for _, _, variant in training + inference}  # float32 always
+    figures: dict[str, float | int | str] = {
+        matmul_key(dtype): matmul_gflops(dtype=dtype, repeats=3 if quick else 10) for dtype in sorted(dtypes)
+    }
     for kind, settings, measure in (("train", training, training_images_per_second),
                                     ("infer", inference, inference_images_per_second)):
         for image_px, batch_size, variant in settings:
@@ -161,7 +180,7 @@ def run(quick: bool = False, seed: int = 0) -> dict:
             rate = measure(image_px, batch_size, variant=variant, seed=seed, **steps)
             figures[f"{key}_images_per_s"] = rate
             gflops = rate * gflop_per_image(image_px, training=kind == "train")
-            figures[f"{key}_fraction_of_matmul"] = gflops / figures["matmul_gflops"]
+            figures[f"{key}_fraction_of_matmul"] = gflops / figures[matmul_key(compute_dtype(variant))]
             print(f"  {key}: {rate:.2f} images/s", file=sys.stderr, flush=True)
     return figures
 

@@ -36,7 +36,7 @@ SECTIONS = {
 }
 LOADERS_WITH_TARGET = ("sequence_w0", "sequence_w2", "tfdata")
 LOADER_TARGET = 3.0         # x the training step's images/s at 224 px, and x the naive loader (studio)
-INFERENCE_TARGET = 0.8      # fraction of the matmul rate
+INFERENCE_TARGET = 0.8      # fraction of the matmul rate in the setting's own compute dtype
 TRAINING_TARGET = 0.6
 
 
@@ -47,6 +47,7 @@ def ratios_and_targets(figures: dict) -> tuple[dict, dict]:
     targets: dict[str, bool | None] = {}
     variant = bench_model.default_variant()
     ratios["default_variant"] = variant
+    ratios["default_matmul_reference"] = bench_model.matmul_key(bench_model.compute_dtype(variant))
     reference = model.get(f"train_224px_b16_{variant}_images_per_s")
     ratios["train_224px_reference_images_per_s"] = reference
     for size in bench_loader.IMAGE_SIZES:

@@ -1,5 +1,6 @@
 """fashion_hier.metrics against scikit-learn, brute force and hand-worked examples."""
 import doctest
+import inspect
 import json
 import subprocess
 import sys
@@ -15,7 +16,8 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from fashion_hier import metrics
+from fashion_hier.metrics import classification, ranking
+from fashion_hier.metrics import report as report_module
 from fashion_hier.metrics import (
     ATTRIBUTE_KEYS,
     HIERARCHY_KEYS,
@@ -31,6 +33,7 @@ from fashion_hier.metrics import (
     top_k_accuracy,
     tune_thresholds,
 )
+from fashion_hier.thresholds import DEFAULT_THRESHOLD
 
 SEEDS = (0, 1, 2)
 
@@ -113,6 +116,18 @@ def test_accuracy_and_top_k_equal_sklearn_including_ties_and_k_beyond_classes(se
         assert top_k_accuracy(y_true, y_score, k=k) == pytest.approx(expected), k
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_top_k_with_two_classes_equals_sklearn_on_a_padded_third_class(seed):
+    # sklearn refuses (N, 2) scores; a third class scored below every probability leaves the ranks as they are
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, 2, size=40)
+    y_score = softmax_scores(rng, 40, 2, decimals=1)  # ties at 0.5
+    padded = np.column_stack([y_score, np.full(40, -1.0)])
+    for k in (1, 2):
+        expected = top_k_accuracy_score(y_true, padded, k=k, labels=range(3))
+        assert top_k_accuracy(y_true, y_score, k=k) == pytest.approx(expected), k
+
+
 def test_top_k_tie_ranks_higher_class_index_first_like_sklearn():
     y_score = np.array([[0.4, 0.4, 0.2]])
     assert top_k_accuracy([0], y_score, k=1) == 0.0
@@ -131,18 +146,36 @@ def test_one_hot_and_index_inputs_give_identical_results():
 
 # ----------------------------------------------------------------------------- attributes, thresholded
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("average", ["micro", "macro", None])
-def test_multilabel_prf_equals_sklearn_at_scalar_and_per_label_thresholds(seed, average):
+@pytest.mark.parametrize("average", ["micro", "macro", "weighted", None])
+@pytest.mark.parametrize("zero_division", [0.0, np.nan])
+def test_multilabel_prf_equals_sklearn_at_scalar_and_per_label_thresholds(seed, average, zero_division):
     rng = np.random.default_rng(seed)
     labels, scores = multi_label_data(rng, 70, 8, decimals=2)
     labels[:, 3] = 0  # a label with no positives
     per_label = rng.uniform(0.3, 0.8, size=8)
     for threshold in (0.75, per_label):
-        ours = multilabel_prf(labels, scores, threshold=threshold, average=average)
-        expected = precision_recall_fscore_support(labels, scores >= threshold, average=average, zero_division=0.0)
+        ours = multilabel_prf(labels, scores, threshold=threshold, average=average, zero_division=zero_division)
+        expected = precision_recall_fscore_support(
+            labels, scores >= threshold, average=average, zero_division=zero_division
+        )
         for got, want in zip(ours, expected):
             if want is not None:
                 np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("average", ["micro", "macro", "weighted", None])
+def test_multilabel_prf_with_one_attribute_scores_its_positive_class_only(average):
+    # sklearn reads a single column as a binary target and would average over classes 0 and 1
+    labels = np.array([[1], [0], [1], [0], [1]])
+    scores = np.array([[0.9], [0.8], [0.2], [0.1], [0.95]])
+    precision, recall, f1, support = multilabel_prf(labels, scores, threshold=0.5, average=average)
+    np.testing.assert_allclose(precision, 2 / 3)  # predicted rows 0, 1, 4; right 0, 4
+    np.testing.assert_allclose(recall, 2 / 3)  # true rows 0, 2, 4; found 0, 4
+    assert (support is None) == (average is not None)
+    if support is not None:
+        np.testing.assert_array_equal(support, [3])
+    table = per_class_report(labels, scores, ["striped"], multilabel=True, threshold=0.5)
+    assert table.loc["striped", "recall"] == pytest.approx(2 / 3)
 
 
 def test_multilabel_threshold_is_inclusive():
@@ -219,7 +252,7 @@ def test_mean_average_precision_is_nan_when_no_label_has_positives():
 
 
 def test_average_precision_spans_label_blocks_correctly(monkeypatch):
-    monkeypatch.setattr(metrics, "_LABELS_PER_BLOCK", 3)  # 10 labels -> blocks of 3, 3, 3, 1
+    monkeypatch.setattr(ranking, "_LABELS_PER_BLOCK", 3)  # 10 labels -> blocks of 3, 3, 3, 1
     rng = np.random.default_rng(9)
     labels, scores = multi_label_data(rng, 50, 10)
     expected = [average_precision_score(labels[:, j], scores[:, j]) for j in range(10)]
@@ -354,6 +387,9 @@ def test_per_class_report_equals_sklearn_per_class_values():
         (lambda: accuracy([0, 1], np.array([[0.5, np.nan], [0.5, 0.5]])), r"1 NaN or infinite.*row 0, column 1"),
         (lambda: accuracy([0, 1], np.array([[2.0, -1.0], [0.5, 0.5]])), r"probabilities in \[0, 1\].*-1 to 2.*logits"),
         (lambda: accuracy([0, 1], np.array([0.5, 0.5])), r"must be 2-D .*shape \(2,\)"),
+        (lambda: accuracy(["a"], [[1.0]]), r"y_true must hold class indices or one-hot rows, got dtype <U1"),
+        (lambda: accuracy([0], [["a"]]), r"y_score must hold numeric probabilities, got dtype <U1"),
+        (lambda: multilabel_prf([["x"]], [[1.0]]), r"y_true must hold multi-hot 0/1, got dtype <U1"),
         (lambda: top_k_accuracy([0], [[1.0]], k=0), r"k must be a positive integer, got 0"),
         (lambda: multilabel_prf(np.ones((2, 3)), np.ones((2, 4))), r"shape \(2, 3\) but y_score has shape \(2, 4\)"),
         (lambda: multilabel_prf([[0, 2]], [[0.1, 0.2]]), r"only 0 and 1, got 2 at row 0, column 1"),
@@ -387,9 +423,17 @@ def test_report_rejects_wrong_keys_and_mismatched_levels_naming_them():
 
 
 # ----------------------------------------------------------------------------- module hygiene
+def test_every_default_attribute_threshold_is_the_one_in_thresholds():
+    defaults = {
+        function.__name__: inspect.signature(function).parameters[name].default
+        for function, name in ((multilabel_prf, "threshold"), (hierarchical_report, "threshold"),
+                               (per_class_report, "threshold"), (tune_thresholds, "default"))
+    }
+    assert defaults == dict.fromkeys(defaults, DEFAULT_THRESHOLD)
+    assert DEFAULT_THRESHOLD == 0.75  # the paper's value
 def test_docstring_examples_hold():
-    result = doctest.testmod(metrics, extraglobs={"np": np})
-    assert result.attempted >= 10 and result.failed == 0
+    results = [doctest.testmod(module, extraglobs={"np": np}) for module in (classification, ranking, report_module)]
+    assert sum(result.attempted for result in results) >= 10 and sum(result.failed for result in results) == 0
 
 
 def test_importing_metrics_does_not_import_tensorflow():
