@@ -52,8 +52,8 @@ def multilabel_prf(
 ):
     """Precision, recall, F1 and support of multi-label predictions ``y_score >= threshold``.
 
-    ``sklearn.metrics.precision_recall_fscore_support(y_true, y_score >= threshold, average=average,
-    zero_division=zero_division)`` after checking the inputs. ``threshold`` is one number or one per
+    Equals ``sklearn.metrics.precision_recall_fscore_support(y_true, y_score >= threshold,
+    average=average, zero_division=zero_division)`` (counted here: much faster, see below). ``threshold`` is one number or one per
     label ``(A,)`` (see :func:`tune_thresholds`). ``"micro"`` (over all sample-label pairs) gives the
     paper's OP/OR/OF1, ``"macro"`` its CP/CR/CF1.
 
@@ -69,12 +69,40 @@ def multilabel_prf(
     zero_division = check_zero_division(zero_division)
     labels, scores = multi_label_inputs(y_true, y_score)
     predicted = scores >= check_threshold(threshold, scores.shape[1])
-    positive = None
-    if labels.shape[1] == 1:  # scikit-learn reads one column as a binary target: name the positive class
-        labels, predicted, positive = labels[:, 0], predicted[:, 0], [True]
-    return precision_recall_fscore_support(
-        labels, predicted, labels=positive, average=average, zero_division=zero_division
-    )
+    # Counting here instead of calling scikit-learn: its input checks sort the whole (N, A) matrix;
+    # at 100,000 x 1,000 labels it took 37.5 s per call against 0.28 s for these three counts
+    # (benchmarks/bench_metrics.py, 2026-11-25). tests/test_metrics.py checks equality with sklearn.
+    counts = (np.count_nonzero(predicted & labels, axis=0), np.count_nonzero(predicted, axis=0),
+              np.count_nonzero(labels, axis=0))
+    return _prf_from_counts(*counts, average=average, zero_division=zero_division)
+
+
+def _prf_from_counts(true_positives, predicted, actual, *, average, zero_division):
+    """scikit-learn's ``precision_recall_fscore_support`` arithmetic on per-label counts."""
+    if average == "micro":
+        true_positives, predicted, actual = (np.sum(x, keepdims=True) for x in (true_positives, predicted, actual))
+    precision = _divide(true_positives, predicted, zero_division)
+    recall = _divide(true_positives, actual, zero_division)
+    f1 = _divide(2 * np.asarray(true_positives), np.asarray(predicted) + np.asarray(actual), zero_division)
+    if average is None:
+        return precision, recall, f1, np.asarray(actual)
+    weights = np.asarray(actual, dtype=float) if average == "weighted" else None
+    return tuple(_nanaverage(values, weights) for values in (precision, recall, f1)) + (None,)
+
+
+def _divide(numerator, denominator, zero_division: float) -> np.ndarray:
+    numerator, denominator = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
+    return np.where(denominator == 0, zero_division, numerator / np.where(denominator == 0, 1.0, denominator))
+
+
+def _nanaverage(values: np.ndarray, weights: np.ndarray | None) -> float:
+    """Mean ignoring NaN (scikit-learn's rule); all weights zero -> plain mean; all NaN -> NaN."""
+    keep = ~np.isnan(values)
+    if not keep.any():
+        return float("nan")
+    if weights is None or np.sum(weights[keep]) == 0:
+        return float(np.mean(values[keep]))
+    return float(np.average(values[keep], weights=weights[keep]))
 
 
 def accuracy(y_true, y_score) -> float:
