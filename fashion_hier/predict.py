@@ -258,6 +258,9 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
                         help="score every n-th image of the sorted list starting at i (split a catalogue over n machines)")
     parser.add_argument("--checkpoint", default="model.keras", help="model file in the run (default: model.keras)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--engine", choices=("local", "spark"), default="local",
+                        help="spark: score with pyspark (fashion_hier.spark); --out ending .parquet writes Parquet")
+    parser.add_argument("--spark-master", default="local[2]", help="Spark master for --engine spark")
     args = parser.parse_args(argv)
     try:
         _check_batch_size(args.batch_size)
@@ -266,6 +269,13 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     except (ValueError, FileNotFoundError) as error:
         print(f"fashion-hier predict: {error}", file=sys.stderr)
         return 2
+    if args.engine == "spark":
+        from fashion_hier.spark import predict_with_spark
+
+        count = predict_with_spark(paths, args.run, args.out, master=args.spark_master,
+                                   batch_size=args.batch_size, consistent=args.consistent)
+        print(f"wrote {count} predictions to {args.out} (spark, {args.spark_master})")
+        return 0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", encoding="utf-8", newline="") as handle:
         pd.DataFrame(columns=list(PREDICTION_COLUMNS)).to_csv(handle, index=False)
