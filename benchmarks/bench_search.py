@@ -7,13 +7,17 @@ for approximate search). For each size:
 * ``flat`` (``IndexFlatIP``, exact, what ``build_index`` uses up to 100,000 images);
 * ``hnsw`` (``IndexHNSWFlat`` M=32, efConstruction=80, efSearch=128, what it uses above), built only up
   to ``--hnsw-max`` vectors because its build on 2 CPU cores takes hours at 1M;
-* ``ivfpq`` (``IVF{4*sqrt(n)},PQ64``, nprobe=32, 64 bytes a vector), the option that fits 1M x 2048-d
+* ``ivfpq`` (``IVF{min(4*sqrt(n), 1024)},PQ64``, nprobe=32, 64 bytes a vector), the option that fits 1M x 2048-d
   in memory (a flat 1M index needs 8 GB).
 
 At sizes above ``--in-memory-max`` the exact search streams the vectors in chunks (same arithmetic
 as ``IndexFlatIP``, without holding 8 GB): its latency is the search time of a batch of queries per query.
 
     python benchmarks/bench_search.py --sizes 10000 1000000
+
+With ``--run RUN`` it measures instead how well a run's embeddings retrieve: on the run's ``--split``,
+the share of each image's top-10 neighbours (itself excluded) with the image's subcategory, for the
+pooled and the head embedding (``fashion_hier.search.build_index``, exact cosine search).
 """
 from __future__ import annotations
 
@@ -67,11 +71,14 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 def time_queries(index, queries: np.ndarray, k: int) -> tuple[float, np.ndarray]:
     """Median single-query latency in ms (one query per call, as a web request would), and the ids found."""
     latencies, ids = [], []
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # one query per call: one thread, no OpenMP spinning on a shared machine
     for query in queries:
         began = time.perf_counter()
         _, found = index.search(query[None], k)
         latencies.append(time.perf_counter() - began)
         ids.append(found[0])
+    faiss.omp_set_num_threads(threads)
     return 1000 * float(np.median(latencies)), np.array(ids)
 
 
@@ -84,7 +91,7 @@ def build(kind: str, size: int, **kw):
         index = faiss.IndexHNSWFlat(dimension, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction, index.hnsw.efSearch = 80, 128
     else:
-        lists = int(4 * np.sqrt(size))
+        lists = min(int(4 * np.sqrt(size)), 1024)
         index = faiss.index_factory(dimension, f"IVF{lists},PQ64", faiss.METRIC_INNER_PRODUCT)
         index.train(vectors(0, min(size, max(40 * lists, 20_000)), **kw))
         index.nprobe = 32
@@ -97,6 +104,28 @@ def build(kind: str, size: int, **kw):
     return index, time.perf_counter() - began - generation
 
 
+def subcategory_match_share(run: str, split: str, k: int) -> None:
+    """Share of the top-k neighbours with the query's subcategory, per embedding, on a run's split."""
+    import pandas as pd
+
+    from fashion_hier.rundir import RunDir
+    from fashion_hier.search import build_index
+
+    frame = pd.read_csv(RunDir(run).split(split), dtype=str)
+    subcategory_of = dict(zip(frame["image_path"], frame["subcategory"]))
+    print(f"{len(frame)} images of {run} split {split}; top-{k} neighbours, the query itself excluded")
+    print("| embedding | dimension | share of neighbours with the query's subcategory | seconds |")
+    print("|---|---:|---:|---:|")
+    for embedding in ("pooled", "head"):
+        began = time.perf_counter()
+        index, unreadable = build_index(run, frame["image_path"].tolist(), embedding=embedding)
+        found = index.search_vectors(index.faiss_index.reconstruct_n(0, len(index)), k + 1, index.image_paths)
+        found = found[found["query"] != found["image_path"]].groupby("query").head(k)
+        same = found["image_path"].map(subcategory_of) == found["query"].map(subcategory_of)
+        print(f"| {embedding} | {index.record['dimension']} | {same.mean():.3f} | {time.perf_counter() - began:.0f} |",
+              flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000])
@@ -106,10 +135,15 @@ def main() -> None:
     parser.add_argument("--hnsw-max", type=int, default=100_000)
     parser.add_argument("--in-memory-max", type=int, default=200_000)
     parser.add_argument("--uniform", action="store_true")
+    parser.add_argument("--run", help="measure a run's neighbour quality on --split instead")
+    parser.add_argument("--split", default="test")
     args = parser.parse_args()
+    if args.run:
+        subcategory_match_share(args.run, args.split, args.k)
+        return
     kw = {"dimension": args.dimension, "uniform": args.uniform}
     queries = vectors(0, args.queries, seed=1, **kw)
-    print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads, {args.dimension}-d, "
+    print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads to build, 1 to query, {args.dimension}-d, "
           f"{'uniform' if args.uniform else 'clustered'} vectors, {args.queries} queries, k={args.k}")
     print("| vectors | index | build s | query ms (median, 1 query) | recall@10 vs exact |")
     print("|---:|---|---:|---:|---:|")

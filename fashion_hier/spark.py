@@ -148,7 +148,8 @@ def predict_with_spark(paths: list[str], model_path: str | os.PathLike, out: str
     for path, reason in zip(failed["image_path"], failed[ERROR_COLUMN]):
         logger.warning("skipped unreadable image %s: %s", path, reason)
     table = scored[scored[ERROR_COLUMN].isna()][list(PREDICTION_COLUMNS)]
-    table = table.set_index("image_path").loc[[p for p in paths if p in set(table["image_path"])]].reset_index()
+    order = {path: position for position, path in enumerate(paths)}  # the local command's row order
+    table = table.sort_values("image_path", key=lambda column: column.map(order), kind="stable")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as target:

@@ -124,7 +124,7 @@ def new_faiss_index(dimension: int, expected_count: int, *, threshold: int = APP
     return index, "hnsw"
 
 
-def build_index(run_or_model: str | os.PathLike | Predictor, image_paths: Sequence[str | os.PathLike],
+def build_index(run_or_model: str | os.PathLike, image_paths: Sequence[str | os.PathLike],
                 out_dir: str | os.PathLike | None = None, *, embedding: str = "pooled", batch_size: int = 32,
                 threshold: int = APPROXIMATE_THRESHOLD) -> tuple[SimilarityIndex, list[tuple[str, str]]]:
     """Embed ``image_paths`` and index them; written to ``out_dir`` when given.
