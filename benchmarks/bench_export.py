@@ -17,7 +17,6 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the packa
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 
 def scores_table(scores: dict, truth: dict) -> dict:
@@ -63,7 +62,11 @@ def main() -> None:
                      "max |score - keras|": max(float(np.abs(scores[k] - keras_scores[k]).max()) for k in scores)})
         print(rows[-1], flush=True)
     print(f"{len(images)} images of {args.run} split {args.split}")
-    print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g"))
+    columns = list(rows[-1])
+    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(f"{row[c]:.4g}" if isinstance(row.get(c), float) else str(row.get(c, "-"))
+                                for c in columns) + " |")
 
 
 if __name__ == "__main__":
