@@ -106,13 +106,15 @@ def build(kind: str, size: int, **kw):
 
 def subcategory_match_share(run: str, split: str, k: int) -> None:
     """Share of the top-k neighbours with the query's subcategory, per embedding, on a run's split."""
-    import pandas as pd
-
+    from fashion_hier.evaluate import prepare, read_split
+    from fashion_hier.labels import LabelSpace
     from fashion_hier.rundir import RunDir
+
     from fashion_hier.search import build_index
 
-    frame = pd.read_csv(RunDir(run).split(split), dtype=str)
-    subcategory_of = dict(zip(frame["image_path"], frame["subcategory"]))
+    data = prepare(read_split(RunDir(run).path, split), LabelSpace.load(RunDir(run).labels), split)
+    frame = data.frame  # rows whose labels the run knows, with their encoded subcategory
+    subcategory_of = dict(zip(frame["image_path"], data.targets["subcategory"]))
     print(f"{len(frame)} images of {run} split {split}; top-{k} neighbours, the query itself excluded")
     print("| embedding | dimension | share of neighbours with the query's subcategory | seconds |")
     print("|---|---:|---:|---:|")
