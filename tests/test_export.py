@@ -110,3 +110,20 @@ def test_export_command_writes_a_servable_directory_and_names_a_bad_run(run_dir,
     assert "serving_default" in tf.saved_model.load(str(tmp_path / "served")).signatures
     assert main(["--run", str(tmp_path / "nowhere"), "--format", "tflite", "--out", str(tmp_path / "t")]) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_float32_copy_rebuilds_a_mixed_precision_model_with_the_same_weights():
+    from fashion_hier.export import float32_copy
+
+    keras = pytest.importorskip("keras")
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(3, dtype="mixed_bfloat16", name="hidden")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, dtype="float32", name="out")(hidden))
+    copy = float32_copy(model)
+
+    assert copy is not model and all(layer.dtype_policy.compute_dtype == "float32" for layer in copy.layers)
+    for kept, original in zip(copy.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(kept, original)
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
+    np.testing.assert_allclose(copy.predict(x, verbose=0), model.predict(x, verbose=0), atol=0.05)  # bf16 rounding
+    assert float32_copy(copy) is copy
