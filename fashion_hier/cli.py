@@ -16,6 +16,9 @@ SUBCOMMANDS = {
     "predict": ("fashion_hier.predict", "score a folder or CSV of images with a trained run"),
     "features": ("fashion_hier.features", "cache frozen-backbone features and train the head on them"),
     "experiments": ("fashion_hier.experiments", "train and evaluate several configs into one comparison table"),
+    "export": ("fashion_hier.export", "export a run as a SavedModel (serves JPEG bytes) or TFLite"),
+    "index": ("fashion_hier.search.index_command", "embed a catalogue and build a similarity index"),
+    "similar": ("fashion_hier.search.similar_command", "nearest neighbours of query images in an index"),
 }
 
 

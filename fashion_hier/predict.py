@@ -374,6 +374,9 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
                         help="score every n-th image of the sorted list starting at i (split a catalogue over n machines)")
     parser.add_argument("--checkpoint", default=RunDir.MODEL, help=f"model file in the run (default: {RunDir.MODEL})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--engine", choices=("local", "spark"), default="local",
+                        help="spark: score with pyspark (fashion_hier.spark); --out ending .parquet writes Parquet")
+    parser.add_argument("--spark-master", default="local[2]", help="Spark master for --engine spark")
     args = parser.parse_args(argv)
     try:
         _check_batch_size(args.batch_size)
@@ -382,6 +385,15 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     except (ValueError, FileNotFoundError) as error:
         print(f"fashion-hier predict: {error}", file=sys.stderr)
         return 2
+    if args.engine == "spark":
+        from fashion_hier.spark import predict_with_spark
+
+        # the run directory itself when possible: its thresholds file then applies on Spark too
+        model = args.run if args.checkpoint == RunDir.MODEL else RunDir(args.run) / args.checkpoint
+        count = predict_with_spark(paths, model, args.out, master=args.spark_master,
+                                   batch_size=args.batch_size, consistent=args.consistent)
+        print(f"wrote {count} rows to {args.out} (spark, {args.spark_master})")
+        return 0
     scored, unreadable = write_predictions(predictor, paths, args.out, batch_size=args.batch_size,
                                            consistent=args.consistent, progress=not args.no_progress)
     print(f"wrote {scored + unreadable} rows to {args.out}: {scored} predictions"

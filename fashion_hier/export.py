@@ -1,0 +1,253 @@
+"""Export a run for serving without this package: a TensorFlow SavedModel that takes JPEG/PNG bytes, and TFLite.
+
+The SavedModel's ``serving_default`` signature takes a batch of encoded images (``image_bytes``, a
+string tensor), decodes and resizes them inside the graph the way ``fashion_hier.data.images`` does
+(libjpeg reduced-scale decoding for big JPEGs, area averaging when shrinking, bilinear otherwise,
+"stretch" or white "pad" policy, uint8 rounding), runs the model and returns the category and
+subcategory names (constant string tensors inside the graph) with their scores, the attribute scores
+and the attributes at or above their thresholds. TensorFlow Serving answers it with no Python.
+TFLite takes pixels (the string ops have no TFLite kernels): ``(1, height, width, 3)`` float32 RGB 0..255.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from fashion_hier.predict import Predictor
+
+FORMATS = ("savedmodel", "tflite")
+QUANTIZATIONS = ("float16", "dynamic", "none")
+SERVING_INPUT = "image_bytes"
+_JPEG_RATIOS = (8, 4, 2)  # libjpeg's reduced decoding scales, as images.py tries them (largest first)
+_DCT = "INTEGER_ACCURATE"  # libjpeg's JDCT_ISLOW, what OpenCV uses: decoded pixels are then identical
+
+
+def export_savedmodel(model_or_run, out_dir: str | os.PathLike, *, consistent: bool = True) -> Path:
+    """Write a SavedModel whose ``serving_default`` maps encoded images to names and scores; returns ``out_dir``.
+
+    ``model_or_run``: a ``Predictor``, a run directory or a ``.keras`` file. ``consistent`` picks the
+    joint best (category, subcategory) pair, as ``predict --consistent``. Outputs (batch first):
+    ``category``, ``category_score``, ``subcategory``, ``subcategory_score`` (names and scores),
+    ``category_scores`` (N, C), ``subcategory_scores`` (N, S), ``attribute_scores`` (N, A),
+    ``attribute_names`` (N, A), ``attributes`` ("|"-joined, best first, thresholded).
+    """
+    import keras
+    import tensorflow as tf
+
+    from fashion_hier.atomic import atomic_directory
+
+    predictor = _predictor(model_or_run)
+    space, model = predictor.label_space, predictor.model
+    category_names = tf.constant(space.categories)
+    subcategory_names = tf.constant(space.subcategories)
+    attribute_names = tf.constant(space.attributes)
+    parent_index = tf.constant(np.asarray(space.parent_index, dtype=np.int32))
+    thresholds = tf.constant(predictor.thresholds.astype(np.float32))
+    size, resize = tuple(predictor.image_size), predictor.resize
+
+    def serve(image_bytes):
+        images = tf.map_fn(lambda data: decode_and_resize(data, size, resize), image_bytes,
+                           fn_output_signature=tf.TensorSpec((*size, 3), tf.float32))
+        outputs = model(images, training=False)
+        category_scores, subcategory_scores, attribute_scores = (
+            tf.cast(outputs[level], tf.float32) for level in ("category", "subcategory", "attributes"))
+        if consistent:
+            subcategory = tf.argmax(tf.gather(category_scores, parent_index, axis=1) * subcategory_scores,
+                                    axis=1, output_type=tf.int32)
+            category = tf.gather(parent_index, subcategory)
+        else:
+            category = tf.argmax(category_scores, axis=1, output_type=tf.int32)
+            subcategory = tf.argmax(subcategory_scores, axis=1, output_type=tf.int32)
+        order = tf.argsort(-attribute_scores, axis=1, stable=True)
+        sorted_scores = tf.gather(attribute_scores, order, batch_dims=1)
+        chosen = sorted_scores >= tf.gather(thresholds, order)
+        batch = tf.shape(image_bytes)[0]
+        return {
+            "category": tf.gather(category_names, category),
+            "category_score": tf.gather(category_scores, category, batch_dims=1),
+            "subcategory": tf.gather(subcategory_names, subcategory),
+            "subcategory_score": tf.gather(subcategory_scores, subcategory, batch_dims=1),
+            "category_scores": category_scores,
+            "subcategory_scores": subcategory_scores,
+            "attribute_scores": attribute_scores,
+            "attribute_names": tf.tile(attribute_names[None], [batch, 1]),
+            "attributes": tf.strings.reduce_join(
+                tf.ragged.boolean_mask(tf.gather(attribute_names, order), chosen), axis=1, separator="|"),
+        }
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", serve,
+                         input_signature=[tf.TensorSpec([None], tf.string, name=SERVING_INPUT)])
+    with atomic_directory(out_dir) as target:
+        archive.write_out(str(target), verbose=False)
+    return Path(out_dir)
+
+
+def decode_and_resize(data, size: tuple[int, int], resize: str = "stretch"):
+    """One encoded image (scalar string tensor) to float32 RGB 0..255 of ``size``, as ``load_image`` does.
+
+    Known differences from OpenCV: EXIF rotation is not applied, 16-bit PNGs are read at 8 bits, and
+    resampling of non-integer scale factors differs by rounding (measured in docs/production.md).
+    """
+    import tensorflow as tf
+
+    height, width = size
+    is_jpeg = tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff")
+
+    def jpeg():
+        shape = tf.image.extract_jpeg_shape(data)
+        needed = _resized_shape(shape[0], shape[1], size, resize)
+        cases = [(tf.logical_and(shape[0] >= ratio * needed[0], shape[1] >= ratio * needed[1]),
+                  lambda ratio=ratio: tf.io.decode_jpeg(data, channels=3, ratio=ratio, dct_method=_DCT)) for ratio in _JPEG_RATIOS]
+        return tf.cast(tf.case(cases, default=lambda: tf.io.decode_jpeg(data, channels=3, dct_method=_DCT)), tf.float32), tf.constant(True)
+
+    def other():
+        rgba = tf.cast(tf.io.decode_image(data, channels=4, expand_animations=False), tf.float32)
+        opacity = rgba[:, :, 3:] / 255.0
+        return rgba[:, :, :3] * opacity + 255.0 * (1.0 - opacity), tf.reduce_all(opacity == 1.0)
+
+    # 8-bit images without transparency stay uint8 in OpenCV, whose resize then rounds to integers
+    pixels, eight_bit = tf.cond(is_jpeg, jpeg, other)
+    pixels.set_shape([None, None, 3])
+    source = tf.shape(pixels)
+    content_height, content_width = _resized_shape(source[0], source[1], size, resize)
+    shrinking = tf.logical_and(content_height <= source[0], content_width <= source[1])
+    unchanged = tf.logical_and(content_height == source[0], content_width == source[1])
+    target = tf.stack([content_height, content_width])
+    content = tf.case([(unchanged, lambda: pixels),
+                       (shrinking, lambda: tf.image.resize(pixels, target, method="area"))],
+                      default=lambda: tf.image.resize(pixels, target, method="bilinear"))
+    content = tf.where(tf.logical_and(eight_bit, tf.logical_not(unchanged)),
+                       tf.clip_by_value(tf.round(content), 0.0, 255.0), content)
+    top, left = (height - content_height) // 2, (width - content_width) // 2
+    padded = tf.pad(content - 255.0, [[top, height - content_height - top], [left, width - content_width - left], [0, 0]])
+    return tf.ensure_shape(padded + 255.0, (height, width, 3))
+
+
+def _resized_shape(source_height, source_width, size: tuple[int, int], resize: str):
+    """images._resized_shape in tensors: the target, or the fitted box (round half to even) for "pad"."""
+    import tensorflow as tf
+
+    height, width = size
+    if resize == "stretch":
+        return tf.constant(height), tf.constant(width)
+    source_height, source_width = tf.cast(source_height, tf.float64), tf.cast(source_width, tf.float64)
+    scale = tf.minimum(height / source_height, width / source_width)
+
+    def side(source, limit):
+        return tf.minimum(limit, tf.maximum(1, tf.cast(tf.round(source * scale), tf.int32)))
+
+    return side(source_height, height), side(source_width, width)
+
+
+def export_tflite(model_or_run, out_path: str | os.PathLike, *, quantization: str = "float16") -> Path:
+    """Write a ``.tflite`` file of the model on pixels; ``quantization``: float16, dynamic (int8 weights) or none.
+
+    Input ``(1, height, width, 3)`` float32 RGB 0..255; outputs the three score arrays. The label
+    names and thresholds are not in the file: ship the run's label space beside it.
+    """
+    import keras
+    import tensorflow as tf
+
+    from fashion_hier.atomic import atomic_path
+
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
+    predictor = _predictor(model_or_run)
+    model = float32_copy(predictor.model)
+    with tempfile.TemporaryDirectory(prefix="fashion_hier_tflite_") as scratch:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serve", lambda images: {level: tf.cast(score, tf.float32) for level, score in
+                                                      model(images, training=False).items()},
+                             input_signature=[tf.TensorSpec((1, *predictor.image_size, 3), tf.float32, name="image")])
+        archive.write_out(scratch, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(scratch)
+        if quantization != "none":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantization == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        flatbuffer = converter.convert()
+    with atomic_path(out_path) as target:
+        Path(target).write_bytes(flatbuffer)
+    return Path(out_path)
+
+
+def float32_copy(model):
+    """``model`` itself when it computes in float32, else the same network and weights rebuilt in float32.
+
+    A run trained under a mixed precision policy computes in bfloat16/float16, which the TFLite
+    converter cannot lower; its variables are float32 already, so only the layers' policies change.
+    """
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in _all_layers(model)):
+        return model
+    config = _float32_policies(model.get_config())
+    copy = model.__class__.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+
+
+def _float32_policies(value):
+    """A layer config with every mixed ``DTypePolicy`` replaced by float32."""
+    if isinstance(value, dict):
+        if value.get("class_name") == "DTypePolicy" and str(value.get("config", {}).get("name", "")).startswith("mixed"):
+            return {**value, "config": {**value["config"], "name": "float32"}}
+        return {key: _float32_policies(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_float32_policies(item) for item in value]
+    return value
+
+
+def tflite_scores(tflite_path: str | os.PathLike, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Scores of a ``.tflite`` export on an ``(N, h, w, 3)`` RGB 0..255 array, one image at a time."""
+    import tensorflow as tf
+
+    runner = tf.lite.Interpreter(model_path=str(tflite_path)).get_signature_runner()
+    rows = [runner(image=np.asarray(image[None], np.float32)) for image in images]
+    return {level: np.concatenate([row[level] for row in rows]) for level in rows[0]} if rows else {}
+
+
+def _predictor(model_or_run) -> Predictor:
+    return model_or_run if isinstance(model_or_run, Predictor) else Predictor.load(model_or_run)
+
+
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """``fashion-hier export --run R --format savedmodel|tflite --out PATH``."""
+    parser = parser or argparse.ArgumentParser(prog="fashion-hier export", description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, type=Path, help="run directory (or .keras file) to export")
+    parser.add_argument("--format", required=True, choices=FORMATS)
+    parser.add_argument("--out", required=True, type=Path,
+                        help="SavedModel directory, or for tflite a directory (model.tflite inside) or a .tflite file")
+    parser.add_argument("--quantization", choices=QUANTIZATIONS, default="float16", help="tflite only")
+    parser.add_argument("--independent", action="store_true",
+                        help="savedmodel: arg-max per level instead of the joint best (category, subcategory) pair")
+    args = parser.parse_args(argv)
+    try:
+        predictor = Predictor.load(args.run)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"fashion-hier export: {error}", file=sys.stderr)
+        return 2
+    if args.format == "savedmodel":
+        written = export_savedmodel(predictor, args.out, consistent=not args.independent)
+    else:
+        out = args.out if args.out.suffix == ".tflite" else args.out / f"model_{args.quantization}.tflite"
+        written = export_tflite(predictor, out, quantization=args.quantization)
+    print(f"wrote {written}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

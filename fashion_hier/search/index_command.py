@@ -1,0 +1,47 @@
+"""``fashion-hier index``: embed a folder or CSV of images with a run's model and write a similarity index."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """``fashion-hier index --run R --images DIR_OR_CSV --out INDEX [--extend]``."""
+    from fashion_hier.predict import list_images
+    from fashion_hier.search import EMBEDDINGS, build_index, load_index
+
+    parser = parser or argparse.ArgumentParser(prog="fashion-hier index", description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, type=Path, help="run directory (or .keras file) whose model embeds")
+    parser.add_argument("--images", required=True, type=Path, help="folder of images, or a CSV with an image_path column")
+    parser.add_argument("--out", required=True, type=Path, help="index directory to write")
+    parser.add_argument("--path-column", default="image_path", help="column of image paths when --images is a CSV")
+    parser.add_argument("--embedding", choices=EMBEDDINGS, default="pooled",
+                        help="pooled backbone features, or the head's subcategory state")
+    parser.add_argument("--extend", action="store_true", help="add the images to the existing index at --out")
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args(argv)
+    try:
+        paths = list_images(args.images, path_column=args.path_column)
+        if args.extend:
+            index = load_index(args.out, run=args.run)
+            before = len(index)
+            unreadable = index.extend(paths, batch_size=args.batch_size)
+            index.save(args.out)
+            added = len(index) - before
+        else:
+            index, unreadable = build_index(args.run, paths, args.out, embedding=args.embedding,
+                                            batch_size=args.batch_size)
+            added = len(index)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"fashion-hier index: {error}", file=sys.stderr)
+        return 2
+    for path, reason in unreadable:
+        print(f"skipped unreadable image {path}: {reason}", file=sys.stderr)
+    print(f"{'added' if args.extend else 'indexed'} {added} images ({index.record['kind']}, "
+          f"{index.record['embedding']} {index.record['dimension']}-d) in {args.out}; {len(unreadable)} unreadable")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
