@@ -85,7 +85,7 @@ def test_predict_engine_spark_writes_the_local_csv_and_parquet(run_dir, spark, t
     assert main([*common, "--out", str(parquet), "--engine", "spark"]) == 0
     expected = pd.read_csv(local)
     for table in (pd.read_csv(csv), pd.read_parquet(parquet)):
-        assert list(table.columns) == list(PREDICTION_COLUMNS)
+        assert list(table.columns) == [*PREDICTION_COLUMNS, ERROR_COLUMN]
         assert table["image_path"].tolist() == expected["image_path"].tolist()  # same order as local predict
         _assert_same_rows(table, expected)
 
