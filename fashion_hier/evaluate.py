@@ -25,13 +25,14 @@ from fashion_hier.features import RUN_FEATURES_FILE, scores_from_feature_cache
 from fashion_hier.jsonio import to_json_data, write_json
 from fashion_hier.labels import LEVELS, LabelSpace
 from fashion_hier.predict import DEFAULT_THRESHOLD, Predictor
+from fashion_hier.report import threshold_hint, write_html_report
 from fashion_hier.thresholds import THRESHOLDS_FILE, load_thresholds, save_thresholds
 
 DEFAULT_FLOOR = 0.05  # bounds of tuned thresholds: one lucky validation sample cannot push a label to 0 or 1
 DEFAULT_CAP = 0.95
 SPLITS = ("train", "validation", "test")
 SAMPLE_IMAGES = 12
-PR_TOP_LABELS = 5
+PR_TOP_LABELS = None  # a panel for every attribute
 SAMPLE_IMAGE_SIZE = (128, 128)
 TABLE_COLUMNS = ("OP", "OR", "OF1", "P@k", "R@k", "F1@k", "AP")
 FEATURE_CHECKPOINTS = ("model.keras", "best.keras")  # a head-only run saves its head in both (and head.keras)
@@ -205,7 +206,9 @@ def evaluate_run(
     write_report(out_dir, result, data, scores, thresholds, predictor)
     print(markdown_table(result))
     print(_unseen_summary(result["unseen_labels"]))
-    print(f"wrote metrics.json, metrics.md, per_class_*.csv, predictions.npz and plots/ to {out_dir}")
+    if threshold_source.startswith("default") and (hint := threshold_hint(data.targets["attributes"], scores["attributes"], thresholds)):
+        print(hint)
+    print(f"wrote metrics.json, metrics.md, report.html, per_class_*.csv, predictions.npz and plots/ to {out_dir}")
     return result
 
 
@@ -229,7 +232,9 @@ def write_report(
         **{f"{level}_true": data.targets[level] for level in LEVELS},
         **{f"{level}_score": scores[level] for level in LEVELS},
     )
-    write_plots(out_dir / "plots", data, scores, tables["subcategory"], thresholds, predictor)
+    plot_paths = write_plots(out_dir / "plots", data, scores, tables["subcategory"], thresholds, predictor)
+    write_html_report(out_dir, result, markdown_table(result), plot_paths, data.frame["image_path"].astype(str).tolist(),
+                      data.targets, scores, label_space, resize=predictor.resize)
 
 
 def _percent(value: Any) -> str:
@@ -316,7 +321,8 @@ def _sample_grid(path: Path, data: EvaluationData, scores: dict[str, np.ndarray]
         _captions(targets, label_space),
         _captions(predicted, label_space),
         path,
-        correct=(targets["category"] == predicted["category"]) & (targets["subcategory"] == predicted["subcategory"]),
+        correct=np.stack([(targets["category"] == predicted["category"]) & (targets["subcategory"] == predicted["subcategory"]),
+                          (targets["attributes"] == predicted["attributes"]).all(axis=1)], axis=1),  # one per caption line
     )
 
 
