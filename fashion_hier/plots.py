@@ -91,7 +91,7 @@ def plot_confusion_matrix(
     names: Sequence[str],
     path: str | Path,
     *,
-    title: str = "category: confusion matrix (colour: row share; text: share and count)",
+    title: str = "category: confusion matrix\n(each cell: share of the true class, and rows)",
 ) -> Path:
     """Confusion matrix coloured by row share (each true class sums to 1), with the counts.
 
@@ -110,7 +110,7 @@ def plot_confusion_matrix(
     support = counts.sum(axis=1)
     matrix = counts / np.maximum(support, 1)[:, None]
     size = 3 + 0.45 * len(names)
-    figure = Figure(figsize=(size + 1, size))
+    figure = Figure(figsize=(size + 2, size + 0.5), layout="constrained")
     axes = figure.add_subplot()
     image = axes.imshow(matrix, vmin=0, vmax=1, cmap="Blues")
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="share of the true class")
@@ -123,8 +123,8 @@ def plot_confusion_matrix(
                 value = matrix[row, column]
                 axes.text(column, row, f"{value:.2f}\n{count}", ha="center", va="center", fontsize="x-small",
                           color="white" if value > 0.5 else "black")
-    axes.set(xlabel="predicted", ylabel="true", title=title)
-    figure.tight_layout()
+    axes.set(xlabel="predicted", ylabel="true (rows in the split)")
+    axes.set_title(title, fontsize="medium")
     return _save(figure, path)
 
 
@@ -149,9 +149,10 @@ def plot_per_class_f1(
     if support is not None:
         support = np.asarray(support)
         for position, i in zip(positions, order):
-            axes.text(min(f1[i] if np.isfinite(f1[i]) else 0, 1) + 0.01, position, f"n={support[i]}",
+            value = f"{f1[i]:.2f}" if np.isfinite(f1[i]) else "no F1"
+            axes.text(min(f1[i] if np.isfinite(f1[i]) else 0, 1) + 0.01, position, f"{value}  n={support[i]}",
                       va="center", fontsize="x-small")
-    axes.set(xlim=(0, 1.15), xlabel="F1", title=title)
+    axes.set(xlim=(0, 1.25), xlabel="F1", title=title)
     figure.tight_layout()
     return _save(figure, path)
 
@@ -192,7 +193,7 @@ def plot_sample_grid(
         axes = figure.add_subplot(rows, columns, i + 1)
         axes.imshow(np.clip(np.asarray(image, dtype=float), 0, 255).astype(np.uint8))
         axes.set_axis_off()
-        axes.set_title(str(truth), fontsize="small", color="black")
+        axes.set_title("true: " + str(truth), fontsize="small", color="black")
         lines = str(prediction).split("\n")
         verdicts = _line_verdicts(None if correct is None else correct[i], len(lines))
         for k, (line, verdict) in enumerate(zip(lines, verdicts)):
