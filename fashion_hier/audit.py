@@ -118,8 +118,19 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, *, multi
 
 
 # ---- ranking ----------------------------------------------------------------------------------
+def _require_cleanlab() -> None:
+    """A clear error when the optional ranking library is missing."""
+    try:
+        import cleanlab  # noqa: F401
+    except ImportError as error:
+        raise ImportError("fashion-hier audit ranks labels with cleanlab, which is not installed: "
+                          "pip install 'cleanlab>=2.6' (or install this project with its 'audit' extra: "
+                          "pip install '.[audit]')") from error
+
+
 def rank_class_labels(labels: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """cleanlab's label quality score (low: probably wrong) and issue flag for each multi-class label."""
+    _require_cleanlab()
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
@@ -130,6 +141,7 @@ def rank_class_labels(labels: np.ndarray, probabilities: np.ndarray) -> tuple[np
 
 def rank_attribute_sets(multi_hot: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """cleanlab's multi-label quality score and issue flag for each row's attribute set."""
+    _require_cleanlab()
     from cleanlab.multilabel_classification import filter as multilabel_filter
     from cleanlab.multilabel_classification import rank as multilabel_rank
 
