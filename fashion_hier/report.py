@@ -59,7 +59,7 @@ def _audit_card(row: Any, resize: str) -> str:
         f"<div>#{int(row.rank)} {escape(row.level)} · id {escape(row.id)}</div>"
         f'<div class="given">given: {escape(row.given)}</div>'
         f'<div class="suggested">suggested: {escape(row.suggested)}</div>'
-        f"<div>score {float(row.score):.3f}</div></div>"
+        f"<div>score {float(row.score):.3g}</div></div>"
     )
 
 
