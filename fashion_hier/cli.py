@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "evaluate": ("fashion_hier.evaluate", "metrics, tables and plots for a run on a split or a labelled CSV"),
     "predict": ("fashion_hier.predict", "score a folder or CSV of images with a trained run"),
     "features": ("fashion_hier.features", "cache frozen-backbone features and train the head on them"),
+    "audit": ("fashion_hier.audit", "rank the catalogue rows whose labels are probably wrong (cleanlab, cross-validated)"),
     "experiments": ("fashion_hier.experiments", "train and evaluate several configs into one comparison table"),
     "export": ("fashion_hier.export", "export a run as a SavedModel (serves JPEG bytes) or TFLite"),
     "index": ("fashion_hier.search.index_command", "embed a catalogue and build a similarity index"),

@@ -26,6 +26,7 @@ from fashion_hier.atomic import atomic_path, atomic_write_text
 from fashion_hier.jsonio import to_json_data, write_json
 from fashion_hier.labels import LEVELS, LabelSpace
 from fashion_hier.predict import Predictor
+from fashion_hier.report import threshold_hint, write_html_report
 from fashion_hier.rundir import RunDir
 from fashion_hier.thresholds import DEFAULT_THRESHOLD, load_thresholds, save_thresholds
 
@@ -35,7 +36,7 @@ DEFAULT_FLOOR = 0.05  # bounds of tuned thresholds: one lucky validation sample 
 DEFAULT_CAP = 0.95
 SPLITS = ("train", "validation", "test")
 SAMPLE_IMAGES = 12
-PR_TOP_LABELS = 5
+PR_TOP_LABELS = None  # a panel for every attribute
 SAMPLE_IMAGE_SIZE = (128, 128)
 TABLE_COLUMNS = ("OP", "OR", "OF1", "P@k", "R@k", "F1@k", "AP")
 FEATURE_CHECKPOINTS = (RunDir.MODEL, RunDir.BEST)  # a head-only run saves its head in both (and RunDir.HEAD)
@@ -240,6 +241,8 @@ def evaluate_run(
                  "scored_from": scored_from},
     }
     write_report(out_dir, result, data, scores, thresholds, predictor)
+    if threshold_source.startswith("default"):  # main() prints it; not part of metrics.json
+        result["threshold_hint"] = threshold_hint(data.targets["attributes"], scores["attributes"], thresholds)
     logger.info("wrote the evaluation report to %s", out_dir)
     return result
 
@@ -271,7 +274,9 @@ def write_report(
             **{f"{level}_true": data.targets[level] for level in LEVELS},
             **{f"{level}_score": scores[level] for level in LEVELS},
         )
-    write_plots(out.plots, data, scores, tables["subcategory"], thresholds, predictor)
+    plot_paths = write_plots(out.plots, data, scores, tables["subcategory"], thresholds, predictor)
+    write_html_report(out_dir, result, markdown_table(result), plot_paths, data.frame["image_path"].astype(str).tolist(),
+                      data.targets, scores, label_space, resize=predictor.resize)
 
 
 def _percent(value: Any) -> str:
@@ -358,7 +363,8 @@ def _sample_grid(path: Path, data: EvaluationData, scores: dict[str, np.ndarray]
         _captions(targets, label_space),
         _captions(predicted, label_space),
         path,
-        correct=(targets["category"] == predicted["category"]) & (targets["subcategory"] == predicted["subcategory"]),
+        correct=np.stack([(targets["category"] == predicted["category"]) & (targets["subcategory"] == predicted["subcategory"]),
+                          (targets["attributes"] == predicted["attributes"]).all(axis=1)], axis=1),  # one per caption line
     )
 
 
@@ -405,7 +411,9 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
         return 2
     print(markdown_table(result))
     print(_unseen_summary(result["unseen_labels"]))
-    print(f"wrote {RunDir.METRICS_JSON}, {RunDir.METRICS_MD}, per_class_*.csv, {RunDir.PREDICTIONS} and "
+    if result.get("threshold_hint"):
+        print(result["threshold_hint"])
+    print(f"wrote {RunDir.METRICS_JSON}, {RunDir.METRICS_MD}, {RunDir.REPORT_HTML}, per_class_*.csv, {RunDir.PREDICTIONS} and "
           f"{RunDir.PLOTS}/ to {args.out or args.run}")
     return 0
 

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
-from sklearn.metrics import confusion_matrix, precision_recall_curve
+from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_curve
 
 DPI = 100
 
@@ -36,11 +36,14 @@ def plot_precision_recall(
     names: Sequence[str],
     path: str | Path,
     *,
-    top: int = 5,
+    top: int | None = None,
+    columns: int = 4,
 ) -> Path:
-    """Attribute precision-recall curves: micro-averaged over all pairs, plus the ``top`` most frequent labels.
+    """Precision-recall curve of every attribute, one small panel each, AP and support in each legend.
 
-    Labels without a positive sample have no curve and are skipped.
+    The first panel is the micro average over all (row, label) pairs. Panels follow label frequency
+    (most frequent first); ``top`` keeps only that many labels (default: all). Labels without a
+    positive sample have no curve: they are listed in the figure's footnote instead.
     """
     y_true = np.asarray(y_true)
     y_score = np.asarray(y_score, dtype=float)
@@ -49,18 +52,36 @@ def plot_precision_recall(
     names = _check_names(names, y_true.shape[1], "plot_precision_recall")
     positives = (y_true > 0).sum(axis=0)
     # stable sort: equally frequent labels keep label order, so the figure is deterministic
-    frequent = [j for j in np.argsort(-positives, kind="stable")[:top] if positives[j] > 0]
-    figure = Figure(figsize=(6, 5))
-    axes = figure.add_subplot()
-    if positives.sum() > 0:
-        precision, recall, _ = precision_recall_curve(y_true.ravel() > 0, y_score.ravel())
-        axes.step(recall, precision, where="post", color="black", linewidth=2, label="micro (all labels)")
-    for j in frequent:
-        precision, recall, _ = precision_recall_curve(y_true[:, j] > 0, y_score[:, j])
-        axes.step(recall, precision, where="post", linewidth=1, label=f"{names[j]} (n={positives[j]})")
-    axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.05), title="attributes: precision-recall")
-    if axes.lines:
-        axes.legend(loc="lower left", fontsize="small")
+    ranked = [j for j in np.argsort(-positives, kind="stable") if positives[j] > 0][:top]
+    absent = [names[j] for j in range(len(names)) if positives[j] == 0]
+    panels = [None, *ranked] if positives.sum() > 0 else []
+    columns = max(1, min(columns, len(panels) or 1))
+    rows = max(1, -(-len(panels) // columns))
+    figure = Figure(figsize=(3.2 * columns, 2.9 * rows + 0.5), layout="constrained")
+    figure.suptitle(f"attributes: precision-recall ({y_true.shape[0]} rows; AP = average precision)")
+    for i, j in enumerate(panels):
+        axes = figure.add_subplot(rows, columns, i + 1)
+        truth, score = (y_true.ravel() > 0, y_score.ravel()) if j is None else (y_true[:, j] > 0, y_score[:, j])
+        precision, recall, _ = precision_recall_curve(truth, score)
+        label = "micro (all labels)" if j is None else names[j]
+        axes.step(recall, precision, where="post", color="black" if j is None else "tab:blue", linewidth=1.5,
+                  label=f"AP {average_precision_score(truth, score):.2f}, n={int(truth.sum())}")
+        axes.axhline(truth.mean(), color="grey", linewidth=0.8, linestyle=":")  # a random scorer's precision
+        axes.set_xlim(0, 1)
+        axes.set_ylim(0, 1.05)
+        axes.set_title(label, fontsize="medium")
+        axes.tick_params(labelsize="small")
+        if i % columns == 0:
+            axes.set_ylabel("precision")
+        if i >= len(panels) - columns:
+            axes.set_xlabel("recall")
+        axes.legend(loc="lower left", fontsize="small", frameon=True)
+    if not panels:
+        figure.add_subplot().text(0.5, 0.5, "no attribute has a positive sample", ha="center", va="center")
+    note = "dotted: precision of random scores (label frequency)"
+    if absent:
+        note += f"; no positive sample, no curve: {', '.join(absent[:8])}{' ...' if len(absent) > 8 else ''}"
+    figure.supxlabel(note, fontsize="small")
     return _save(figure, path)
 
 
@@ -70,9 +91,12 @@ def plot_confusion_matrix(
     names: Sequence[str],
     path: str | Path,
     *,
-    title: str = "category: confusion matrix (rows normalised)",
+    title: str = "category: confusion matrix\n(each cell: share of the true class, and rows)",
 ) -> Path:
-    """Row-normalised confusion matrix (each true class sums to 1) with class names on both axes."""
+    """Confusion matrix coloured by row share (each true class sums to 1), with the counts.
+
+    Each cell shows its share of the true class and its number of rows (up to 20 classes); the
+    row labels carry each class's support, so counts can always be read back."""
     names = [str(name) for name in names]
     for what, values in (("y_true", y_true), ("y_pred", y_pred)):
         values = np.asarray(values)
@@ -82,21 +106,25 @@ def plot_confusion_matrix(
                 f"(one name per class), got shape {values.shape}"
                 + (f" and values {values.min()}..{values.max()}" if values.size else "")
             )
-    matrix = confusion_matrix(y_true, y_pred, labels=np.arange(len(names)), normalize="true")
+    counts = confusion_matrix(y_true, y_pred, labels=np.arange(len(names)))
+    support = counts.sum(axis=1)
+    matrix = counts / np.maximum(support, 1)[:, None]
     size = 3 + 0.45 * len(names)
-    figure = Figure(figsize=(size + 1, size))
+    figure = Figure(figsize=(size + 2, size + 0.5), layout="constrained")
     axes = figure.add_subplot()
     image = axes.imshow(matrix, vmin=0, vmax=1, cmap="Blues")
-    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="share of the true class")
     ticks = np.arange(len(names))
     axes.set_xticks(ticks, names, rotation=60, ha="right", fontsize="small")
-    axes.set_yticks(ticks, names, fontsize="small")
-    if len(names) <= 20:
-        for (row, column), value in np.ndenumerate(matrix):
-            axes.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize="x-small",
-                      color="white" if value > 0.5 else "black")
-    axes.set(xlabel="predicted", ylabel="true", title=title)
-    figure.tight_layout()
+    axes.set_yticks(ticks, [f"{name} (n={n})" for name, n in zip(names, support)], fontsize="small")
+    if len(names) <= 20:  # share on top, row count below; empty cells stay blank so the errors stand out
+        for (row, column), count in np.ndenumerate(counts):
+            if count:
+                value = matrix[row, column]
+                axes.text(column, row, f"{value:.2f}\n{count}", ha="center", va="center", fontsize="x-small",
+                          color="white" if value > 0.5 else "black")
+    axes.set(xlabel="predicted", ylabel="true (rows in the split)")
+    axes.set_title(title, fontsize="medium")
     return _save(figure, path)
 
 
@@ -121,11 +149,16 @@ def plot_per_class_f1(
     if support is not None:
         support = np.asarray(support)
         for position, i in zip(positions, order):
-            axes.text(min(f1[i] if np.isfinite(f1[i]) else 0, 1) + 0.01, position, f"n={support[i]}",
+            value = f"{f1[i]:.2f}" if np.isfinite(f1[i]) else "no F1"
+            axes.text(min(f1[i] if np.isfinite(f1[i]) else 0, 1) + 0.01, position, f"{value}  n={support[i]}",
                       va="center", fontsize="x-small")
-    axes.set(xlim=(0, 1.15), xlabel="F1", title=title)
+    axes.set(xlim=(0, 1.25), xlabel="F1", title=title)
     figure.tight_layout()
     return _save(figure, path)
+
+
+CAPTION_KEY = ("caption: the catalogue's label (black), then the prediction: green where it matches, "
+               "red where it differs; '-' = no attribute (none labelled, or none scored above its threshold)")
 
 
 def plot_sample_grid(
@@ -134,10 +167,15 @@ def plot_sample_grid(
     predicted_labels: Sequence[str],
     path: str | Path,
     *,
-    correct: Sequence[bool] | None = None,
+    correct: Sequence[bool] | Sequence[Sequence[bool]] | None = None,
     columns: int = 4,
 ) -> Path:
-    """A grid of images (RGB, 0..255) captioned with true and predicted labels; green when right, red when wrong."""
+    """A grid of images (RGB, 0..255): the true caption in black, the predicted one below, with a key.
+
+    A caption may hold several lines (e.g. ``"Topwear / Shirts\nSummer, Casual"``). ``correct`` is one
+    bool per image, or one bool per caption line: each predicted line is then green when right and
+    red when wrong, so a wrong attribute set shows in red even under a right category.
+    """
     count = len(images)
     if not (len(true_labels) == len(predicted_labels) == count):
         raise ValueError(
@@ -150,11 +188,31 @@ def plot_sample_grid(
         raise ValueError(f"plot_sample_grid: columns must be >= 1, got {columns}")
     columns = min(columns, count)
     rows = -(-count // columns)
-    figure = Figure(figsize=(3 * columns, 3.9 * rows), layout="constrained")
+    figure = Figure(figsize=(3.2 * columns, 4.3 * rows + 0.4), layout="constrained")
     for i, (image, truth, prediction) in enumerate(zip(images, true_labels, predicted_labels)):
         axes = figure.add_subplot(rows, columns, i + 1)
         axes.imshow(np.clip(np.asarray(image, dtype=float), 0, 255).astype(np.uint8))
         axes.set_axis_off()
-        colour = "black" if correct is None else ("tab:green" if correct[i] else "tab:red")
-        axes.set_title(f"true: {truth}\npred: {prediction}", fontsize="x-small", color=colour)
+        axes.set_title("true: " + str(truth), fontsize="small", color="black")
+        lines = str(prediction).split("\n")
+        verdicts = _line_verdicts(None if correct is None else correct[i], len(lines))
+        for k, (line, verdict) in enumerate(zip(lines, verdicts)):
+            colour = "black" if verdict is None else ("tab:green" if verdict else "tab:red")
+            axes.annotate(("pred: " if k == 0 else "") + line, xy=(0.5, 0), xycoords="axes fraction",
+                          xytext=(0, -4 - 12 * k), textcoords="offset points", ha="center", va="top",
+                          fontsize="small", color=colour, fontweight="bold" if verdict is False else "normal")
+    figure.suptitle(CAPTION_KEY if correct is not None else "caption: true label above, prediction below",
+                    fontsize="small", wrap=True)
     return _save(figure, path)
+
+
+def _line_verdicts(verdict, lines: int) -> list[bool | None]:
+    """One verdict per caption line: a single bool colours every line, a sequence colours line by line."""
+    if verdict is None:
+        return [None] * lines
+    if np.ndim(verdict) == 0:
+        return [bool(verdict)] * lines
+    verdict = [bool(v) for v in verdict]
+    if len(verdict) != lines:
+        raise ValueError(f"plot_sample_grid: {len(verdict)} verdicts for a {lines}-line caption; pass one per line")
+    return verdict

@@ -12,10 +12,21 @@ import nbformat
 
 INSTALL = '''\
 # Colab only: install the library (elsewhere it is installed already: pip install .)
+# INSTALL_FROM (parameters cell) is ONE of:
+#   - a wheel on Google Drive: build it with `python -m build` in the project, upload dist/*.whl to Drive;
+#   - the project's git URL, e.g. "git+https://github.com/<owner>/<repo>.git" (append @<tag> to pin a version).
+# fashion-hier is not on PyPI: a bare package name would install nothing of ours, so it is refused.
 import subprocess
 import sys
 
 if "google.colab" in sys.modules:
+    if INSTALL_FROM.startswith("/content/drive/"):
+        from google.colab import drive
+
+        drive.mount("/content/drive")
+    elif not INSTALL_FROM.startswith(("git+", "/", "./")):
+        raise ValueError(f"INSTALL_FROM={INSTALL_FROM!r}: give a wheel path on Drive or the project's git URL "
+                         "(git+https://...), not a package name; fashion-hier is not on PyPI")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", INSTALL_FROM], check=True)'''
 
 QUICKSTART = [
@@ -27,7 +38,7 @@ catalogue that the library generates, evaluate it, look at the plots, and predic
 Runs on a CPU in a few minutes; no data or downloads needed."""),
     ("parameters", '''\
 # Parameters (tests run this notebook small by replacing this cell)
-INSTALL_FROM = "fashion-hier"  # pip requirement: the package name, a git+https:// URL or a wheel on Drive
+INSTALL_FROM = "/content/drive/MyDrive/fashion_hier-0.1.0-py3-none-any.whl"  # or the project's git URL: see the install cell
 WORK_DIR = "fashion_hier_quickstart"
 N_PRODUCTS = 600      # products in the synthetic catalogue
 IMAGE_SIZE = 64       # pixels (square)
@@ -128,7 +139,7 @@ Data comes from the Kaggle API (`SOURCE = "kaggle"`: put your `kaggle.json` toke
 (`SOURCE = "drive"`), or from a folder already on the machine (`SOURCE = "local"`)."""),
     ("parameters", '''\
 # Parameters (tests run this notebook on a small local catalogue by replacing this cell)
-INSTALL_FROM = "fashion-hier"  # pip requirement: the package name, a git+https:// URL or a wheel on Drive
+INSTALL_FROM = "/content/drive/MyDrive/fashion_hier-0.1.0-py3-none-any.whl"  # or the project's git URL: see the install cell
 SOURCE = "kaggle"              # "kaggle", "drive" or "local"
 KAGGLE_DATASET = "paramaggarwal/fashion-product-images-small"  # full size: paramaggarwal/fashion-product-images-dataset
 DRIVE_DIR = "/content/drive/MyDrive/fashion-product-images"    # SOURCE="drive": holds styles.csv and images/
@@ -239,7 +250,7 @@ belong to the predicted category. Point `RUN_DIR` at a run directory (from `fash
 or notebook 02); left at `None`, the notebook trains the demo's small run first."""),
     ("parameters", '''\
 # Parameters (tests run this notebook small by replacing this cell)
-INSTALL_FROM = "fashion-hier"  # pip requirement: the package name, a git+https:// URL or a wheel on Drive
+INSTALL_FROM = "/content/drive/MyDrive/fashion_hier-0.1.0-py3-none-any.whl"  # or the project's git URL: see the install cell
 RUN_DIR = None         # a run directory; None: train the demo's small run on a synthetic catalogue
 WORK_DIR = "fashion_hier_error_analysis"
 N_PRODUCTS = 600       # synthetic catalogue size when RUN_DIR is None

@@ -75,6 +75,36 @@ def test_sample_grid_draws_the_images_it_is_given(tmp_path):
     assert pure_red.sum() > 5 * 32 * 32, "the five red images are not visible in the grid"
 
 
+TAB_RED = np.array([214, 39, 40])
+TAB_GREEN = np.array([44, 160, 44])
+
+
+def caption_pixels(pixels, colour):
+    return int((np.abs(pixels[..., :3].astype(int) - colour).max(axis=-1) < 30).sum())
+
+
+def test_sample_grid_colours_each_caption_line_by_its_own_verdict(tmp_path):
+    grey = np.full((32, 32, 3), 128.0, np.float32)
+    truth = ["Topwear / Shirts\nSummer"] * 2
+    right = plots.plot_sample_grid([grey] * 2, truth, truth, tmp_path / "right.png", correct=[[True, True]] * 2)
+    attribute_wrong = plots.plot_sample_grid([grey] * 2, truth, ["Topwear / Shirts\n-"] * 2, tmp_path / "wrong.png",
+                                             correct=[[True, True], [True, False]])
+    right_pixels, wrong_pixels = assert_valid_png(right), assert_valid_png(attribute_wrong)
+    assert caption_pixels(right_pixels, TAB_RED) == 0 and caption_pixels(right_pixels, TAB_GREEN) > 0
+    assert caption_pixels(wrong_pixels, TAB_RED) > 0, "a wrong attribute line must be drawn in red"
+    with pytest.raises(ValueError, match="3 verdicts for a 2-line caption"):
+        plots.plot_sample_grid([grey], truth[:1], truth[:1], tmp_path / "g.png", correct=[[True, True, True]])
+
+
+def test_precision_recall_draws_a_panel_per_attribute_with_positives(tmp_path, attribute_scores):
+    y_true, y_score = attribute_scores
+    names = [f"attr{j}" for j in range(6)]
+    few = assert_valid_png(plots.plot_precision_recall(y_true, y_score, names, tmp_path / "few.png", top=1))
+    every = assert_valid_png(plots.plot_precision_recall(y_true, y_score, names, tmp_path / "all.png"))
+    # micro + 1 panel fit in one row; micro + 5 labels (attr5 has no positive) need two rows of four
+    assert every.shape[0] > 1.5 * few.shape[0]
+
+
 def test_sample_grid_refuses_mismatched_captions(tmp_path):
     with pytest.raises(ValueError, match="2 images, 1 true and 2 predicted"):
         plots.plot_sample_grid([np.zeros((8, 8, 3))] * 2, ["a"], ["a", "b"], tmp_path / "g.png")
