@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import IO, Iterator
 
 
+FILE_MODE = 0o644  # what open(path, "w") gives under the usual umask 022
+
+
 class DiskFullError(OSError):
     """A write failed because the disk is full; the previous version of the file is kept."""
 
@@ -52,6 +55,8 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     try:
         yield temporary
         _fsync_file(temporary)
+        if temporary.is_file():  # mkstemp makes 0600 files: give the result the mode a plain write would
+            os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else FILE_MODE)
         os.replace(temporary, path)
     except OSError as error:
         _remove(temporary)
