@@ -11,7 +11,9 @@ keras = pytest.importorskip("keras")
 
 from fashion_hier.config import TrainConfig  # noqa: E402
 from fashion_hier.labels import LabelSpace  # noqa: E402
-from fashion_hier.train import RunDirectoryError, _encode_known, main, train  # noqa: E402
+from fashion_hier.cli import main as cli_main  # noqa: E402
+from fashion_hier.rundir import RunDir  # noqa: E402
+from fashion_hier.train import RunDirectoryError, _encode_known, train  # noqa: E402
 
 SIZE = 32
 TINY = [f"data.image_size=[{SIZE}, {SIZE}]", "data.augment=false", "model.backbone=mobilenetv2",
@@ -38,7 +40,7 @@ def cli_run(catalogue, tmp_path_factory):
     """One tiny run trained through the command line (YAML config plus --set overrides)."""
     root = tmp_path_factory.mktemp("cli")
     config_path = _config(catalogue, root).to_yaml(root / "cfg.yaml")
-    code = main(["--config", str(config_path), "--set", "training.epochs=1", "--set", "name=cli"])
+    code = cli_main(["train", "-q", "--config", str(config_path), "--set", "training.epochs=1", "--set", "name=cli"])
     assert code == 0
     return root / "cli", config_path
 
@@ -49,6 +51,7 @@ def test_cli_train_writes_every_file_of_the_run_directory(cli_run, catalogue):
                  "splits/train.csv", "splits/validation.csv", "splits/test.csv"):
         assert (run_dir / name).is_file(), name
     assert not (run_dir / "backup").exists()  # removed once the run finished
+    assert RunDir(run_dir).is_finished and RunDir(run_dir).finished_marker.is_file()
 
     saved = TrainConfig.from_yaml(run_dir / "config.yaml")
     assert saved.training.epochs == 1 and saved.name == "cli"
@@ -75,15 +78,16 @@ def test_cli_train_writes_every_file_of_the_run_directory(cli_run, catalogue):
 def test_cli_refuses_to_overwrite_a_finished_run(cli_run, capsys):
     run_dir, config_path = cli_run
     before = (run_dir / "model.keras").stat().st_mtime_ns
-    code = main(["--config", str(config_path), "--set", "training.epochs=1", "--set", "name=cli"])
+    code = cli_main(["train", "-q", "--config", str(config_path), "--set", "training.epochs=1", "--set", "name=cli"])
     assert code == 2
-    assert "--overwrite" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert error.startswith("fashion-hier train: ") and error.count("\n") == 1 and "--overwrite" in error
     assert (run_dir / "model.keras").stat().st_mtime_ns == before
 
 
 def test_cli_names_an_unknown_override_key(cli_run, capsys):
     _, config_path = cli_run
-    assert main(["--config", str(config_path), "--set", "training.epoch=1"]) == 2
+    assert cli_main(["train", "--config", str(config_path), "--set", "training.epoch=1"]) == 2
     assert "'training.epoch'" in capsys.readouterr().err
 
 
