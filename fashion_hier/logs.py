@@ -29,23 +29,39 @@ def setup_logging(*, quiet: bool = False, verbose: bool = False) -> logging.Logg
     """The ``fashion_hier`` logger at WARNING (quiet), INFO (default) or DEBUG (verbose), writing to stderr."""
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
-    if not any(getattr(handler, "_fashion_hier", False) for handler in logger.handlers):
-        handler = logging.StreamHandler()  # sys.stderr at the time of each write (pytest's capture included)
+    if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._fashion_hier = True
         logger.addHandler(handler)
-    logger.propagate = False
     if not verbose:
         quiet_tensorflow()
     return logger
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A handler writing to ``sys.stderr`` as it is at each message (a test's capture, a redirect), not at setup."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def keras_verbosity(stream=None) -> int:
-    """Keras ``verbose`` for fit/predict: 0 when the logger is quiet, 1 (bars) on a terminal, 2 (per epoch) else."""
-    if not logging.getLogger(LOGGER_NAME).isEnabledFor(logging.INFO):
+    """Keras ``verbose`` for fit/predict: 0 when the ``fashion_hier`` logger was set quiet (WARNING or above),
+    1 (per-step bars) on a terminal or in a notebook, 2 (one line per epoch) in a log file or pipe."""
+    level = logging.getLogger(LOGGER_NAME).level
+    if level != logging.NOTSET and level > logging.INFO:
         return 0
     stream = sys.stdout if stream is None else stream
-    return 1 if hasattr(stream, "isatty") and stream.isatty() else 2
+    terminal = hasattr(stream, "isatty") and stream.isatty()
+    return 1 if terminal or "ipykernel" in sys.modules else 2
 
 
 def quiet_tensorflow() -> None:
