@@ -81,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     prog = f"fashion-hier {command}"
     try:
         module = import_module(SUBCOMMANDS[command][0])
-        parser = argparse.ArgumentParser(prog=prog, description=SUBCOMMANDS[command][1], parents=[common])
+        # "resolve": a sub-command's own option of the same name wins (experiments' --verbose N, for now)
+        parser = argparse.ArgumentParser(prog=prog, description=SUBCOMMANDS[command][1], parents=[common],
+                                         conflict_handler="resolve")
         return int(module.main(rest, parser=parser) or 0)
     except KeyboardInterrupt:
         hint = "; run the same command again to resume" if command in RESUMABLE else ""

@@ -20,8 +20,9 @@ import sys
 import threading
 
 LOGGER_NAME = "fashion_hier"
-# absl's native log prefix (severity I/W/E, MMDD, time, thread, file:line]) and its one-time banner
-_NATIVE_NOISE = re.compile(rb"^(?:[IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.\-]+:\d+\] |"
+# absl's native log prefix (severity I/W/E, MMDD, time, thread id, file:line]) and its one-time banner;
+# before absl is initialised the time reads "00:00:<seconds since 1970>.<microseconds>"
+_NATIVE_NOISE = re.compile(rb"^(?:[IWE]\d{4} [\d:.]+ +\d+ [\w.\-]+:\d+\] |"
                            rb"WARNING: All log messages before absl::InitializeLog\(\) is called)")
 
 

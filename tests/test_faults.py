@@ -230,3 +230,36 @@ def test_ctrl_c_in_a_real_training_process_exits_130_and_the_rerun_resumes(catal
     assert process.returncode == 130, stderr[-2000:]
     assert stderr.strip().splitlines()[-1] == "fashion-hier train: interrupted; run the same command again to resume"
     assert not run.is_finished and TrainingState.load(run).epochs_done >= 1
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 24 MiB tmpfs (root only): a real full disk, h5py and zip writers included; resized with ``remount``."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount_point)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root; the patched-writer tests above cover disk full")
+
+    def resize(megabytes: int) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={megabytes}m", str(mount_point)], check=True)
+
+    yield mount_point, resize
+    subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def test_a_really_full_disk_is_one_line_exit_2_no_crash_and_the_rerun_on_more_space_finishes(catalogue, small_tmpfs):
+    mount_point, resize = small_tmpfs
+    config_path = _config(catalogue, mount_point, "run", "training.epochs=3").to_yaml(catalogue.parent / "disk.yaml")
+    command = [sys.executable, "-m", "fashion_hier.cli", "train", "-q", "--config", str(config_path)]
+    full = subprocess.run(command, capture_output=True, text=True, env=_environment(), timeout=300)
+    assert full.returncode == 2, full.stderr[-3000:]  # not a segfault (-11), not a traceback (1)
+    last_line = full.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("fashion-hier train: no space left on the device while writing "), full.stderr[-3000:]
+    run = RunDir(mount_point / "run")
+    assert not run.is_finished and not any(path.name.endswith(".partial") for path in run.path.rglob("*"))
+
+    resize(200)
+    done = subprocess.run(command, capture_output=True, text=True, env=_environment(), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert run.is_finished and pd.read_csv(run.history)["epoch"].tolist() == [0, 1, 2]
