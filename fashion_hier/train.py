@@ -57,7 +57,13 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
     """
     import keras
 
-    from fashion_hier.checkpoints import TrainingState, epoch_checkpoint_callback, restore_checkpoint, should_stop
+    from fashion_hier.checkpoints import (
+        TrainingState,
+        best_epoch,
+        epoch_checkpoint_callback,
+        restore_checkpoint,
+        should_stop,
+    )
     from fashion_hier.distribute import chief_output_dir, strategy_from_config
     from fashion_hier.logs import keras_verbosity
     from fashion_hier.models import build_model
@@ -112,7 +118,8 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
             model.load_weights(run.best)  # early stopping keeps the best epoch's weights
 
     save_final_model(model, run, config=config, label_space=label_space)
-    run.mark_finished({"epochs": state.epochs_done, "monitor": monitor})
+    run.mark_finished({"epochs": state.epochs_done, "monitor": monitor,
+                       "best_epoch": best_epoch(state.history, monitor)})
     shutil.rmtree(run.backup, ignore_errors=True)  # only now: until the marker, the backup is the run
     logger.info("run saved in %s", run.path)
     return run.path
