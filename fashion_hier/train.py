@@ -99,6 +99,7 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
                     f"{model.count_params():,}")
         losses = weighted_losses(config, label_space, train_labels)
         patience = config.training.early_stopping_patience
+        trained = False
         for frozen, first_epoch, end_epoch, learning_rate in _stages(config):
             if state.epochs_done >= end_epoch or should_stop(state.history, monitor, patience, since=first_epoch):
                 continue  # finished (or stopped early) before an interruption: not repeated
@@ -114,6 +115,9 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
                       initial_epoch=max(first_epoch, state.epochs_done),
                       callbacks=[checkpoint, *_extra_callbacks(config, run), *callbacks],
                       verbose=verbose, shuffle=False)
+            trained = True
+        if not trained and state.checkpoint is not None:  # killed after the last checkpoint, before the final save
+            restore_checkpoint(run, model, state, optimizer=False)
         if patience is not None and run.best.is_file():
             model.load_weights(run.best)  # early stopping keeps the best epoch's weights
 

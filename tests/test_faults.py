@@ -95,15 +95,15 @@ def uninterrupted(catalogue, tmp_path_factory):
     return root / "run"
 
 
-@pytest.mark.parametrize("kill_epoch, kill_batch", [(1, -1), (2, 0)],
-                         ids=["after-epoch-2-checkpoint", "mid-epoch-3"])
+@pytest.mark.parametrize("kill_epoch, kill_batch, epochs_done", [(1, -1, 2), (2, 0, 2), (3, -1, 4)],
+                         ids=["after-epoch-2-checkpoint", "mid-epoch-3", "after-the-last-checkpoint"])
 def test_a_run_killed_and_rerun_ends_with_the_weights_of_an_uninterrupted_run(
-        catalogue, uninterrupted, tmp_path, kill_epoch, kill_batch):
+        catalogue, uninterrupted, tmp_path, kill_epoch, kill_batch, epochs_done):
     config_path = _config(catalogue, tmp_path, "run").to_yaml(tmp_path / "config.yaml")
     assert _train_in_subprocess(config_path, kill_epoch, kill_batch) == -9  # killed, not finished
     run = RunDir(tmp_path / "run")
     assert not run.is_finished and not run.model.exists()
-    assert TrainingState.load(run).epochs_done == 2
+    assert TrainingState.load(run).epochs_done == epochs_done
 
     assert _train_in_subprocess(config_path) == 0
     assert run.is_finished and not run.backup.exists()
