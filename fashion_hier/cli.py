@@ -2,12 +2,21 @@
 
 Every sub-command module exposes ``main(argv=None, parser=None) -> int`` (it adds its own arguments
 to ``parser``), so ``fashion-hier evaluate ...`` and ``python -m fashion_hier.evaluate ...`` behave the same.
+What every command shares lives here, around the dispatch:
+
+- ``-q/--quiet``, ``-v/--verbose`` (logging, Keras progress, TensorFlow's native log lines: see
+  ``fashion_hier.logs``) and ``--debug``;
+- a user's mistake (``USER_ERRORS``) is one line on stderr, ``fashion-hier COMMAND: message``, and
+  exit code 2 (``--debug`` shows the traceback); anything else keeps its traceback;
+- Ctrl-C is one line and exit code 130.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from importlib import import_module
+
+from fashion_hier.atomic import DiskFullError
 
 SUBCOMMANDS = {
     "demo": ("fashion_hier.demo", "generate a synthetic catalogue, train a small model and evaluate it"),
@@ -30,6 +39,28 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean the user must change something: bad config values and arguments (``ValueError``,
+    ``ConfigError`` included), missing files, a run directory in the way, a full disk."""
+    from fashion_hier.train import RunDirectoryError  # no TensorFlow: train imports it lazily
+
+    return ValueError, FileNotFoundError, NotADirectoryError, RunDirectoryError, DiskFullError
+
+
+RESUMABLE = ("train", "features", "experiments")  # commands that continue where an interrupted run stopped
+
+
+def common_arguments() -> argparse.ArgumentParser:
+    """The options every sub-command accepts (a parent parser)."""
+    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    noise = common.add_mutually_exclusive_group()
+    noise.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors; no progress")
+    noise.add_argument("-v", "--verbose", action="store_true",
+                       help="debug messages, and TensorFlow's own log lines")
+    common.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    return common
+
+
 def main(argv: list[str] | None = None) -> int:
     """Dispatch to the sub-command's own ``main`` (imported lazily: TensorFlow loads only when needed)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -46,10 +77,42 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fashion-hier: unknown command {command!r}; known commands: {', '.join(SUBCOMMANDS)}",
               file=sys.stderr)
         return 2
-    module = import_module(SUBCOMMANDS[command][0])
-    parser = argparse.ArgumentParser(prog=f"fashion-hier {command}",
-                                     description=SUBCOMMANDS[command][1])
-    return int(module.main(rest, parser=parser) or 0)
+    common = common_arguments()
+    flags, _ = common.parse_known_args(rest)
+    from fashion_hier.logs import setup_logging
+
+    setup_logging(quiet=flags.quiet, verbose=flags.verbose)  # before TensorFlow is imported
+    prog = f"fashion-hier {command}"
+    try:
+        module = import_module(SUBCOMMANDS[command][0])
+        # "resolve": a sub-command's own option of the same name wins (experiments' --verbose N, for now)
+        parser = argparse.ArgumentParser(prog=prog, description=SUBCOMMANDS[command][1], parents=[common],
+                                         conflict_handler="resolve")
+        return int(module.main(rest, parser=parser) or 0)
+    except KeyboardInterrupt:
+        hint = "; run the same command again to resume" if command in RESUMABLE else ""
+        print(f"{prog}: interrupted{hint}", file=sys.stderr)
+        return 130
+    except user_errors() as error:
+        if flags.debug:
+            raise
+        print(f"{prog}: {_one_line(error)}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        if flags.debug:
+            raise
+        print(f"{prog}: unexpected error: {type(error).__name__}: {_one_line(error)}\n"
+              f"this is probably a bug; run again with --debug for the traceback and report it", file=sys.stderr)
+        return 1
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's message on one line (``KeyError`` quotes its key; an OSError keeps strerror and file)."""
+    if isinstance(error, OSError) and error.strerror:
+        message = f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    else:
+        message = str(error) or type(error).__name__
+    return " ".join(message.split())
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ class RunDir:
     SPLITS = "splits"
     THRESHOLDS = "thresholds.json"
     BACKUP = "backup"
+    BACKUP_STATE = "state.json"  # in backup/: epochs done, history rows, the checkpoint file it goes with
     TENSORBOARD = "tensorboard"
     HEAD = "head.keras"
     FEATURES_RECORD = "features.json"
@@ -92,6 +93,14 @@ class RunDir:
     @property
     def backup(self) -> Path:
         return self.path / self.BACKUP
+
+    @property
+    def backup_state(self) -> Path:
+        return self.backup / self.BACKUP_STATE
+
+    def backup_checkpoint(self, epochs_done: int) -> Path:
+        """``backup/epoch-NNNN.npz``: every model and optimiser variable after ``epochs_done`` epochs."""
+        return self.backup / f"epoch-{epochs_done:04d}.npz"
 
     @property
     def tensorboard(self) -> Path:

@@ -11,7 +11,9 @@ keras = pytest.importorskip("keras")
 
 from fashion_hier.config import TrainConfig  # noqa: E402
 from fashion_hier.labels import LabelSpace  # noqa: E402
-from fashion_hier.train import RunDirectoryError, _encode_known, main, train  # noqa: E402
+from fashion_hier.cli import main as cli_main  # noqa: E402
+from fashion_hier.rundir import RunDir  # noqa: E402
+from fashion_hier.train import RunDirectoryError, _encode_known, train  # noqa: E402
 
 SIZE = 32
 TINY = [f"data.image_size=[{SIZE}, {SIZE}]", "data.augment=false", "model.backbone=mobilenetv2",
@@ -38,7 +40,7 @@ def cli_run(catalogue, tmp_path_factory):
     """One tiny run trained through the command line (YAML config plus --set overrides)."""
     root = tmp_path_factory.mktemp("cli")
     config_path = _config(catalogue, root).to_yaml(root / "cfg.yaml")
-    code = main(["--config", str(config_path), "--set", "training.epochs=1", "--set", "name=cli"])
+    code = cli_main(["train", "-q", "--config", str(config_path), "--set", "training.epochs=1", "--set", "name=cli"])
     assert code == 0
     return root / "cli", config_path
 
@@ -49,6 +51,7 @@ def test_cli_train_writes_every_file_of_the_run_directory(cli_run, catalogue):
                  "splits/train.csv", "splits/validation.csv", "splits/test.csv"):
         assert (run_dir / name).is_file(), name
     assert not (run_dir / "backup").exists()  # removed once the run finished
+    assert RunDir(run_dir).is_finished and RunDir(run_dir).finished_marker.is_file()
 
     saved = TrainConfig.from_yaml(run_dir / "config.yaml")
     assert saved.training.epochs == 1 and saved.name == "cli"
@@ -75,15 +78,16 @@ def test_cli_train_writes_every_file_of_the_run_directory(cli_run, catalogue):
 def test_cli_refuses_to_overwrite_a_finished_run(cli_run, capsys):
     run_dir, config_path = cli_run
     before = (run_dir / "model.keras").stat().st_mtime_ns
-    code = main(["--config", str(config_path), "--set", "training.epochs=1", "--set", "name=cli"])
+    code = cli_main(["train", "-q", "--config", str(config_path), "--set", "training.epochs=1", "--set", "name=cli"])
     assert code == 2
-    assert "--overwrite" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert error.startswith("fashion-hier train: ") and error.count("\n") == 1 and "--overwrite" in error
     assert (run_dir / "model.keras").stat().st_mtime_ns == before
 
 
 def test_cli_names_an_unknown_override_key(cli_run, capsys):
     _, config_path = cli_run
-    assert main(["--config", str(config_path), "--set", "training.epoch=1"]) == 2
+    assert cli_main(["train", "--config", str(config_path), "--set", "training.epoch=1"]) == 2
     assert "'training.epoch'" in capsys.readouterr().err
 
 
@@ -166,3 +170,32 @@ def test_demo_chance_levels_are_the_majority_shares_of_the_test_split(cli_run):
     attributes = label_space.encode(test)["attributes"]
     present = attributes.sum(axis=0) > 0
     assert chance["attributes"] == pytest.approx(attributes[:, present].mean(axis=0).mean())
+
+
+def test_early_stopping_counts_epochs_without_a_new_best_of_the_stage():
+    from fashion_hier.checkpoints import best_epoch, should_stop
+
+    history = [{"epoch": 0, "acc": 0.2}, {"epoch": 1, "acc": 0.5}, {"epoch": 2, "acc": float("nan")},
+               {"epoch": 3, "acc": 0.5}, {"epoch": 4, "acc": 0.4}]
+    assert best_epoch(history, "acc") == 1  # the first of equal values; NaN never wins
+    assert best_epoch(history, "acc", since=2) == 3 and best_epoch(history, "missing") is None
+    assert should_stop(history, "acc", 3, since=0)  # epochs 2, 3, 4 without a new best
+    assert not should_stop(history, "acc", 4, since=0) and not should_stop(history, "acc", None, since=0)
+    assert not should_stop(history, "acc", 2, since=2)  # the stage starting at epoch 2: best at 3, one epoch since
+    assert should_stop(history[:3], "acc", 1, since=2)  # a stage whose only epoch has no value
+
+
+def test_best_checkpoint_and_the_final_model_follow_validation_subcategory_accuracy(catalogue, tmp_path):
+    config = _config(catalogue, tmp_path, "name=best", "training.epochs=3", "training.early_stopping_patience=5",
+                     "model.backbone=small_cnn", "optimizer.learning_rate=0.01")
+    run = RunDir(train(config, verbose=0))
+    history = pd.read_csv(run.history)
+    best = int(history["epoch"][history["val_subcategory_accuracy"].idxmax()])  # the first of equal values
+    assert run.finished_info()["monitor"] == "val_subcategory_accuracy"
+    assert run.finished_info()["best_epoch"] == best
+    import fashion_hier.losses  # noqa: F401
+
+    final = keras.saving.load_model(run.model, compile=False).get_weights()
+    kept = keras.saving.load_model(run.best, compile=False).get_weights()
+    for final_weights, best_weights in zip(final, kept, strict=True):
+        np.testing.assert_array_equal(final_weights, best_weights)
