@@ -64,6 +64,7 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
         restore_checkpoint,
         should_stop,
     )
+    from fashion_hier.data import UnreadableImages, write_unreadable_report
     from fashion_hier.distribute import chief_output_dir, strategy_from_config
     from fashion_hier.logs import keras_verbosity
     from fashion_hier.models import build_model
@@ -75,9 +76,10 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
     run, label_space, train_labels = RunDir(prepared.run_dir), prepared.label_space, prepared.train_labels
     verbose = keras_verbosity() if verbose == "auto" else verbose
 
-    train_data = _loader(config, prepared.train_frame, train_labels, training=True)
-    validation_data = (_loader(config, prepared.validation_frame, prepared.validation_labels, training=False)
-                       if len(prepared.validation_frame) else None)
+    unreadable = UnreadableImages(across_processes=config.data.use_multiprocessing)  # both loaders report here
+    train_data = _loader(config, prepared.train_frame, train_labels, training=True, unreadable=unreadable)
+    validation_data = (_loader(config, prepared.validation_frame, prepared.validation_labels, training=False,
+                               unreadable=unreadable) if len(prepared.validation_frame) else None)
     monitor = f"val_{MONITOR}" if validation_data is not None else MONITOR
     state = TrainingState.load(run)
 
@@ -121,7 +123,11 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
         if patience is not None and run.best.is_file():
             model.load_weights(run.best)  # early stopping keeps the best epoch's weights
 
-    save_final_model(model, run, config=config, label_space=label_space)
+    save_final_model(model, run, config=config, label_space=label_space, train_labels=train_labels)
+    write_unreadable_report(unreadable, run.unreadable_images)
+    if len(unreadable):
+        logger.warning("%d unreadable images were skipped in training; listed in %s", len(unreadable),
+                       run.unreadable_images)
     run.mark_finished({"epochs": state.epochs_done, "monitor": monitor,
                        "best_epoch": best_epoch(state.history, monitor)})
     shutil.rmtree(run.backup, ignore_errors=True)  # only now: until the marker, the backup is the run
@@ -129,15 +135,21 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
     return run.path
 
 
-def save_final_model(model, run: RunDir, *, config: TrainConfig, label_space: LabelSpace) -> Path:
-    """Write the trained model to ``run.model`` atomically: the one place a run's final model is saved.
+def save_final_model(model, run: RunDir, *, config: TrainConfig, label_space: LabelSpace,
+                     train_labels: dict) -> Path:
+    """Write the trained network as a ``HierarchicalClassifier`` to ``run.model``, atomically.
 
-    ``config`` and ``label_space`` are what a self-contained task model needs to carry (issue 10);
-    the functional model saved today does not use them.
+    The one place a run's final model is saved: the task carries the label space, image size and
+    resize policy, the training class counts and the build settings, so ``model.keras`` alone is a
+    usable model.
     """
     from fashion_hier.checkpoints import save_model_file
+    from fashion_hier.task import HierarchicalClassifier, class_counts_from_labels
 
-    return save_model_file(model, run.model)
+    task = HierarchicalClassifier(model, label_space, image_size=config.data.image_size, resize=config.data.resize,
+                                  class_counts=class_counts_from_labels(train_labels, label_space),
+                                  build_settings=dataclasses.asdict(config.model))
+    return save_model_file(task, run.model)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,7 +276,7 @@ def _encode_known(label_space: LabelSpace, frame: pd.DataFrame, split: str) -> t
     return frame.loc[known], labels
 
 
-def _loader(config: TrainConfig, frame: pd.DataFrame, labels: dict, *, training: bool):
+def _loader(config: TrainConfig, frame: pd.DataFrame, labels: dict, *, training: bool, unreadable=None):
     """FashionSequence or tf.data pipeline over ``frame``; augmentation and shuffling for training only."""
     from fashion_hier.data import FashionSequence, make_dataset
     from fashion_hier.data.augment import training_preset
@@ -273,7 +285,7 @@ def _loader(config: TrainConfig, frame: pd.DataFrame, labels: dict, *, training:
     augment = training_preset(tuple(data.image_size), hue=data.hue) if training and data.augment else None
     options = dict(batch_size=config.training.batch_size, image_size=tuple(data.image_size), resize=data.resize,
                    augment=augment, shuffle=training, seed=data.seed, workers=data.workers,
-                   use_multiprocessing=data.use_multiprocessing)
+                   use_multiprocessing=data.use_multiprocessing, unreadable=unreadable)
     paths = frame["image_path"].to_numpy(dtype=str)
     if data.loader == "tfdata":
         return make_dataset(paths, labels, **options)

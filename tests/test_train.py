@@ -199,3 +199,33 @@ def test_best_checkpoint_and_the_final_model_follow_validation_subcategory_accur
     kept = keras.saving.load_model(run.best, compile=False).get_weights()
     for final_weights, best_weights in zip(final, kept, strict=True):
         np.testing.assert_array_equal(final_weights, best_weights)
+
+
+def test_unreadable_training_images_are_skipped_and_listed_in_the_run(catalogue, tmp_path):
+    """A corrupt image in the catalogue costs its sample, not the run; the run lists it with the reason."""
+    import shutil
+
+    copy = tmp_path / "catalogue"
+    shutil.copytree(catalogue.parent, copy)
+    broken = sorted((copy / "images").glob("*.jpg"))[:3]
+    for path in broken:
+        path.write_bytes(path.read_bytes()[:40])  # truncated JPEGs
+    run_dir = train(_config(copy / catalogue.name, tmp_path, "training.epochs=1", "name=broken"), verbose=0)
+    run = RunDir(run_dir)
+    assert run.is_finished
+    listed = pd.read_csv(run.unreadable_images)
+    splits = pd.concat([pd.read_csv(run.split(name), dtype=str) for name in ("train", "validation")])
+    expected = sorted(set(map(str, broken)) & set(splits["image_path"]))
+    assert expected and sorted(listed["image_path"]) == expected and listed["reason"].notna().all()
+
+
+def test_model_file_alone_is_the_task_with_names(cli_run):
+    """train's model.keras is a HierarchicalClassifier that carries the run's label space and image policy."""
+    from fashion_hier.task import HierarchicalClassifier
+
+    run_dir, _ = cli_run
+    model = keras.saving.load_model(RunDir(run_dir).model, compile=False)
+    assert isinstance(model, HierarchicalClassifier)
+    assert model.label_space == LabelSpace.load(RunDir(run_dir).labels)
+    assert model.image_size == (SIZE, SIZE) and model.resize == "stretch"
+    assert model.class_counts is not None
