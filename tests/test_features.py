@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -142,16 +143,17 @@ def _config(catalog_files, weights_file, output_dir, **model) -> TrainConfig:
 
 
 def test_command_trains_head_whose_full_model_predicts_like_the_head_on_features(
-        catalog_files, weights_file, cache_dir, tmp_path, capsys):
+        catalog_files, weights_file, cache_dir, tmp_path, capsys, caplog):
     from fashion_hier.predict import Predictor
 
+    caplog.set_level(logging.INFO, logger="fashion_hier")
     config_yaml = _config(catalog_files, weights_file, tmp_path).to_yaml(tmp_path / "config.yaml")
 
     assert main(["--config", str(config_yaml), "--cache", str(cache_dir), "--set", "training.epochs=2"]) == 0
 
     run_dir = tmp_path / "head"
     printed = capsys.readouterr().out
-    assert f"run: {run_dir}" in printed and "one head epoch on" in printed
+    assert f"run: {run_dir}" in printed and "one head epoch on" in caplog.text
     for name in ("model.keras", "best.keras", "head.keras", "labels.json", "config.yaml", "history.csv",
                  "features.json", "splits/train.csv", "splits/validation.csv", "splits/test.csv"):
         assert (run_dir / name).is_file(), name
