@@ -8,6 +8,7 @@ Every run trains one head with ``fashion_hier.features.fit_head`` on the fixed s
   weighting  loss.weighting schemes on the independent head (one seed)
   recipe     optimiser/schedule, input norm, label smoothing, flipped views (one seed)
   final      linear / independent / message passing with the chosen recipe, 3 seeds
+  extra      the paper config, units 1024, no L2 (one seed)
   paper      the shipped paper config (message passing, inverse_frequency, Adam), 3 seeds
   all        final seed 0, weighting, recipe, final seeds 1-2, paper seed 0 (in that order)
 
@@ -54,10 +55,12 @@ def stage_runs(stage: str, recipe: dict) -> list[tuple[str, dict, int]]:
         "no_input_norm": {"model.input_norm": "none"},
         "label_smoothing_0.1": {"loss.label_smoothing": 0.1},
         "flip_features": {"data.flip_features": True}}.items()]
+    extra = [(f"recipe/{name}", {**base, **changes}, 0) for name, changes in {
+        "units_1024": {"model.units": 1024}, "l2_0": {"model.l2": 0.0}}.items()]
     final = {seed: [(f"final/{head}", {**recipe, "model.head": head}, seed) for head in heads] for seed in SEEDS}
     paper = [("paper/message_passing_inverse_frequency", PAPER, seed) for seed in SEEDS]
     stages = {"weighting": weighting, "recipe": ablation, "final": sum(final.values(), []), "paper": paper,
-              "all": final[0] + weighting + ablation + final[1] + final[2] + paper[:1]}
+              "extra": paper[:1] + extra, "all": final[0] + weighting + ablation + final[1] + final[2] + paper[:1]}
     if stage not in stages:
         raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(stages)}")
     return stages[stage]
@@ -168,14 +171,79 @@ def run_logistic_regression(label_space, data, seed: int) -> dict:
     return row
 
 
+METRICS = {"subcategory_accuracy": "sub acc", "category_accuracy": "cat acc", "subcategory_cf1": "sub CF1",
+           "rare_subcategory_cf1": f"rare CF1 (<{RARE})", "attribute_map": "attr mAP"}
+
+
+def _mean_std(values: pd.Series) -> str:
+    values = values.astype(float) * 100
+    return f"{values.mean():.2f}" if len(values) == 1 else f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
+
+
+def summary_tables(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The report's tables (percentages; mean ± sample std over seeds where there are several)."""
+    tables = {}
+    for split in ("validation", "test"):
+        rows = []
+        for name, group in runs.groupby("name", sort=False):
+            row = {"run": name, "seeds": len(group)}
+            row.update({label: _mean_std(group[f"{split}_{metric}"]) for metric, label in METRICS.items()})
+            row["seconds / run"] = f"{group['seconds'].mean():.0f}"
+            rows.append(row)
+        tables[split] = pd.DataFrame(rows)
+    paired = []
+    mp, ind = (runs[runs["name"] == f"final/{head}"].set_index("seed") for head in ("message_passing", "independent"))
+    seeds = mp.index.intersection(ind.index)
+    for split in ("validation", "test"):
+        for metric, label in METRICS.items():
+            difference = (mp.loc[seeds, f"{split}_{metric}"] - ind.loc[seeds, f"{split}_{metric}"])
+            paired.append({"split": split, "metric": label, "seeds": len(seeds),
+                           "MP - independent": _mean_std(difference),
+                           "per seed": " ".join(f"{100 * d:+.2f}" for d in difference)})
+    tables["paired"] = pd.DataFrame(paired)
+    decoding = []
+    for name, group in runs[runs["name"].str.startswith(("final/", "paper/", "sklearn"))].groupby("name", sort=False):
+        for split in ("validation", "test"):
+            decoding.append({"run": name, "split": split,
+                             "sub acc (argmax)": _mean_std(group[f"{split}_subcategory_accuracy"]),
+                             "sub acc (consistent)": _mean_std(group[f"{split}_consistent_subcategory_accuracy"]),
+                             "cat acc (argmax)": _mean_std(group[f"{split}_category_accuracy"]),
+                             "cat acc (consistent)": _mean_std(group[f"{split}_consistent_category_accuracy"]),
+                             "argmax pairs consistent": _mean_std(group[f"{split}_consistent_pairs"])})
+    tables["decoding"] = pd.DataFrame(decoding)
+    return tables
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    """A pipe table (no tabulate dependency)."""
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def write_summary(csvs: list[Path], out: Path) -> None:
+    """``recipe.csv`` (every run) and ``recipe_tables.md`` (the tables) in ``out``."""
+    runs = pd.concat([pd.read_csv(path) for path in csvs], ignore_index=True).drop_duplicates(["name", "seed"])
+    runs.to_csv(out / "recipe.csv", index=False)
+    parts = []
+    for title, table in summary_tables(runs).items():
+        parts.append(f"### {title}\n\n{_markdown(table)}\n")
+    (out / "recipe_tables.md").write_text("\n".join(parts), encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cache", required=True, type=Path)
+    parser.add_argument("--cache", type=Path)
     parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--stage", choices=("lr", "weighting", "recipe", "final", "paper", "all"))
+    parser.add_argument("--summary", nargs="*", type=Path, help="runs.csv files: write the tables into --out")
+    parser.add_argument("--stage", choices=("lr", "weighting", "recipe", "extra", "final", "paper", "all"))
     parser.add_argument("--set", nargs="*", default=[], help="override the recipe, KEY=VALUE (YAML values)")
     parser.add_argument("--only", help="run only names containing this text")
+    parser.add_argument("--seeds", nargs="*", type=int, help="run only these training seeds")
     args = parser.parse_args()
+    if args.summary:
+        write_summary(args.summary, args.out)
+        return
     import yaml
 
     recipe = {**RECIPE, **{k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}}
@@ -187,7 +255,7 @@ def main() -> None:
     runs = ([("sklearn_logistic_regression_C0.5", None, 0)] if args.stage == "lr"
             else stage_runs(args.stage, recipe))
     for name, overrides, seed in runs:
-        if args.only and args.only not in name:
+        if (args.only and args.only not in name) or (args.seeds is not None and seed not in args.seeds):
             continue
         if ((done["name"] == name) & (done["seed"] == seed)).any():
             continue
