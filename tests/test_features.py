@@ -197,3 +197,21 @@ def test_cache_from_another_image_size_is_refused_for_training(catalog_files, we
     config = _config(catalog_files, weights_file, tmp_path).with_overrides(["data.image_size=[48, 48]"])
     with pytest.raises(FeatureCacheMismatch, match="image_size"):
         train_head_on_features(config, cache_dir)
+
+
+def test_flipped_cache_holds_the_mirrored_images_features_and_is_its_own_identity(catalog, weights_file, tmp_path):
+    from fashion_hier.features.cache import flipped_cache_dir
+
+    paths = catalog.paths[:8]
+    backbone = keras.applications.MobileNetV2(include_top=False, weights=str(weights_file),
+                                              input_shape=(SIZE, SIZE, 3), pooling="avg")
+    mirrored = np.stack([load_image(p, (SIZE, SIZE))[:, ::-1] for p in paths])
+    expected = np.asarray(backbone.predict_on_batch(keras.applications.mobilenet_v2.preprocess_input(mirrored)))
+    directory = flipped_cache_dir(tmp_path)
+    features = extract_features(paths, backbone="mobilenetv2", weights=weights_file, image_size=(SIZE, SIZE),
+                                cache_dir=directory, batch_size=8, progress=False, flip=True)
+    np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-4)
+    assert load_feature_cache(directory).manifest["flip"] is True
+    with pytest.raises(FeatureCacheMismatch, match="flip"):
+        extract_features(paths, backbone="mobilenetv2", weights=weights_file, image_size=(SIZE, SIZE),
+                         cache_dir=directory, batch_size=8, progress=False)
