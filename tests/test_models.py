@@ -275,7 +275,7 @@ def test_backbone_model_of_a_head_model_is_a_clear_error():
     ({"num_categories": 0}, "num_categories must be a positive integer, got 0"),
     ({"num_subcategories": 2.5}, "num_subcategories must be a positive integer"),
     ({"num_attributes": True}, "num_attributes must be a positive integer"),
-    ({"head": "transformer"}, "unknown head 'transformer'; known heads: independent, message_passing"),
+    ({"head": "transformer"}, "unknown head 'transformer'; known heads: independent, linear, message_passing"),
     ({"units": -1}, "units must be a positive integer"),
     ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\)"),
     ({"l2": -1e-4}, "l2 must be a number >= 0"),
