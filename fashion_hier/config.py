@@ -46,6 +46,7 @@ class DataConfig:
     use_multiprocessing: bool = False
     augment: bool = True
     hue: bool = False
+    flip_features: bool = False  # head on cached features: also train on the horizontally flipped views' features
 
 
 @dataclass
@@ -54,28 +55,36 @@ class ModelConfig:
 
     backbone: str = "resnet50"
     weights: str | None = "imagenet"
-    head: Literal["message_passing", "independent"] = "message_passing"
+    head: Literal["message_passing", "independent", "linear"] = "message_passing"
     units: int = 1024
     l2: float = 5e-4
     dropout: float = 0.3
     trainable_backbone: bool = True
     top_down: bool = True
     bottom_up: bool = True
+    input_norm: Literal["none", "batchnorm"] = "none"  # normalisation of the pooled features before the head
 
 
 @dataclass
 class LossConfig:
     """Class weighting of the three cross-entropies, computed from the training labels."""
 
-    weighting: Literal["inverse_frequency", "none"] = "inverse_frequency"
-    power: float = 1.0
-    cap: float | None = None
+    weighting: Literal["inverse_frequency", "none", "smoothed", "effective_number",
+                       "logit_adjustment"] = "inverse_frequency"
+    power: float = 1.0             # inverse_frequency: weight ~ count ** -power
+    cap: float | None = None       # inverse_frequency / smoothed: largest weight (mean over samples is 1)
+    beta: float = 0.999            # effective_number (Cui et al. 2019)
+    tau: float = 1.0               # logit_adjustment (Menon et al. 2021)
+    label_smoothing: float = 0.0   # category and subcategory targets
 
 
 @dataclass
 class OptimizerConfig:
-    name: Literal["adam"] = "adam"
+    name: Literal["adam", "adamw"] = "adam"
     learning_rate: float = 1e-3
+    weight_decay: float = 0.004    # adamw only: decoupled decay, applied as lr * weight_decay per step (Keras default)
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_epochs: int = 0         # linear warm-up from 0 (cosine schedule only)
 
 
 @dataclass

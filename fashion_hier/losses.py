@@ -1,9 +1,14 @@
-"""Inverse-frequency class weights and the class-weighted cross-entropies that use them.
+"""Class weights, class-weighted and logit-adjusted cross-entropies, and the losses a config asks for.
 
 Keras 3 rejects ``class_weight`` for multi-output models, so the weighting lives in the losses:
 each takes per-class (or per-label positive/negative) weight vectors. Weights are normalised so
 the mean weight over training samples is 1 and the learning rate keeps its meaning (the paper's
 raw ``1/count`` shrank the loss by orders of magnitude).
+
+Weighting schemes (``loss.weighting``): ``none``; ``inverse_frequency`` (``count ** -power``, the
+paper's); ``smoothed`` (``count ** -0.5`` capped at 5); ``effective_number`` (Cui et al. 2019,
+``(1 - beta) / (1 - beta ** count)``); ``logit_adjustment`` (Menon et al. 2021: no weights, the
+loss adds ``tau * log(prior)`` to the logits).
 """
 from __future__ import annotations
 
@@ -31,6 +36,63 @@ def inverse_frequency_weights(y, num_classes: int, *, power: float = 1.0, cap: f
     return _normalised_weights(counts, power=power, cap=cap, empty_value=empty_value)
 
 
+SMOOTHED_POWER = 0.5  # weighting="smoothed": square-root inverse frequency ...
+SMOOTHED_CAP = 5.0    # ... no class weighted more than 5x the mean sample
+WEIGHTINGS = ("none", "inverse_frequency", "smoothed", "effective_number", "logit_adjustment")
+_LOG_EPSILON = 1e-7   # probabilities are clipped to [eps, 1] before their log (as Keras's cross-entropies do)
+
+
+def effective_number_weights(y, num_classes: int, *, beta: float = 0.999) -> np.ndarray:
+    """Class-balanced weights of Cui et al. 2019: ``(1 - beta) / (1 - beta ** count)``, mean 1 over samples.
+
+    ``beta`` in [0, 1): 0 gives all ones, values near 1 approach inverse frequency. Classes with no
+    training sample get the largest weight. Returns float64 (num_classes,).
+    """
+    counts = np.bincount(_class_indices(y, num_classes), minlength=num_classes)
+    return _effective_number(counts, beta)
+
+
+def attribute_effective_number_weights(y_multi_hot, *, beta: float = 0.999) -> tuple[np.ndarray, np.ndarray]:
+    """``effective_number_weights`` for each label's positives and negatives (as ``attribute_weights``)."""
+    y = _check_multi_hot(y_multi_hot)
+    positives = y.sum(axis=0).astype(np.int64)
+    weights = _effective_number(np.concatenate([positives, y.shape[0] - positives]), beta)
+    return weights[: y.shape[1]], weights[y.shape[1]:]
+
+
+def _effective_number(counts: np.ndarray, beta: float) -> np.ndarray:
+    if not 0 <= beta < 1:
+        raise ValueError(f"beta must lie in [0, 1), got {beta!r}")
+    seen = counts > 0
+    raw = np.zeros(len(counts))
+    raw[seen] = (1.0 - beta) / (1.0 - beta ** counts[seen].astype(np.float64))
+    weights = raw * counts.sum() / (counts * raw).sum()
+    weights[~seen] = weights[seen].max()
+    return weights
+
+
+def class_log_prior(y, num_classes: int) -> np.ndarray:
+    """``log(count / N)`` per class from the training labels; a class never seen counts as one sample."""
+    counts = np.bincount(_class_indices(y, num_classes), minlength=num_classes).astype(np.float64)
+    return np.log(np.maximum(counts, 1.0) / counts.sum())
+
+
+def attribute_log_prior_odds(y_multi_hot) -> np.ndarray:
+    """``log(positives / negatives)`` per label (a side never seen counts as one sample)."""
+    y = _check_multi_hot(y_multi_hot)
+    positives = y.sum(axis=0).astype(np.float64)
+    return np.log(np.maximum(positives, 1.0) / np.maximum(y.shape[0] - positives, 1.0))
+
+
+def _check_multi_hot(y_multi_hot) -> np.ndarray:
+    y = np.asarray(y_multi_hot)
+    if y.ndim != 2 or y.shape[0] == 0:
+        raise ValueError(f"y_multi_hot must be a non-empty (samples, attributes) array, got shape {y.shape}")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("y_multi_hot must hold only 0 and 1 (multi-hot attribute labels)")
+    return y
+
+
 def attribute_weights(y_multi_hot, *, power: float = 1.0,
                       cap: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-label weights for positives and negatives, balancing them within each label.
@@ -43,11 +105,7 @@ def attribute_weights(y_multi_hot, *, power: float = 1.0,
     Returns:
         ``(pos_weights, neg_weights)``, float64 arrays (A,).
     """
-    y = np.asarray(y_multi_hot)
-    if y.ndim != 2 or y.shape[0] == 0:
-        raise ValueError(f"y_multi_hot must be a non-empty (samples, attributes) array, got shape {y.shape}")
-    if not np.isin(y, (0, 1)).all():
-        raise ValueError("y_multi_hot must hold only 0 and 1 (multi-hot attribute labels)")
+    y = _check_multi_hot(y_multi_hot)
     positives = y.sum(axis=0).astype(np.int64)
     counts = np.concatenate([positives, y.shape[0] - positives])
     weights = _normalised_weights(counts, power=power, cap=cap, empty_value=None)
@@ -122,34 +180,121 @@ class WeightedCategoricalCrossentropy(keras.losses.Loss):
 
     ``y_true``: int class indices (B,) or (B, 1), or one-hot (B, C) (soft labels get the
     label-weighted mean of the class weights). ``class_weights=None`` means all ones, which equals
-    ``keras.losses.(Sparse)CategoricalCrossentropy``. Reduction: Keras's default,
-    ``"sum_over_batch_size"`` (the mean over the batch).
+    ``keras.losses.(Sparse)CategoricalCrossentropy``. ``label_smoothing`` mixes the one-hot target
+    with the uniform distribution (``(1 - s) * y + s / C``) after the weight is read from the true
+    class. Reduction: Keras's default, ``"sum_over_batch_size"`` (the mean over the batch).
     """
 
     def __init__(self, class_weights: Sequence[float] | None = None, *, from_logits: bool = False,
-                 name: str = "weighted_categorical_crossentropy",
+                 label_smoothing: float = 0.0, name: str = "weighted_categorical_crossentropy",
                  reduction: str = "sum_over_batch_size", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.class_weights = _weight_list(class_weights, "class_weights")
         self.from_logits = bool(from_logits)
+        self.label_smoothing = _check_smoothing(label_smoothing)
 
     def call(self, y_true, y_pred):
         _check_width(self.class_weights, y_pred, "class_weights", self.name)
-        y_true = keras.ops.convert_to_tensor(y_true)
-        num_classes = y_pred.shape[-1]
-        if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == num_classes and num_classes != 1:
-            target = keras.ops.cast(y_true, y_pred.dtype)
-        else:
-            indices = keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,))
-            target = keras.ops.one_hot(indices, num_classes, dtype=y_pred.dtype)
-        losses = keras.ops.categorical_crossentropy(target, y_pred, from_logits=self.from_logits)
+        target = _one_hot_target(y_true, y_pred)
+        losses = keras.ops.categorical_crossentropy(_smoothed(target, self.label_smoothing), y_pred,
+                                                    from_logits=self.from_logits)
         if self.class_weights is None:
             return losses
         weights = keras.ops.convert_to_tensor(self.class_weights, dtype=y_pred.dtype)
         return losses * keras.ops.sum(target * weights, axis=-1)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "class_weights": self.class_weights, "from_logits": self.from_logits}
+        return {**super().get_config(), "class_weights": self.class_weights, "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing}
+
+
+@keras.saving.register_keras_serializable(package="fashion_hier")
+class LogitAdjustedCrossentropy(keras.losses.Loss):
+    """Logit-adjusted softmax cross-entropy (Menon et al. 2021): ``CE(y, softmax(z + tau * log_prior))``.
+
+    The model outputs probabilities ``p = softmax(z)``; ``log p`` differs from the logits ``z`` by a
+    per-row constant, which softmax ignores, so ``softmax(log p + tau * log_prior)`` equals the
+    adjusted softmax exactly (up to the clip of ``p`` at 1e-7). Training this way makes the plain
+    ``argmax p`` at prediction time approximate the balanced-error-optimal classifier.
+    ``y_true`` as in ``WeightedCategoricalCrossentropy``; ``label_smoothing`` likewise.
+    """
+
+    def __init__(self, log_prior: Sequence[float], *, tau: float = 1.0, label_smoothing: float = 0.0,
+                 name: str = "logit_adjusted_crossentropy", reduction: str = "sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.log_prior = _finite_list(log_prior, "log_prior")
+        self.tau = float(tau)
+        self.label_smoothing = _check_smoothing(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        _check_width(self.log_prior, y_pred, "log_prior", self.name)
+        target = _smoothed(_one_hot_target(y_true, y_pred), self.label_smoothing)
+        logits = _log_clipped(y_pred) + self.tau * keras.ops.convert_to_tensor(self.log_prior, dtype=y_pred.dtype)
+        return keras.ops.categorical_crossentropy(target, logits, from_logits=True)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "log_prior": self.log_prior, "tau": self.tau,
+                "label_smoothing": self.label_smoothing}
+
+
+@keras.saving.register_keras_serializable(package="fashion_hier")
+class LogitAdjustedBinaryCrossentropy(keras.losses.Loss):
+    """Per-label binary form of logit adjustment: ``BCE(y, sigmoid(logit(p) + tau * log_prior_odds))``.
+
+    ``logit(p) = log p - log(1 - p)`` recovers the sigmoid's input from its output (``p`` clipped to
+    [1e-7, 1 - 1e-7]). Mean over labels per sample, like ``keras.losses.BinaryCrossentropy``.
+    """
+
+    def __init__(self, log_prior_odds: Sequence[float], *, tau: float = 1.0,
+                 name: str = "logit_adjusted_binary_crossentropy", reduction: str = "sum_over_batch_size",
+                 dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.log_prior_odds = _finite_list(log_prior_odds, "log_prior_odds")
+        self.tau = float(tau)
+
+    def call(self, y_true, y_pred):
+        _check_width(self.log_prior_odds, y_pred, "log_prior_odds", self.name)
+        target = keras.ops.cast(keras.ops.convert_to_tensor(y_true), y_pred.dtype)
+        clipped = keras.ops.clip(y_pred, _LOG_EPSILON, 1.0 - _LOG_EPSILON)
+        logits = (keras.ops.log(clipped) - keras.ops.log(1.0 - clipped)
+                  + self.tau * keras.ops.convert_to_tensor(self.log_prior_odds, dtype=y_pred.dtype))
+        return keras.ops.mean(keras.ops.binary_crossentropy(target, logits, from_logits=True), axis=-1)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "log_prior_odds": self.log_prior_odds, "tau": self.tau}
+
+
+def _one_hot_target(y_true, y_pred):
+    """Class indices (B,) / (B, 1) or a one-hot (B, C) target as a float (B, C) tensor."""
+    y_true = keras.ops.convert_to_tensor(y_true)
+    num_classes = y_pred.shape[-1]
+    if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == num_classes and num_classes != 1:
+        return keras.ops.cast(y_true, y_pred.dtype)
+    indices = keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,))
+    return keras.ops.one_hot(indices, num_classes, dtype=y_pred.dtype)
+
+
+def _smoothed(target, label_smoothing: float):
+    if not label_smoothing:
+        return target
+    return target * (1.0 - label_smoothing) + label_smoothing / target.shape[-1]
+
+
+def _log_clipped(probabilities):
+    return keras.ops.log(keras.ops.clip(probabilities, _LOG_EPSILON, 1.0))
+
+
+def _check_smoothing(label_smoothing) -> float:
+    if isinstance(label_smoothing, bool) or not 0 <= float(label_smoothing) < 1:
+        raise ValueError(f"label_smoothing must lie in [0, 1), got {label_smoothing!r}")
+    return float(label_smoothing)
+
+
+def _finite_list(values, argument: str) -> list[float]:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1 or array.size == 0 or not np.all(np.isfinite(array)):
+        raise ValueError(f"{argument} must be a non-empty 1-D sequence of finite numbers, got {values!r}")
+    return array.tolist()
 
 
 @keras.saving.register_keras_serializable(package="fashion_hier")
@@ -185,3 +330,37 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
     def get_config(self) -> dict:
         return {**super().get_config(), "pos_weights": self.pos_weights, "neg_weights": self.neg_weights,
                 "from_logits": self.from_logits}
+
+
+def losses_from_config(loss_config, label_space, train_labels: dict) -> dict:
+    """The three per-level losses that ``loss_config`` (a ``LossConfig``) asks for, from the training labels.
+
+    ``train_labels``: the encoded training split (``category``/``subcategory`` indices,
+    ``attributes`` multi-hot). Label smoothing applies to category and subcategory.
+    """
+    weighting, smoothing = loss_config.weighting, loss_config.label_smoothing
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"unknown loss.weighting {weighting!r}; expected one of {', '.join(WEIGHTINGS)}")
+    counts = {"category": label_space.num_categories, "subcategory": label_space.num_subcategories}
+    if weighting == "logit_adjustment":
+        losses = {level: LogitAdjustedCrossentropy(class_log_prior(train_labels[level], n), tau=loss_config.tau,
+                                                   label_smoothing=smoothing) for level, n in counts.items()}
+        losses["attributes"] = LogitAdjustedBinaryCrossentropy(attribute_log_prior_odds(train_labels["attributes"]),
+                                                               tau=loss_config.tau)
+        return losses
+    if weighting == "none":
+        weights = {level: None for level in counts}
+        pos = neg = None
+    elif weighting == "effective_number":
+        weights = {level: effective_number_weights(train_labels[level], n, beta=loss_config.beta)
+                   for level, n in counts.items()}
+        pos, neg = attribute_effective_number_weights(train_labels["attributes"], beta=loss_config.beta)
+    else:
+        power, cap = ((loss_config.power, loss_config.cap) if weighting == "inverse_frequency"
+                      else (SMOOTHED_POWER, loss_config.cap or SMOOTHED_CAP))
+        weights = {level: inverse_frequency_weights(train_labels[level], n, power=power, cap=cap)
+                   for level, n in counts.items()}
+        pos, neg = attribute_weights(train_labels["attributes"], power=power, cap=cap)
+    losses = {level: WeightedCategoricalCrossentropy(weights[level], label_smoothing=smoothing) for level in counts}
+    losses["attributes"] = WeightedBinaryCrossentropy(pos, neg)
+    return losses

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -142,16 +143,17 @@ def _config(catalog_files, weights_file, output_dir, **model) -> TrainConfig:
 
 
 def test_command_trains_head_whose_full_model_predicts_like_the_head_on_features(
-        catalog_files, weights_file, cache_dir, tmp_path, capsys):
+        catalog_files, weights_file, cache_dir, tmp_path, capsys, caplog):
     from fashion_hier.predict import Predictor
 
+    caplog.set_level(logging.INFO, logger="fashion_hier")
     config_yaml = _config(catalog_files, weights_file, tmp_path).to_yaml(tmp_path / "config.yaml")
 
     assert main(["--config", str(config_yaml), "--cache", str(cache_dir), "--set", "training.epochs=2"]) == 0
 
     run_dir = tmp_path / "head"
     printed = capsys.readouterr().out
-    assert f"run: {run_dir}" in printed and "one head epoch on" in printed
+    assert f"run: {run_dir}" in printed and "one head epoch on" in caplog.text
     for name in ("model.keras", "best.keras", "head.keras", "labels.json", "config.yaml", "history.csv",
                  "features.json", "splits/train.csv", "splits/validation.csv", "splits/test.csv"):
         assert (run_dir / name).is_file(), name
@@ -195,3 +197,21 @@ def test_cache_from_another_image_size_is_refused_for_training(catalog_files, we
     config = _config(catalog_files, weights_file, tmp_path).with_overrides(["data.image_size=[48, 48]"])
     with pytest.raises(FeatureCacheMismatch, match="image_size"):
         train_head_on_features(config, cache_dir)
+
+
+def test_flipped_cache_holds_the_mirrored_images_features_and_is_its_own_identity(catalog, weights_file, tmp_path):
+    from fashion_hier.features.cache import flipped_cache_dir
+
+    paths = catalog.paths[:8]
+    backbone = keras.applications.MobileNetV2(include_top=False, weights=str(weights_file),
+                                              input_shape=(SIZE, SIZE, 3), pooling="avg")
+    mirrored = np.stack([load_image(p, (SIZE, SIZE))[:, ::-1] for p in paths])
+    expected = np.asarray(backbone.predict_on_batch(keras.applications.mobilenet_v2.preprocess_input(mirrored)))
+    directory = flipped_cache_dir(tmp_path)
+    features = extract_features(paths, backbone="mobilenetv2", weights=weights_file, image_size=(SIZE, SIZE),
+                                cache_dir=directory, batch_size=8, progress=False, flip=True)
+    np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-4)
+    assert load_feature_cache(directory).manifest["flip"] is True
+    with pytest.raises(FeatureCacheMismatch, match="flip"):
+        extract_features(paths, backbone="mobilenetv2", weights=weights_file, image_size=(SIZE, SIZE),
+                         cache_dir=directory, batch_size=8, progress=False)

@@ -288,3 +288,143 @@ def test_model_compiled_with_weighted_losses_saves_and_loads_with_same_loss(tmp_
     assert loaded.loss["category"].get_config() == model.loss["category"].get_config()
     assert loaded.evaluate(features, labels, verbose=0) == pytest.approx(
         model.evaluate(features, labels, verbose=0), rel=1e-6)
+
+
+# ---- weighting schemes of the recipe, logit adjustment, label smoothing ---------------------------
+
+from types import SimpleNamespace  # noqa: E402
+
+from fashion_hier.losses import (  # noqa: E402
+    SMOOTHED_CAP,
+    SMOOTHED_POWER,
+    LogitAdjustedBinaryCrossentropy,
+    LogitAdjustedCrossentropy,
+    attribute_effective_number_weights,
+    attribute_log_prior_odds,
+    class_log_prior,
+    effective_number_weights,
+    losses_from_config,
+)
+
+
+def test_effective_number_weights_by_hand():
+    y = np.array([0, 0, 0, 1])                      # counts 3, 1; one empty class
+    beta = 0.9
+    raw = np.array([(1 - beta) / (1 - beta ** 3), (1 - beta) / (1 - beta ** 1)])
+    scale = 4 / (3 * raw[0] + 1 * raw[1])           # mean 1 over the 4 samples
+    expected = np.array([raw[0] * scale, raw[1] * scale, raw[1] * scale])
+    np.testing.assert_allclose(effective_number_weights(y, 3, beta=beta), expected)
+
+
+def test_effective_number_beta_zero_is_all_ones_and_near_one_approaches_inverse_frequency():
+    y = np.array([0] * 30 + [1] * 3 + [2])
+    np.testing.assert_allclose(effective_number_weights(y, 3, beta=0.0), np.ones(3))
+    np.testing.assert_allclose(effective_number_weights(y, 3, beta=1 - 1e-9),
+                               inverse_frequency_weights(y, 3), rtol=1e-4)
+
+
+def test_effective_number_bad_beta_is_a_clear_error():
+    with pytest.raises(ValueError, match="beta must lie in"):
+        effective_number_weights([0, 1], 2, beta=1.0)
+
+
+def test_attribute_effective_number_weights_balance_positives_and_negatives():
+    y = np.array([[1, 0], [0, 0], [0, 0], [0, 1]])
+    pos, neg = attribute_effective_number_weights(y, beta=0.5)
+    raw = lambda n: (1 - 0.5) / (1 - 0.5 ** n)  # noqa: E731
+    counts = np.array([1, 1, 3, 3])
+    cells = np.array([raw(n) for n in counts])
+    cells *= counts.sum() / (counts * cells).sum()
+    np.testing.assert_allclose(np.concatenate([pos, neg]), cells)
+
+
+def test_log_priors_by_hand():
+    np.testing.assert_allclose(class_log_prior([0, 0, 0, 1], 3), np.log([3 / 4, 1 / 4, 1 / 4]))
+    np.testing.assert_allclose(attribute_log_prior_odds(np.array([[1, 0], [0, 0], [1, 0]])),
+                               np.log([2 / 1, 1 / 3]))
+
+
+def test_logit_adjusted_crossentropy_equals_numpy_oracle_on_logits():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(6, 4))
+    labels = np.array([0, 1, 2, 3, 1, 0])
+    log_prior = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
+    adjusted = logits + 2.0 * log_prior
+    oracle = -np.log(_softmax(adjusted)[np.arange(6), labels]).mean()
+    loss = LogitAdjustedCrossentropy(log_prior, tau=2.0)(labels, _softmax(logits).astype(np.float32))
+    np.testing.assert_allclose(float(loss), oracle, rtol=1e-4)
+
+
+def test_logit_adjustment_with_tau_zero_is_plain_crossentropy():
+    rng = np.random.default_rng(1)
+    probabilities = _softmax(rng.normal(size=(5, 3))).astype(np.float32)
+    labels = np.array([0, 1, 2, 2, 1])
+    adjusted = LogitAdjustedCrossentropy(np.log([0.7, 0.2, 0.1]), tau=0.0)(labels, probabilities)
+    plain = keras.losses.SparseCategoricalCrossentropy()(labels, probabilities)
+    np.testing.assert_allclose(float(adjusted), float(plain), rtol=1e-4)
+
+
+def test_logit_adjusted_binary_crossentropy_equals_numpy_oracle():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(4, 3))
+    y = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=np.float32)
+    odds = np.log([0.2, 1.0, 4.0])
+    z = logits + odds
+    oracle = np.mean(np.mean(-(y * np.log(1 / (1 + np.exp(-z))) + (1 - y) * np.log(1 / (1 + np.exp(z)))), axis=1))
+    probabilities = (1 / (1 + np.exp(-logits))).astype(np.float32)
+    loss = LogitAdjustedBinaryCrossentropy(odds, tau=1.0)(y, probabilities)
+    np.testing.assert_allclose(float(loss), oracle, rtol=1e-4)
+
+
+def test_label_smoothing_equals_keras_categorical_crossentropy():
+    rng = np.random.default_rng(3)
+    probabilities = _softmax(rng.normal(size=(5, 4))).astype(np.float32)
+    labels = np.array([0, 1, 2, 3, 3])
+    ours = WeightedCategoricalCrossentropy(label_smoothing=0.1)(labels, probabilities)
+    theirs = keras.losses.CategoricalCrossentropy(label_smoothing=0.1)(np.eye(4)[labels], probabilities)
+    np.testing.assert_allclose(float(ours), float(theirs), rtol=1e-4)
+
+
+def test_label_smoothing_out_of_range_is_a_clear_error():
+    with pytest.raises(ValueError, match="label_smoothing must lie in"):
+        WeightedCategoricalCrossentropy(label_smoothing=1.0)
+
+
+def _loss_config(**changes):
+    values = dict(weighting="none", power=1.0, cap=None, beta=0.999, tau=1.0, label_smoothing=0.0)
+    return SimpleNamespace(**{**values, **changes})
+
+
+LABEL_SPACE = SimpleNamespace(num_categories=2, num_subcategories=3)
+TRAIN_LABELS = {"category": np.array([0, 0, 0, 1]), "subcategory": np.array([0, 1, 1, 2]),
+                "attributes": np.array([[1, 0], [0, 0], [0, 1], [0, 0]])}
+
+
+def test_losses_from_config_smoothed_is_square_root_inverse_frequency_capped():
+    losses = losses_from_config(_loss_config(weighting="smoothed"), LABEL_SPACE, TRAIN_LABELS)
+    expected = inverse_frequency_weights(TRAIN_LABELS["subcategory"], 3, power=SMOOTHED_POWER, cap=SMOOTHED_CAP)
+    np.testing.assert_allclose(losses["subcategory"].class_weights, expected)
+    pos, _ = attribute_weights(TRAIN_LABELS["attributes"], power=SMOOTHED_POWER, cap=SMOOTHED_CAP)
+    np.testing.assert_allclose(losses["attributes"].pos_weights, pos)
+
+
+def test_losses_from_config_picks_each_scheme():
+    paper = losses_from_config(_loss_config(weighting="inverse_frequency"), LABEL_SPACE, TRAIN_LABELS)
+    np.testing.assert_allclose(paper["category"].class_weights, inverse_frequency_weights([0, 0, 0, 1], 2))
+    none = losses_from_config(_loss_config(label_smoothing=0.2), LABEL_SPACE, TRAIN_LABELS)
+    assert none["category"].class_weights is None and none["subcategory"].label_smoothing == 0.2
+    adjusted = losses_from_config(_loss_config(weighting="logit_adjustment", tau=0.5), LABEL_SPACE, TRAIN_LABELS)
+    assert isinstance(adjusted["subcategory"], LogitAdjustedCrossentropy) and adjusted["subcategory"].tau == 0.5
+    np.testing.assert_allclose(adjusted["subcategory"].log_prior, np.log([1 / 4, 2 / 4, 1 / 4]))
+    assert isinstance(adjusted["attributes"], LogitAdjustedBinaryCrossentropy)
+    effective = losses_from_config(_loss_config(weighting="effective_number", beta=0.9), LABEL_SPACE, TRAIN_LABELS)
+    np.testing.assert_allclose(effective["subcategory"].class_weights,
+                               effective_number_weights(TRAIN_LABELS["subcategory"], 3, beta=0.9))
+    with pytest.raises(ValueError, match="unknown loss.weighting 'focal'"):
+        losses_from_config(_loss_config(weighting="focal"), LABEL_SPACE, TRAIN_LABELS)
+
+
+def test_logit_adjusted_loss_survives_a_config_round_trip():
+    loss = LogitAdjustedCrossentropy([-1.0, -0.5], tau=0.7, label_smoothing=0.1)
+    again = LogitAdjustedCrossentropy.from_config(loss.get_config())
+    assert again.log_prior == loss.log_prior and again.tau == 0.7 and again.label_smoothing == 0.1

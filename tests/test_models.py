@@ -275,7 +275,7 @@ def test_backbone_model_of_a_head_model_is_a_clear_error():
     ({"num_categories": 0}, "num_categories must be a positive integer, got 0"),
     ({"num_subcategories": 2.5}, "num_subcategories must be a positive integer"),
     ({"num_attributes": True}, "num_attributes must be a positive integer"),
-    ({"head": "transformer"}, "unknown head 'transformer'; known heads: independent, message_passing"),
+    ({"head": "transformer"}, "unknown head 'transformer'; known heads: independent, linear, message_passing"),
     ({"units": -1}, "units must be a positive integer"),
     ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\)"),
     ({"l2": -1e-4}, "l2 must be a number >= 0"),
@@ -357,3 +357,56 @@ def test_local_weights_file_is_loaded_into_the_backbone(tmp_path, file_name):
 def test_small_cnn_refuses_imagenet_weights_it_does_not_have():
     with pytest.raises(ValueError, match="small_cnn is built without a top, average-pooled and randomly"):
         build_model(C, S, A, backbone="small_cnn", weights="imagenet", input_shape=IMAGE_SHAPE)
+
+
+# ---- the recipe's heads: linear, input BatchNorm, build_model_from_config ------------------------
+
+def test_linear_head_is_one_output_dense_per_level_on_the_features():
+    model = build_head_model(C, S, A, feature_dim=8, head="linear", dropout=0.0)
+    assert model.count_params() == (8 + 1) * (C + S + A)
+    outputs = model.predict(np.random.default_rng(0).normal(size=(5, 8)).astype("float32"), verbose=0)
+    outputs = outputs if isinstance(outputs, dict) else dict(zip(model.output_names, outputs))
+    assert [outputs[level].shape for level in LEVELS] == [(5, C), (5, S), (5, A)]
+    np.testing.assert_allclose(outputs["subcategory"].sum(axis=1), 1.0, rtol=1e-4)
+    assert ((outputs["attributes"] > 0) & (outputs["attributes"] < 1)).all()
+
+
+def test_linear_head_equals_softmax_of_its_dense_weights():
+    model = build_head_model(C, S, A, feature_dim=6, head="linear", dropout=0.2)
+    features = np.random.default_rng(1).normal(size=(4, 6)).astype("float32")
+    kernel, bias = model.get_layer("subcategory").get_weights()
+    logits = features @ kernel + bias
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    outputs = model(features, training=False)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(outputs["subcategory"]), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_input_batchnorm_sits_between_features_and_every_head():
+    for head in ("linear", "independent", "message_passing"):
+        model = build_head_model(C, S, A, feature_dim=8, units=4, head=head, input_norm="batchnorm")
+        norm = model.get_layer("input_norm")
+        assert isinstance(norm, keras.layers.BatchNormalization)
+        plain = build_head_model(C, S, A, feature_dim=8, units=4, head=head)
+        assert model.count_params() == plain.count_params() + 4 * 8
+
+
+def test_unknown_input_norm_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown input_norm 'layernorm'"):
+        build_head_model(C, S, A, feature_dim=8, input_norm="layernorm")
+
+
+def test_build_model_from_config_reads_the_model_section_and_copies_the_head():
+    from types import SimpleNamespace
+
+    from fashion_hier.config import TrainConfig
+    from fashion_hier.models import build_head_model_from_config, build_model_from_config
+
+    config = TrainConfig.from_dict({"data": {"image_size": [32, 32]},
+                                    "model": {"backbone": "small_cnn", "weights": None, "head": "linear",
+                                              "input_norm": "batchnorm", "dropout": 0.0}})
+    label_space = SimpleNamespace(num_categories=C, num_subcategories=S, num_attributes=A)
+    model = build_model_from_config(config, label_space)
+    head = build_head_model_from_config(config, label_space, feature_dim=backbone_model(model).output.shape[-1])
+    assert model.input.shape[1:] == (32, 32, 3) and model.get_layer("input_norm") is not None
+    assert copy_head_weights(head, model) == 4  # input_norm and the three outputs

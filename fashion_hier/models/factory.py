@@ -14,7 +14,7 @@ import keras
 
 from fashion_hier.labels import LEVELS
 from fashion_hier.models.backbones import backbone_spec, build_backbone
-from fashion_hier.models.heads import HEADS, HeadSettings
+from fashion_hier.models.heads import HEADS, HeadSettings, normalised_features
 from fashion_hier.models.preprocess import Preprocess
 
 BACKBONE_LAYER = "backbone"
@@ -25,13 +25,14 @@ def build_model(num_categories: int, num_subcategories: int, num_attributes: int
                 input_shape: tuple[int, int, int] = (224, 224, 3), head: str = "message_passing",
                 units: int = 1024, l2: float = 5e-4, dropout: float = 0.3,
                 trainable_backbone: bool = True, top_down: bool = True,
-                bottom_up: bool = True) -> keras.Model:
+                bottom_up: bool = True, input_norm: str = "none") -> keras.Model:
     """The unified structured-output model of Ferreira et al. 2018 (arXiv 1806.09445).
 
     Input ``image``: raw RGB, 0..255, shape ``input_shape``. Layers: ``preprocess`` (the backbone's
     own ``preprocess_input``), ``backbone`` (a functional sub-model, pooled features), the head's
     layers, and outputs ``category`` (softmax), ``subcategory`` (softmax), ``attributes`` (sigmoid).
     ``weights``: ``"imagenet"``, ``None`` or a local weights file for the backbone.
+    ``input_norm``: ``"batchnorm"`` puts a BatchNormalization layer between the pooled features and the head.
     """
     num_classes = _class_counts(num_categories, num_subcategories, num_attributes)
     input_shape = _image_shape(input_shape)
@@ -42,15 +43,15 @@ def build_model(num_categories: int, num_subcategories: int, num_attributes: int
     pixels = Preprocess(spec.preprocess_mode, name="preprocess")(image)
     features_model = build_backbone(backbone, weights, input_shape, model_name=BACKBONE_LAYER)
     features_model.trainable = bool(trainable_backbone)
-    outputs = HEADS[head](features_model(pixels), num_classes, settings,
-                          top_down=top_down, bottom_up=bottom_up)
+    pooled = normalised_features(features_model(pixels), input_norm)
+    outputs = HEADS[head](pooled, num_classes, settings, top_down=top_down, bottom_up=bottom_up)
     return keras.Model(image, outputs, name=f"{backbone}_{head}")
 
 
 def build_head_model(num_categories: int, num_subcategories: int, num_attributes: int, *,
                      feature_dim: int = 2048, head: str = "message_passing", units: int = 1024,
                      l2: float = 5e-4, dropout: float = 0.3, top_down: bool = True,
-                     bottom_up: bool = True) -> keras.Model:
+                     bottom_up: bool = True, input_norm: str = "none") -> keras.Model:
     """The head of ``build_model`` alone, on an input ``features`` of ``feature_dim`` pooled features.
 
     Its layers carry the same names as in ``build_model``, so ``copy_head_weights`` moves them.
@@ -59,8 +60,39 @@ def build_head_model(num_categories: int, num_subcategories: int, num_attributes
     _check_positive_int("feature_dim", feature_dim)
     settings = _head_settings(head, units, l2, dropout)
     features = keras.Input(shape=(int(feature_dim),), name="features")
-    outputs = HEADS[head](features, num_classes, settings, top_down=top_down, bottom_up=bottom_up)
+    outputs = HEADS[head](normalised_features(features, input_norm), num_classes, settings,
+                          top_down=top_down, bottom_up=bottom_up)
     return keras.Model(features, outputs, name=f"{head}_head")
+
+
+def model_keywords(config, *, include_backbone: bool = True) -> dict:
+    """The ``build_model`` keywords (besides class counts) that a ``TrainConfig`` sets.
+
+    ``include_backbone=False`` leaves out the image-side keywords, giving ``build_head_model``'s.
+    """
+    model = config.model
+    keywords = dict(head=model.head, units=model.units, l2=model.l2, dropout=model.dropout,
+                    top_down=model.top_down, bottom_up=model.bottom_up, input_norm=model.input_norm)
+    if include_backbone:
+        keywords.update(backbone=model.backbone, weights=model.weights, input_shape=(*config.data.image_size, 3),
+                        trainable_backbone=model.trainable_backbone)
+    return keywords
+
+
+def build_model_from_config(config, label_space) -> keras.Model:
+    """``build_model`` for a ``TrainConfig`` and the ``LabelSpace`` of its training split.
+
+    The one place a config becomes model keywords: ``train``, the feature-cache trainer and
+    fine-tuning all build through here, so a new model key is wired once.
+    """
+    return build_model(label_space.num_categories, label_space.num_subcategories, label_space.num_attributes,
+                       **model_keywords(config))
+
+
+def build_head_model_from_config(config, label_space, feature_dim: int) -> keras.Model:
+    """``build_head_model`` for a ``TrainConfig``: the head of ``build_model_from_config`` on features."""
+    return build_head_model(label_space.num_categories, label_space.num_subcategories, label_space.num_attributes,
+                            feature_dim=feature_dim, **model_keywords(config, include_backbone=False))
 
 
 def backbone_model(model: keras.Model) -> keras.Model:

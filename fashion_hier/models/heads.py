@@ -1,6 +1,6 @@
-"""Heads on pooled backbone features: the message-passing block of Ferreira et al. 2018 and a baseline.
+"""Heads on pooled backbone features: the message-passing block of Ferreira et al. 2018 and baselines.
 
-Both map a pooled feature tensor to three outputs named ``category`` (softmax), ``subcategory``
+Each maps a pooled feature tensor to three outputs named ``category`` (softmax), ``subcategory``
 (softmax) and ``attributes`` (sigmoid). Layer names are fixed and meaningful, so a head trained on
 cached features (``build_head_model``) transfers into a full image model by layer name.
 """
@@ -114,7 +114,40 @@ def independent_head(features, num_classes: dict[str, int], settings: HeadSettin
     return output_layers([states], num_classes, settings)
 
 
+def linear_head(features, num_classes: dict[str, int], settings: HeadSettings, *,
+                top_down: bool = True, bottom_up: bool = True) -> dict:
+    """Baseline without hidden layers: dropout on the features, then each level's output Dense.
+
+    A multinomial (category, subcategory) and per-label logistic (attributes) regression on the
+    pooled features, trained jointly: what scikit-learn's LogisticRegression does per level.
+    """
+    if not (top_down and bottom_up):
+        raise ValueError("top_down/bottom_up switch passes of head='message_passing'; "
+                         "head='linear' has no passes to switch off")
+    state = settings.dropout_layer("features_dropout")(features) if settings.dropout > 0 else features
+    return {level: settings.dense(level, num_classes[level], OUTPUT_ACTIVATIONS[level], dtype="float32")(state)
+            for level in LEVELS}
+
+
 HEADS: dict[str, Callable[..., dict]] = {
     "message_passing": message_passing_head,
     "independent": independent_head,
+    "linear": linear_head,
 }
+
+INPUT_NORMS = ("none", "batchnorm")
+INPUT_NORM_LAYER = "input_norm"
+
+
+def normalised_features(features, input_norm: str):
+    """The pooled features as the head reads them: unchanged, or through a BatchNormalization layer.
+
+    ResNet-50's pooled features are non-negative with scales differing by orders of magnitude between
+    channels; standardising them (what BatchNorm does on a frozen backbone) is what makes a linear
+    classifier on them train well with one learning rate.
+    """
+    if input_norm not in INPUT_NORMS:
+        raise ValueError(f"unknown input_norm {input_norm!r}; expected one of {', '.join(INPUT_NORMS)}")
+    if input_norm == "batchnorm":
+        return keras.layers.BatchNormalization(name=INPUT_NORM_LAYER)(features)
+    return features

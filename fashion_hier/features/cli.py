@@ -1,0 +1,58 @@
+"""``fashion-hier features``: cache frozen-backbone features of a catalogue, then train the head on them."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fashion_hier.config import TrainConfig, add_override_argument
+from fashion_hier.features.cache import _cache_covers, default_cache_dir, extract_features, flipped_cache_dir
+from fashion_hier.features.head_training import train_head_on_features
+
+
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """``fashion-hier features --config cfg.yaml | --run DIR [--set k=v] [--cache DIR] [--overwrite]``."""
+    parser = parser or argparse.ArgumentParser(prog="fashion-hier features",
+                                               description="cache frozen-backbone features and train the head on them")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="YAML file of a TrainConfig")
+    source.add_argument("--run", help="an existing run directory: use its config.yaml")
+    add_override_argument(parser)
+    parser.add_argument("--cache", help="feature cache directory (default: OUTPUT_DIR/features/<backbone>_<size>_<hash>)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a finished run of the same name")
+    parser.add_argument("--overwrite-cache", action="store_true",
+                        help="recompute a cache that was made for other images, backbone, weights or size")
+    parser.add_argument("--extract-only", action="store_true", help="compute the feature cache and stop")
+    parser.add_argument("--flip", action="store_true",
+                        help="also cache horizontally flipped views (CACHE/flipped; implied by data.flip_features)")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per backbone batch during extraction")
+    args = parser.parse_args(argv)
+    from fashion_hier.train import RunDirectoryError, read_config_catalog, resolved_config
+
+    try:
+        config_path = Path(args.run) / "config.yaml" if args.run else Path(args.config)
+        config = TrainConfig.from_yaml(config_path).with_overrides(args.overrides)
+        config = resolved_config(config)
+        catalog = read_config_catalog(config)
+        print(catalog.report)
+        cache_dir = Path(args.cache) if args.cache else default_cache_dir(config, catalog.paths)
+        caches = [(cache_dir, False)]
+        if config.data.flip_features or args.flip:
+            caches.append((flipped_cache_dir(cache_dir), True))
+        for directory, flip in caches:
+            if not args.overwrite_cache and _cache_covers(directory, config, catalog.paths, flip=flip):
+                print(f"using the feature cache {directory}: it holds every image of the catalogue")
+                continue
+            extract_features(catalog.paths, backbone=config.model.backbone, weights=config.model.weights,
+                             image_size=tuple(config.data.image_size), resize=config.data.resize,
+                             cache_dir=directory, batch_size=args.batch_size, overwrite=args.overwrite_cache,
+                             flip=flip)
+            print(f"features cached in {directory}")
+        if not args.extract_only:
+            run_dir = train_head_on_features(config, cache_dir, overwrite=args.overwrite)
+            print(f"run: {run_dir}")
+    except (ValueError, FileNotFoundError, RunDirectoryError) as error:
+        print(f"fashion-hier features: {error}", file=sys.stderr)
+        return 2
+    return 0
+
