@@ -70,8 +70,8 @@ class LossConfig:
     """Class weighting of the three cross-entropies, computed from the training labels."""
 
     weighting: Literal["inverse_frequency", "none", "smoothed", "effective_number",
-                       "logit_adjustment"] = "inverse_frequency"
-    power: float = 1.0             # inverse_frequency: weight ~ count ** -power
+                       "logit_adjustment"] = "smoothed"  # measured: experiments/results/fpi/recipe.md
+    power: float = 1.0             # inverse_frequency (the paper's form): weight ~ count ** -power
     cap: float | None = None       # inverse_frequency / smoothed: largest weight (mean over samples is 1)
     beta: float = 0.999            # effective_number (Cui et al. 2019)
     tau: float = 1.0               # logit_adjustment (Menon et al. 2021)

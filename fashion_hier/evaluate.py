@@ -137,7 +137,19 @@ def tune_run_thresholds(
     thresholds = metrics.tune_thresholds(data.targets["attributes"], scores["attributes"], floor=floor, cap=cap)
     save_thresholds(RunDir(run_dir).thresholds, thresholds, predictor.label_space.attributes,
                     floor=floor, cap=cap, split="validation")
+    _store_thresholds_in_model(RunDir(run_dir), checkpoint, thresholds)
     return np.asarray(thresholds, dtype=float)
+
+
+def _store_thresholds_in_model(run: RunDir, checkpoint: str, thresholds: np.ndarray) -> None:
+    """Save tuned thresholds into the run's model file too, so that file alone predicts what the run does."""
+    import keras
+
+    from fashion_hier.task import HierarchicalClassifier, save_task_model
+
+    model = keras.saving.load_model(run / checkpoint, compile=False)
+    if isinstance(model, HierarchicalClassifier):  # a 0.1.0 run's bare network has no place for them
+        save_task_model(model, model.label_space, run / checkpoint, thresholds=thresholds)
 
 
 # ---- evaluation -----------------------------------------------------------------------------
@@ -167,7 +179,7 @@ def _cached_scores(run: RunDir, paths: list[str]) -> tuple[dict[str, np.ndarray]
     """
     if not run.features_record.is_file():
         return None, "images"
-    from fashion_hier.features import scores_from_feature_cache
+    from fashion_hier.features.scoring import scores_from_feature_cache
 
     scores = scores_from_feature_cache(run.path, paths)
     if scores is None:

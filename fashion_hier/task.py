@@ -127,7 +127,8 @@ class HierarchicalClassifier(keras.Model):
 
     # ---- training ----------------------------------------------------------------------------
     def compile(self, optimizer: Any = "default", loss: Any = "default", metrics: Any = "default", **kwargs) -> None:
-        """keras' ``compile`` with defaults: Adam 1e-3, class-weighted losses from the stored counts, metrics.
+        """keras' ``compile`` with defaults: Adam 1e-3, class-weighted losses from the stored counts
+        (the default ``loss.weighting``), metrics.
 
         Any argument passed explicitly is used as given, as in keras-hub's tasks.
         """
@@ -185,32 +186,35 @@ def _counts(labels, num_classes: int) -> list[int]:
     return np.bincount(indices.astype(int), minlength=num_classes).tolist()
 
 
-def default_losses(label_space: LabelSpace, class_counts: dict[str, np.ndarray] | None, *, power: float = 1.0,
-                   cap: float | None = None) -> dict[str, keras.losses.Loss]:
-    """Cross-entropy per level, weighted by inverse class frequency when counts are known (Ferreira et al. §3).
+def default_losses(label_space: LabelSpace, class_counts: dict[str, np.ndarray] | None,
+                   loss_config: Any = None) -> dict[str, keras.losses.Loss]:
+    """The per-level losses that ``loss_config`` (a ``LossConfig``; default: the library's default weighting)
+    asks for, from the stored training counts; unweighted when the counts are unknown.
 
-    ``power`` and ``cap`` smooth the weights as in ``losses.inverse_frequency_weights`` (config ``loss.*``);
-    the weights equal those computed from the training labels themselves (they depend on counts only).
+    The losses depend on the counts only, so they equal those built from the training labels themselves.
     """
-    from fashion_hier.losses import (WeightedBinaryCrossentropy, WeightedCategoricalCrossentropy,
-                                     attribute_weights, inverse_frequency_weights)
+    import dataclasses
 
+    from fashion_hier.config import LossConfig
+    from fashion_hier.losses import losses_from_config
+
+    config = loss_config or LossConfig()
     if class_counts is None:
-        return {"category": WeightedCategoricalCrossentropy(), "subcategory": WeightedCategoricalCrossentropy(),
-                "attributes": WeightedBinaryCrossentropy()}
-    # expand counts back into label vectors: the weight functions take labels, and their means are per sample
+        return losses_from_config(dataclasses.replace(config, weighting="none", label_smoothing=0.0), label_space,
+                                  labels_from_counts({"category": [1] * label_space.num_categories,
+                                                      "subcategory": [1] * label_space.num_subcategories,
+                                                      "attributes": [0] * label_space.num_attributes + [1]},
+                                                     label_space))
+    return losses_from_config(config, label_space, labels_from_counts(class_counts, label_space))
+
+
+def labels_from_counts(class_counts: dict[str, Sequence[int]], label_space: LabelSpace) -> dict[str, np.ndarray]:
+    """Encoded labels with exactly the stored counts (``class_counts_from_labels`` undone, up to row order)."""
     category = np.repeat(np.arange(label_space.num_categories), class_counts["category"])
     subcategory = np.repeat(np.arange(label_space.num_subcategories), class_counts["subcategory"])
     *positives, samples = (int(v) for v in class_counts["attributes"])
     multi_hot = (np.arange(samples)[:, None] < np.asarray(positives)[None, :]).astype(np.int8)
-    pos, neg = attribute_weights(multi_hot, power=power, cap=cap)
-    return {
-        "category": WeightedCategoricalCrossentropy(
-            inverse_frequency_weights(category, label_space.num_categories, power=power, cap=cap)),
-        "subcategory": WeightedCategoricalCrossentropy(
-            inverse_frequency_weights(subcategory, label_space.num_subcategories, power=power, cap=cap)),
-        "attributes": WeightedBinaryCrossentropy(pos, neg),
-    }
+    return {"category": category, "subcategory": subcategory, "attributes": multi_hot}
 
 
 def default_metrics(label_space: LabelSpace) -> dict[str, list]:
@@ -235,9 +239,11 @@ def save_task_model(network: keras.Model, label_space: LabelSpace, path: str | o
     """
     from fashion_hier.atomic import atomic_path
 
-    task = network if isinstance(network, HierarchicalClassifier) else HierarchicalClassifier(
-        network, label_space, thresholds=thresholds, image_size=image_size, resize=resize,
-        class_counts=class_counts, build_settings=build_settings)
+    if isinstance(network, HierarchicalClassifier):  # already the task: only new thresholds can change
+        task = network if thresholds is None else network.with_thresholds(thresholds)
+    else:
+        task = HierarchicalClassifier(network, label_space, thresholds=thresholds, image_size=image_size,
+                                      resize=resize, class_counts=class_counts, build_settings=build_settings)
     with atomic_path(Path(path)) as temporary:
         task.save(temporary)
     return task

@@ -67,7 +67,7 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
     from fashion_hier.data import UnreadableImages, write_unreadable_report
     from fashion_hier.distribute import chief_output_dir, strategy_from_config
     from fashion_hier.logs import keras_verbosity
-    from fashion_hier.models import build_model
+    from fashion_hier.models import build_model_from_config
     from fashion_hier.runtime import precision_policy, resolve_runtime
 
     config = resolved_config(config)
@@ -90,13 +90,7 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
                                           distributed=config.training.distribution != "none")
     strategy = strategy_from_config(config.training.distribution)  # batch_size is global: split over replicas
     with precision_policy(policy), strategy.scope():
-        model = build_model(
-            label_space.num_categories, label_space.num_subcategories, label_space.num_attributes,
-            backbone=config.model.backbone, weights=config.model.weights,
-            input_shape=(*config.data.image_size, 3), head=config.model.head, units=config.model.units,
-            l2=config.model.l2, dropout=config.model.dropout, trainable_backbone=config.model.trainable_backbone,
-            top_down=config.model.top_down, bottom_up=config.model.bottom_up,
-        )
+        model = build_model_from_config(config, label_space)
         logger.info("model: %s + %s head, %s parameters", config.model.backbone, config.model.head,
                     f"{model.count_params():,}")
         losses = weighted_losses(config, label_space, train_labels)
@@ -106,7 +100,9 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
             if state.epochs_done >= end_epoch or should_stop(state.history, monitor, patience, since=first_epoch):
                 continue  # finished (or stopped early) before an interruption: not repeated
             _set_backbone_trainable(model, config.model.trainable_backbone and not frozen)
-            compile_model(model, config, losses, label_space, learning_rate, jit_compile)
+            compile_model(model, config, losses, label_space, learning_rate, jit_compile,
+                          steps_per_epoch=-(-len(prepared.train_frame) // config.training.batch_size),
+                          epochs=end_epoch - first_epoch)
             if state.checkpoint is not None:  # the optimiser state only within the stage that wrote it
                 restore_checkpoint(run, model, state, optimizer=state.epochs_done > first_epoch)
             checkpoint = epoch_checkpoint_callback(run, state, monitor=monitor, patience=patience,
@@ -295,46 +291,21 @@ def _loader(config: TrainConfig, frame: pd.DataFrame, labels: dict, *, training:
 # ---- model, losses, compile -----------------------------------------------------------------
 
 def weighted_losses(config: TrainConfig, label_space: LabelSpace, train_labels: dict) -> dict:
-    """Per-level cross-entropies weighted by inverse class frequency in the training split."""
-    from fashion_hier.losses import (
-        WeightedBinaryCrossentropy,
-        WeightedCategoricalCrossentropy,
-        attribute_weights,
-        inverse_frequency_weights,
-    )
+    """The per-level losses of ``config.loss`` (class weighting from the training split's counts)."""
+    from fashion_hier.losses import losses_from_config
 
-    if config.loss.weighting == "none":
-        return {"category": WeightedCategoricalCrossentropy(), "subcategory": WeightedCategoricalCrossentropy(),
-                "attributes": WeightedBinaryCrossentropy()}
-    smoothing = dict(power=config.loss.power, cap=config.loss.cap)
-    pos, neg = attribute_weights(train_labels["attributes"], **smoothing)
-    return {
-        "category": WeightedCategoricalCrossentropy(
-            inverse_frequency_weights(train_labels["category"], label_space.num_categories, **smoothing)),
-        "subcategory": WeightedCategoricalCrossentropy(
-            inverse_frequency_weights(train_labels["subcategory"], label_space.num_subcategories, **smoothing)),
-        "attributes": WeightedBinaryCrossentropy(pos, neg),
-    }
-
-
-def _level_metrics(label_space: LabelSpace) -> dict:
-    import keras
-
-    return {
-        "category": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        "subcategory": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        "attributes": [keras.metrics.AUC(curve="PR", multi_label=True, num_labels=label_space.num_attributes,
-                                         name="pr_auc")],
-    }
+    return losses_from_config(config.loss, label_space, train_labels)
 
 
 def compile_model(model, config: TrainConfig, losses: dict, label_space: LabelSpace, learning_rate: float,
-                  jit_compile: bool) -> None:
-    """Adam at ``learning_rate``, the given losses, and the per-level training metrics."""
-    import keras
+                  jit_compile: bool, *, steps_per_epoch: int, epochs: int) -> None:
+    """``config.optimizer`` at ``learning_rate`` for this stage, the given losses, the task's training metrics."""
+    from fashion_hier.optimizers import build_optimizer
+    from fashion_hier.task import default_metrics
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=losses,
-                  metrics=_level_metrics(label_space), jit_compile=jit_compile,
+    optimizer = build_optimizer(config.optimizer, steps_per_epoch=steps_per_epoch, epochs=epochs,
+                                learning_rate=learning_rate)
+    model.compile(optimizer=optimizer, loss=losses, metrics=default_metrics(label_space), jit_compile=jit_compile,
                   run_eagerly=config.training.run_eagerly)
 
 

@@ -194,6 +194,10 @@ def test_tuned_thresholds_are_saved_and_picked_up_by_the_predictor(trained_run, 
     thresholds = load_thresholds(run_dir / "thresholds.json", predictor.label_space.attributes)
     assert np.all((thresholds >= 0.2) & (thresholds <= 0.8))
     np.testing.assert_allclose(predictor.thresholds, thresholds)
+    import keras
+
+    alone = keras.saving.load_model(run_dir / "model.keras", compile=False)  # the model file carries them too
+    np.testing.assert_allclose(alone.thresholds, thresholds)
 
     # the thresholds are the ones tuning gives on the validation split's scores
     validation = evaluate.prepare(evaluate.read_split(run_dir, "validation"), predictor.label_space, "validation")

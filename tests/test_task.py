@@ -14,9 +14,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from fashion_hier.config import TrainConfig  # noqa: E402
+from fashion_hier.config import LossConfig, TrainConfig  # noqa: E402
 from fashion_hier.labels import LEVELS, LabelSpace  # noqa: E402
-from fashion_hier.losses import attribute_weights, inverse_frequency_weights  # noqa: E402
+from fashion_hier.losses import attribute_weights, inverse_frequency_weights, losses_from_config  # noqa: E402
 from fashion_hier.models import build_model  # noqa: E402
 from fashion_hier.predict import Predictor, consistent_decode  # noqa: E402
 from fashion_hier.rundir import RunDir  # noqa: E402
@@ -120,7 +120,8 @@ def test_default_compile_weights_the_losses_as_the_training_labels_would():
     rng = np.random.default_rng(0)
     targets = {"category": rng.integers(0, 2, 40), "subcategory": rng.integers(0, 3, 40),
                "attributes": (rng.random((40, 3)) < [0.1, 0.5, 0.8]).astype(np.int8)}
-    losses = default_losses(LABELS, class_counts_from_labels(targets, LABELS))
+    paper = LossConfig(weighting="inverse_frequency")
+    losses = default_losses(LABELS, class_counts_from_labels(targets, LABELS), paper)
     one_hot = {**targets, "category": np.eye(2)[targets["category"]], "subcategory": np.eye(3)[targets["subcategory"]]}
     assert class_counts_from_labels(one_hot, LABELS) == class_counts_from_labels(targets, LABELS)
     assert class_counts_from_labels(targets, LABELS)["category"] == np.bincount(targets["category"]).tolist()
@@ -131,11 +132,16 @@ def test_default_compile_weights_the_losses_as_the_training_labels_would():
     pos, neg = attribute_weights(targets["attributes"])
     np.testing.assert_allclose(losses["attributes"].get_config()["pos_weights"], pos)
     np.testing.assert_allclose(losses["attributes"].get_config()["neg_weights"], neg)
-    smoothed = default_losses(LABELS, class_counts_from_labels(targets, LABELS), power=0.5, cap=1.2)
+    smoothed = default_losses(LABELS, class_counts_from_labels(targets, LABELS),
+                              LossConfig(weighting="inverse_frequency", power=0.5, cap=1.2))
     np.testing.assert_allclose(smoothed["subcategory"].get_config()["class_weights"],
                                inverse_frequency_weights(targets["subcategory"], 3, power=0.5, cap=1.2))
     np.testing.assert_allclose(smoothed["attributes"].get_config()["pos_weights"],
                                attribute_weights(targets["attributes"], power=0.5, cap=1.2)[0])
+
+    default = default_losses(LABELS, class_counts_from_labels(targets, LABELS))  # the library default: smoothed
+    np.testing.assert_allclose(default["subcategory"].get_config()["class_weights"],
+                               losses_from_config(LossConfig(), LABELS, targets)["subcategory"].get_config()["class_weights"])
 
     task = HierarchicalClassifier(_tiny_network(), LABELS, class_counts=class_counts_from_labels(targets, LABELS))
     task.compile()

@@ -18,12 +18,13 @@ from typing import Sequence
 import numpy as np
 
 from fashion_hier.config import TrainConfig
+from fashion_hier.rundir import RunDir
 
 FEATURES_FILE = "features.npy"
 MANIFEST_FILE = "manifest.json"
 PATHS_FILE = "paths.txt"
-HEAD_FILE = "head.keras"              # in a run directory: the head alone, on a feature input
-RUN_FEATURES_FILE = "features.json"   # in a run directory: which cache the head was trained on
+HEAD_FILE = RunDir.HEAD                    # in a run directory: the head alone, on a feature input
+RUN_FEATURES_FILE = RunDir.FEATURES_RECORD  # in a run directory: which cache the head was trained on
 _IDENTITY_KEYS = ("num_rows", "paths_sha256", "backbone", "weights", "image_size", "resize", "flip")
 FLIPPED_SUBDIR = "flipped"           # in a cache: the cache of the same images, mirrored
 _IDENTITY_DEFAULTS = {"flip": False}  # caches written before the key existed hold unflipped views

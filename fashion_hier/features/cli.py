@@ -8,6 +8,7 @@ from pathlib import Path
 from fashion_hier.config import TrainConfig, add_override_argument
 from fashion_hier.features.cache import _cache_covers, default_cache_dir, extract_features, flipped_cache_dir
 from fashion_hier.features.head_training import train_head_on_features
+from fashion_hier.rundir import RunDir
 
 
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
@@ -16,7 +17,7 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
                                                description="cache frozen-backbone features and train the head on them")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="YAML file of a TrainConfig")
-    source.add_argument("--run", help="an existing run directory: use its config.yaml")
+    source.add_argument("--run", help="an existing run directory: use its saved config")
     add_override_argument(parser)
     parser.add_argument("--cache", help="feature cache directory (default: OUTPUT_DIR/features/<backbone>_<size>_<hash>)")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run of the same name")
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     from fashion_hier.train import RunDirectoryError, read_config_catalog, resolved_config
 
     try:
-        config_path = Path(args.run) / "config.yaml" if args.run else Path(args.config)
+        config_path = RunDir(args.run).config if args.run else Path(args.config)
         config = TrainConfig.from_yaml(config_path).with_overrides(args.overrides)
         config = resolved_config(config)
         catalog = read_config_catalog(config)

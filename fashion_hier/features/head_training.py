@@ -17,15 +17,14 @@ import numpy as np
 
 from fashion_hier.config import TrainConfig, training_seed
 from fashion_hier.features.cache import (
-    HEAD_FILE,
-    RUN_FEATURES_FILE,
-    FeatureCacheMismatch,
     _check_cache_serves,
     _features_of,
     _identity,
     load_feature_cache,
 )
-from fashion_hier.labels import LEVELS, LabelSpace
+from fashion_hier.atomic import atomic_path, atomic_write_text
+from fashion_hier.labels import LabelSpace
+from fashion_hier.rundir import RunDir
 
 logger = logging.getLogger(__name__)
 EARLY_STOPPING_MONITOR = "val_subcategory_accuracy"  # unweighted: class weights must not pick the epoch
@@ -118,11 +117,14 @@ def train_head_on_features(config: TrainConfig, cache_dir: str | os.PathLike, *,
 
     fitted = fit_head(config, label_space, train_features, prepared.train_labels, validation_features,
                       prepared.validation_labels, flipped_train_features=flipped_features, verbose=verbose,
-                      callbacks=[keras.callbacks.CSVLogger(str(run_dir / _history_file()))])
-    fitted.model.save(run_dir / HEAD_FILE)
-    _save_full_model(fitted.model, config, label_space, run_dir)
-    (run_dir / RUN_FEATURES_FILE).write_text(json.dumps({"cache_dir": str(Path(cache_dir).resolve()),
-                                                         **_identity(cache.manifest)}, indent=2), encoding="utf-8")
+                      callbacks=[keras.callbacks.CSVLogger(str(RunDir(run_dir).history))])
+    with atomic_path(RunDir(run_dir).head) as temporary:
+        fitted.model.save(temporary)
+    _save_full_model(fitted.model, config, label_space, run_dir, prepared.train_labels)
+    atomic_write_text(RunDir(run_dir).features_record, json.dumps(
+        {"cache_dir": str(Path(cache_dir).resolve()), **_identity(cache.manifest)}, indent=2))
+    RunDir(run_dir).mark_finished({"epochs": len(fitted.history.get("loss", [])), "monitor": EARLY_STOPPING_MONITOR,
+                                   "trainer": "head on cached features"})
     logger.info(_timing_summary(fitted.epoch_seconds, len(train_features), cache.manifest))
     logger.info("run saved in %s", run_dir)
     return run_dir
@@ -145,15 +147,9 @@ def _early_stopping(config: TrainConfig, has_validation: bool):
     import keras
 
     patience = config.training.early_stopping_patience
-    return keras.callbacks.EarlyStopping(
-        monitor=EARLY_STOPPING_MONITOR if has_validation else "loss", mode="max" if has_validation else "min",
+    return keras.callbacks.EarlyStopping(  # never a weighted loss: accuracy, on validation when there is one
+        monitor=EARLY_STOPPING_MONITOR if has_validation else EARLY_STOPPING_MONITOR.removeprefix("val_"), mode="max",
         restore_best_weights=True, patience=config.training.epochs if patience is None else patience)
-
-
-def _history_file() -> str:
-    from fashion_hier.train import HISTORY_FILE
-
-    return HISTORY_FILE
 
 
 def _epoch_timer():
@@ -175,77 +171,29 @@ def _epoch_timer():
     return EpochTimer()
 
 
-def predict_from_features(model, features: np.ndarray, *, batch_size: int = 256) -> dict[str, np.ndarray]:
-    """Probabilities per level from pooled features, with a head model or a head run's directory.
-
-    ``model`` is a head model (``build_head_model``) or a run directory written by
-    ``train_head_on_features`` (its ``head.keras``). Equals the run's full model on the images.
-    """
-    if isinstance(model, (str, os.PathLike)):
-        model = _load_head(Path(model))
-    outputs = model.predict(np.asarray(features, dtype=np.float32), batch_size=batch_size, verbose=0)
-    if not isinstance(outputs, dict):
-        outputs = dict(zip(model.output_names, outputs))
-    return {level: np.asarray(outputs[level], dtype=np.float32) for level in LEVELS}
-
-
-def scores_from_feature_cache(run_dir: str | os.PathLike, paths: Sequence[str], *,
-                              batch_size: int = 256) -> dict[str, np.ndarray] | None:
-    """The run's scores for ``paths`` from its feature cache, or None when that cannot be done exactly.
-
-    None when the run was not trained on cached features, its cache is gone or unfinished, or the
-    cache lacks one of ``paths``: the caller then runs the full model on the images (same numbers,
-    slower). This is how ``evaluate`` can score a head-only run without a second backbone pass.
-    """
-    record_path = Path(run_dir) / RUN_FEATURES_FILE
-    if not record_path.is_file() or not (Path(run_dir) / HEAD_FILE).is_file():
-        return None
-    record = json.loads(record_path.read_text(encoding="utf-8"))
-    try:
-        cache = load_feature_cache(record["cache_dir"])
-    except (FileNotFoundError, FeatureCacheMismatch):
-        return None
-    if _identity(cache.manifest) != _identity(record):
-        return None
-    try:
-        features = _features_of(cache, paths, "evaluated")
-    except FeatureCacheMismatch:
-        return None
-    return predict_from_features(run_dir, features, batch_size=batch_size)
-
-
 def _image_paths(frame) -> list[str]:
     return frame["image_path"].astype(str).tolist()
 
 
-def _save_full_model(head, config: TrainConfig, label_space: LabelSpace, run_dir: Path) -> None:
-    """The head's weights in a full image model (the cache's backbone), as model.keras and best.keras."""
-    from fashion_hier.models import build_model_from_config, copy_head_weights
-    from fashion_hier.train import BEST_FILE, MODEL_FILE
+def _save_full_model(head, config: TrainConfig, label_space: LabelSpace, run_dir: Path, train_labels: dict) -> None:
+    """The head's weights in a full image model (the cache's backbone), saved as the run's task model.
 
+    ``best.keras`` is the same file (the head restored its best epoch): one file, two names.
+    """
+    from fashion_hier.models import build_model_from_config, copy_head_weights
+    from fashion_hier.train import save_final_model
+
+    run = RunDir(run_dir)
     model = build_model_from_config(config, label_space)
     copy_head_weights(head, model)
-    model.save(run_dir / MODEL_FILE)
-    best = run_dir / BEST_FILE
-    best.unlink(missing_ok=True)
+    save_final_model(model, run, config=config, label_space=label_space, train_labels=train_labels)
+    run.best.unlink(missing_ok=True)
     try:
-        os.link(run_dir / MODEL_FILE, best)  # the best epoch is the final one: one file, two names
+        os.link(run.model, run.best)
     except OSError:
         import shutil
 
-        shutil.copyfile(run_dir / MODEL_FILE, best)
-
-
-def _load_head(run_dir: Path):
-    import keras
-
-    import fashion_hier.models  # noqa: F401  registers the head's custom layers for loading
-
-    path = run_dir / HEAD_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: {run_dir} was not trained on cached features; "
-                                f"use Predictor.load({str(run_dir)!r}) to score images with its full model")
-    return keras.saving.load_model(path, compile=False)
+        shutil.copyfile(run.model, run.best)
 
 
 def _timing_summary(epoch_seconds: list, train_rows: int, manifest: dict) -> str:
