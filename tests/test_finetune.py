@@ -58,6 +58,10 @@ def cache_dir(catalog, weights_file, tmp_path_factory):
     assert partial.manifest["rows_done"] == 5
     with pytest.raises(ActivationCacheMismatch, match="unfinished"):
         load_activation_cache(directory)
+    unfinished = load_activation_cache(directory, allow_unfinished=True)
+    assert unfinished.rows(catalog.paths[:5]).tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(ActivationCacheMismatch, match="1 of 1 paths are not in the activation cache"):
+        unfinished.rows(catalog.paths[5:6])
     extract_activations(catalog.paths, cache_dir=directory, weights=weights_file, image_size=(SIZE, SIZE),
                         cut_layer=CUT, dtype="float32", batch_size=5)
     return directory

@@ -59,6 +59,7 @@ class ActivationCache:
 
         index = pd.Index([os.path.realpath(p) for p in self.paths]).get_indexer(
             [os.path.realpath(str(p)) for p in paths])
+        index[index >= int(self.manifest["rows_done"])] = -1   # an unfinished cache: rows not written yet
         missing = [str(p) for p, i in zip(paths, index) if i < 0]
         if missing:
             raise ActivationCacheMismatch(
@@ -134,18 +135,20 @@ def extract_activations(paths: Sequence[str | os.PathLike], *, cache_dir: str | 
     return load_activation_cache(cache_dir)
 
 
-def load_activation_cache(cache_dir: str | os.PathLike, *, expect: dict | None = None) -> ActivationCache:
+def load_activation_cache(cache_dir: str | os.PathLike, *, expect: dict | None = None,
+                          allow_unfinished: bool = False) -> ActivationCache:
     """Open a complete cache read-only; an unfinished or mismatched one is refused with one clear line.
 
     ``expect``: identity keys (e.g. ``{"cut_layer": "conv4_block6_out", "image_size": [224, 224]}``)
-    the cache must have.
+    the cache must have. ``allow_unfinished``: open a cache still being filled; only its first
+    ``manifest["rows_done"]`` rows are served (``rows`` treats the others as missing).
     """
     cache_dir = Path(cache_dir)
     manifest = _read_manifest(cache_dir)
     if manifest is None:
         raise FileNotFoundError(f"{cache_dir} is not an activation cache (no {MANIFEST_FILE}); "
                                 f"create one with fashion_hier.finetune.extract_activations")
-    if manifest["rows_done"] < manifest["num_rows"]:
+    if manifest["rows_done"] < manifest["num_rows"] and not allow_unfinished:
         raise ActivationCacheMismatch(
             f"activation cache {cache_dir} is unfinished ({manifest['rows_done']} of {manifest['num_rows']} "
             f"rows); rerun extract_activations with the same arguments to continue it")
