@@ -1,0 +1,269 @@
+"""Activation cache: a backbone's feature maps at a cut layer, for each image and its mirror image.
+
+Partial fine-tuning trains only the layers above a cut (e.g. ResNet-50's last stage). The layers
+below never change, so their output is computed once per image -- for the original and the
+horizontally flipped view, the augmentation the fine-tune draws from -- and kept in a
+memory-mapped ``.npy`` of shape ``(N, 2, height, width, channels)`` (float16 by default: half the
+disk, and the stages above start from a BatchNorm that absorbs the rounding). A ``manifest.json``
+records what the cache was made from and how many rows are done, so an interrupted extraction
+continues where it stopped and a cache made for other images, weights, size or cut is refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from fashion_hier.atomic import atomic_write_text
+from fashion_hier.features import weights_identity
+
+logger = logging.getLogger(__name__)
+
+ACTIVATIONS_FILE = "activations.npy"
+MANIFEST_FILE = "manifest.json"
+PATHS_FILE = "paths.txt"
+UNREADABLE_FILE = "unreadable.txt"
+DEFAULT_CUT = "conv4_block6_out"   # the input of ResNet-50's last stage (conv5)
+VIEWS = ("original", "flipped")
+_IDENTITY_KEYS = ("num_rows", "paths_sha256", "backbone", "weights", "image_size", "resize", "cut_layer",
+                  "dtype")
+
+
+class ActivationCacheMismatch(ValueError):
+    """The cache on disk was made for other images, weights, image size, resize policy or cut layer."""
+
+
+@dataclass(frozen=True)
+class ActivationCache:
+    """A complete cache: ``activations[i, v]`` is the cut-layer output of ``paths[i]`` in view ``v``.
+
+    ``readable[i]`` is False for an image that could not be decoded (its rows are zeros: skip them).
+    """
+
+    cache_dir: Path
+    paths: np.ndarray           # (N,) str
+    activations: np.ndarray     # (N, 2, h, w, c), memory-mapped read-only
+    readable: np.ndarray        # (N,) bool
+    manifest: dict
+
+    def rows(self, paths: Sequence[str], *, source: str = "paths") -> np.ndarray:
+        """Row index of each path (compared as real paths); an error names paths the cache lacks."""
+        import pandas as pd
+
+        index = pd.Index([os.path.realpath(p) for p in self.paths]).get_indexer(
+            [os.path.realpath(str(p)) for p in paths])
+        index[index >= int(self.manifest["rows_done"])] = -1   # an unfinished cache: rows not written yet
+        missing = [str(p) for p, i in zip(paths, index) if i < 0]
+        if missing:
+            raise ActivationCacheMismatch(
+                f"{len(missing)} of {len(index)} {source} are not in the activation cache {self.cache_dir} "
+                f"(e.g. {missing[:3]}); extract activations for this catalogue first")
+        return index
+
+
+def cut_extractor(backbone: str = "resnet50", weights: str | os.PathLike | None = "imagenet",
+                  image_size: tuple[int, int] = (224, 224), cut_layer: str = DEFAULT_CUT):
+    """Raw RGB 0..255 in, the backbone's ``cut_layer`` output out (``preprocess`` + backbone below the cut).
+
+    Built from the same ``build_backbone`` and ``Preprocess`` as ``build_model``, so the cached
+    activations are exactly what the full model computes at that layer.
+    """
+    import keras
+
+    from fashion_hier.models import Preprocess, backbone_spec, build_backbone
+
+    input_shape = (*image_size, 3)
+    network = build_backbone(backbone, weights, input_shape)
+    cut = _layer(network, cut_layer)
+    below = keras.Model(network.inputs, cut.output, name=f"{backbone}_to_{cut_layer}")
+    image = keras.Input(shape=input_shape, name="image")
+    pixels = Preprocess(backbone_spec(backbone).preprocess_mode, name="preprocess")(image)
+    return keras.Model(image, below(pixels), name=f"{backbone}_activations")
+
+
+def _layer(network, name: str):
+    try:
+        return network.get_layer(name)
+    except ValueError:
+        raise ValueError(f"cut layer {name!r} is not a layer of {network.name!r}; pass a layer name such as "
+                         f"{DEFAULT_CUT!r} (ResNet-50: convN_blockM_out)") from None
+
+
+def extract_activations(paths: Sequence[str | os.PathLike], *, cache_dir: str | os.PathLike,
+                        backbone: str = "resnet50", weights: str | os.PathLike | None = "imagenet",
+                        image_size: tuple[int, int] = (224, 224), resize: str = "stretch",
+                        cut_layer: str = DEFAULT_CUT, dtype: str = "float16", batch_size: int = 32,
+                        overwrite: bool = False, max_batches: int | None = None) -> ActivationCache:
+    """Cut-layer activations of ``paths`` (original and flipped view) in ``cache_dir``, resumable.
+
+    Rows are written batch by batch and ``manifest.json`` counts those done after each flushed
+    batch. Unreadable images are skipped (zero rows, listed in ``unreadable.txt`` and logged).
+    ``max_batches`` stops after that many batches (rerun to continue). Returns the cache (complete
+    unless ``max_batches`` stopped it; then ``load_activation_cache`` refuses it until finished).
+    """
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise ValueError("extract_activations: paths is empty; pass the image paths of a catalogue")
+    if batch_size < 1:
+        raise ValueError(f"extract_activations: batch_size={batch_size}; expected a positive integer")
+    if dtype not in ("float16", "float32"):
+        raise ValueError(f"extract_activations: dtype={dtype!r}; expected 'float16' or 'float32'")
+    cache_dir = Path(cache_dir)
+    request = _request_identity(paths, backbone, weights, image_size, resize, cut_layer, dtype)
+    manifest = _read_manifest(cache_dir)
+    if manifest is not None and not overwrite:
+        _check_identity(cache_dir, manifest, request)
+        if 0 < manifest["rows_done"] < len(paths) and weights is None:
+            raise ActivationCacheMismatch(
+                f"{cache_dir} holds {manifest['rows_done']} rows from a randomly initialised backbone "
+                f"(weights=None), which a new run cannot reproduce; pass overwrite=True")
+    extractor = cut_extractor(backbone, weights, tuple(image_size), cut_layer)
+    if manifest is None or overwrite:
+        manifest = _start_cache(cache_dir, paths, request, tuple(extractor.output.shape[1:]))
+    if manifest["rows_done"] < len(paths):
+        _fill_rows(extractor, cache_dir, manifest, paths, image_size=tuple(image_size), resize=resize,
+                   batch_size=batch_size, max_batches=max_batches)
+    if manifest["rows_done"] < len(paths):
+        return _open(cache_dir, manifest)
+    return load_activation_cache(cache_dir)
+
+
+def load_activation_cache(cache_dir: str | os.PathLike, *, expect: dict | None = None,
+                          allow_unfinished: bool = False) -> ActivationCache:
+    """Open a complete cache read-only; an unfinished or mismatched one is refused with one clear line.
+
+    ``expect``: identity keys (e.g. ``{"cut_layer": "conv4_block6_out", "image_size": [224, 224]}``)
+    the cache must have. ``allow_unfinished``: open a cache still being filled; only its first
+    ``manifest["rows_done"]`` rows are served (``rows`` treats the others as missing).
+    """
+    cache_dir = Path(cache_dir)
+    manifest = _read_manifest(cache_dir)
+    if manifest is None:
+        raise FileNotFoundError(f"{cache_dir} is not an activation cache (no {MANIFEST_FILE}); "
+                                f"create one with fashion_hier.finetune.extract_activations")
+    if manifest["rows_done"] < manifest["num_rows"] and not allow_unfinished:
+        raise ActivationCacheMismatch(
+            f"activation cache {cache_dir} is unfinished ({manifest['rows_done']} of {manifest['num_rows']} "
+            f"rows); rerun extract_activations with the same arguments to continue it")
+    if expect:
+        differences = [f"{key}: cache has {manifest.get(key)!r}, expected {value!r}"
+                       for key, value in expect.items() if manifest.get(key) != value]
+        if differences:
+            raise ActivationCacheMismatch(f"activation cache {cache_dir} does not match ("
+                                          + "; ".join(differences) + "); extract a new cache")
+    return _open(cache_dir, manifest)
+
+
+def identity(manifest: dict) -> dict:
+    """The keys that identify what a cache was computed from."""
+    return {key: manifest.get(key) for key in _IDENTITY_KEYS}
+
+
+def _open(cache_dir: Path, manifest: dict) -> ActivationCache:
+    paths = np.asarray((cache_dir / PATHS_FILE).read_text(encoding="utf-8").splitlines(), dtype=str)
+    unreadable_file = cache_dir / UNREADABLE_FILE
+    unreadable = set(unreadable_file.read_text(encoding="utf-8").splitlines()) if unreadable_file.exists() else set()
+    readable = np.array([p not in unreadable for p in paths], dtype=bool)
+    activations = np.lib.format.open_memmap(cache_dir / ACTIVATIONS_FILE, mode="r")
+    return ActivationCache(cache_dir, paths, activations, readable, manifest)
+
+
+def _request_identity(paths, backbone, weights, image_size, resize, cut_layer, dtype) -> dict:
+    digest = hashlib.sha256("\n".join(paths).encode("utf-8")).hexdigest()
+    return {"num_rows": len(paths), "paths_sha256": digest, "backbone": backbone,
+            "weights": weights_identity(weights), "image_size": [int(s) for s in image_size],
+            "resize": resize, "cut_layer": cut_layer, "dtype": dtype}
+
+
+def _read_manifest(cache_dir: Path) -> dict | None:
+    path = cache_dir / MANIFEST_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _write_manifest(cache_dir: Path, manifest: dict) -> None:
+    atomic_write_text(cache_dir / MANIFEST_FILE, json.dumps(manifest, indent=2))
+
+
+def _check_identity(cache_dir: Path, manifest: dict, request: dict) -> None:
+    differences = [f"{key}: cache has {manifest.get(key)!r}, request has {request[key]!r}"
+                   for key in _IDENTITY_KEYS if manifest.get(key) != request[key]]
+    if differences:
+        raise ActivationCacheMismatch(
+            f"activation cache {cache_dir} was made for a different request (" + "; ".join(differences)
+            + "); pass another cache directory, or overwrite=True to recompute it")
+
+
+def _start_cache(cache_dir: Path, paths: list[str], request: dict, map_shape: tuple) -> dict:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    shape = (len(paths), len(VIEWS), *[int(s) for s in map_shape])
+    activations = np.lib.format.open_memmap(cache_dir / ACTIVATIONS_FILE, mode="w+", dtype=request["dtype"],
+                                            shape=shape)
+    del activations
+    atomic_write_text(cache_dir / PATHS_FILE, "\n".join(paths) + "\n")
+    (cache_dir / UNREADABLE_FILE).unlink(missing_ok=True)
+    manifest = {**request, "shape": list(shape), "views": list(VIEWS), "rows_done": 0, "seconds": 0.0}
+    _write_manifest(cache_dir, manifest)
+    return manifest
+
+
+def _load_batch(paths: list[str], image_size, resize) -> tuple[np.ndarray, list[str]]:
+    """Decoded pixels of ``paths`` (zeros for an unreadable one) and the unreadable paths."""
+    from fashion_hier.data.images import ImageReadError, load_image
+
+    batch = np.zeros((len(paths), *image_size, 3), np.float32)
+    unreadable = []
+    for row, path in enumerate(paths):
+        try:
+            batch[row] = load_image(path, image_size, resize=resize)
+        except ImageReadError as error:
+            logger.warning("skipped: %s", error)
+            unreadable.append(path)
+    return batch, unreadable
+
+
+def _fill_rows(extractor, cache_dir: Path, manifest: dict, paths: list[str], *, image_size, resize,
+               batch_size, max_batches) -> None:
+    """Run the backbone below the cut over the rows not done yet; flush and count after every batch.
+
+    Each batch goes through as one array of originals followed by their mirror images; the next
+    batch is decoded in a background thread meanwhile.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    activations = np.lib.format.open_memmap(cache_dir / ACTIVATIONS_FILE, mode="r+")
+    starts = list(range(manifest["rows_done"], len(paths), batch_size))[:max_batches]
+    load = lambda start: _load_batch(paths[start:start + batch_size], image_size, resize)  # noqa: E731
+    with ThreadPoolExecutor(max_workers=1) as decoder:
+        pending = decoder.submit(load, starts[0]) if starts else None
+        for position, start in enumerate(starts):
+            started = time.perf_counter()
+            images, unreadable = pending.result()
+            if position + 1 < len(starts):
+                pending = decoder.submit(load, starts[position + 1])
+            both = np.concatenate([images, images[:, :, ::-1, :]])
+            maps = np.asarray(extractor.predict_on_batch(both))
+            count = len(images)
+            activations[start:start + count, 0] = maps[:count]
+            activations[start:start + count, 1] = maps[count:]
+            for row, path in enumerate(paths[start:start + count]):
+                if path in unreadable:
+                    activations[start + row] = 0
+            activations.flush()
+            if unreadable:
+                with (cache_dir / UNREADABLE_FILE).open("a", encoding="utf-8") as handle:
+                    handle.write("".join(f"{p}\n" for p in unreadable))
+            manifest["rows_done"] = start + count
+            manifest["seconds"] += time.perf_counter() - started
+            _write_manifest(cache_dir, manifest)
+            logger.info("activations: %d of %d rows (%.1f images/s)", manifest["rows_done"], len(paths),
+                        manifest["rows_done"] / max(manifest["seconds"], 1e-9))
+    del activations
