@@ -31,7 +31,7 @@ def catalogue(run_dir):
 def _pooled_oracle(run_dir, paths) -> np.ndarray:
     """Unit pooled features computed by calling the preprocess and backbone layers directly."""
     predictor = Predictor.load(run_dir)
-    model = predictor.model
+    model = predictor.model.network  # the task wraps the build_model network
     images = load_images(paths, predictor.image_size)
     features = np.asarray(model.get_layer("backbone")(model.get_layer("preprocess")(images)), np.float64)
     return features / np.linalg.norm(features, axis=1, keepdims=True)

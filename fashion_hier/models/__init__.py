@@ -8,10 +8,11 @@ from fashion_hier.models.factory import (
     build_model_from_config,
     copy_head_weights,
     model_keywords,
+    network_of,
 )
 from fashion_hier.models.heads import HEADS, INPUT_NORMS, HeadSettings
 from fashion_hier.models.preprocess import Preprocess
 
 __all__ = ["BACKBONES", "BackboneSpec", "HEADS", "INPUT_NORMS", "HeadSettings", "Preprocess", "backbone_model",
            "backbone_spec", "build_backbone", "build_head_model", "build_head_model_from_config", "build_model",
-           "build_model_from_config", "copy_head_weights", "model_keywords"]
+           "build_model_from_config", "copy_head_weights", "network_of", "model_keywords"]

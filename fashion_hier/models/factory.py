@@ -95,10 +95,15 @@ def build_head_model_from_config(config, label_space, feature_dim: int) -> keras
                             feature_dim=feature_dim, **model_keywords(config, include_backbone=False))
 
 
+def network_of(model: keras.Model) -> keras.Model:
+    """The ``build_model`` network of ``model``: the task's (``HierarchicalClassifier.network``) or ``model`` itself."""
+    return getattr(model, "network", model)
+
+
 def backbone_model(model: keras.Model) -> keras.Model:
-    """The ``backbone`` sub-model (pooled feature extractor) of a model made by ``build_model``."""
+    """The ``backbone`` sub-model (pooled feature extractor) of a ``build_model`` network or of the task."""
     try:
-        return model.get_layer(BACKBONE_LAYER)
+        return network_of(model).get_layer(BACKBONE_LAYER)
     except ValueError:
         raise ValueError(f"model {model.name!r} has no layer {BACKBONE_LAYER!r}; "
                          f"expected a model made by fashion_hier.build_model") from None

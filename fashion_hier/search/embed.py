@@ -24,7 +24,9 @@ class Embedder:
         if embedding not in EMBEDDINGS:
             raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {embedding!r}")
         self.predictor, self.embedding = predictor, embedding
-        model = predictor.model
+        from fashion_hier.models import network_of
+
+        model = network_of(predictor.model)  # the build_model graph, where the named head layers live
         if embedding == "pooled":
             output = _pooled_features(model)
         else:
