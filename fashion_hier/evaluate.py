@@ -252,9 +252,9 @@ def evaluate_run(
         "data": {"source": data.source, "split": None if labels_csv is not None else split, "rows_read": data.rows_read,
                  "scored_from": scored_from},
     }
-    write_report(out_dir, result, data, scores, thresholds, predictor)
-    if threshold_source.startswith("default"):  # main() prints it; not part of metrics.json
+    if threshold_source.startswith("default"):  # None, or one line saying what tuned thresholds would give
         result["threshold_hint"] = threshold_hint(data.targets["attributes"], scores["attributes"], thresholds)
+    write_report(out_dir, result, data, scores, thresholds, predictor)
     logger.info("wrote the evaluation report to %s", out_dir)
     return result
 
