@@ -215,3 +215,29 @@ def test_flipped_cache_holds_the_mirrored_images_features_and_is_its_own_identit
     with pytest.raises(FeatureCacheMismatch, match="flip"):
         extract_features(paths, backbone="mobilenetv2", weights=weights_file, image_size=(SIZE, SIZE),
                          cache_dir=directory, batch_size=8, progress=False)
+
+
+def test_unreadable_images_are_recorded_at_extraction_and_left_out_of_head_training(
+        catalog_files, weights_file, tmp_path):
+    import shutil
+
+    from fashion_hier.features import train_head_on_features
+    from fashion_hier.rundir import RunDir
+
+    labels_csv, image_dir = catalog_files
+    copy = tmp_path / "catalog"
+    shutil.copytree(labels_csv.parent, copy)
+    broken = sorted((copy / "images").glob("*.jpg"))[:4]
+    for path in broken:
+        path.write_bytes(b"")  # 0-byte files
+    catalog = read_catalog(copy / labels_csv.name, copy / "images")
+    _extract(catalog, weights_file, tmp_path / "cache")
+    cache = load_feature_cache(tmp_path / "cache")
+    assert set(cache.unreadable) == {str(path) for path in broken}
+    assert all(cache.unreadable.values())  # each with its reason
+
+    config = _config((copy / labels_csv.name, copy / "images"), weights_file, tmp_path / "runs")
+    run = RunDir(train_head_on_features(config, tmp_path / "cache", verbose=0))
+    listed = pd.read_csv(run.unreadable_images)
+    assert sorted(listed["image_path"]) == sorted(map(str, broken))
+    assert run.is_finished

@@ -328,6 +328,21 @@ def test_local_resnet50_weights_file_loads_into_the_backbone():
     np.testing.assert_array_equal(loaded, pretrained.get_layer("conv1_conv").get_weights()[0])
 
 
+def _write_legacy_h5(path: pathlib.Path, model: keras.Model) -> None:
+    """The Keras 2 ``.h5`` weights layout (one group per layer, ``weight_names`` in order), written with h5py."""
+    import h5py
+
+    with h5py.File(path, "w") as weights_file:
+        weights_file.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
+        weights_file.attrs["backend"], weights_file.attrs["keras_version"] = b"tensorflow", b"2.15.0"
+        for layer in model.layers:
+            group = weights_file.create_group(layer.name)
+            names = [f"{layer.name}/weight_{index}:0" for index in range(len(layer.weights))]
+            group.attrs["weight_names"] = [name.encode() for name in names]
+            for name, value in zip(names, layer.get_weights()):
+                group.create_dataset(name, data=value)
+
+
 def _write_backbone_weights(path: pathlib.Path, name: str) -> keras.Model:
     """A randomly initialised notop backbone saved to ``path``: Keras-3 ``.weights.h5`` or legacy ``.h5``
     (the layout of Keras's downloads and of shared/tools/get_resnet50_imagenet.sh)."""
@@ -336,10 +351,7 @@ def _write_backbone_weights(path: pathlib.Path, name: str) -> keras.Model:
     if path.name.endswith(".weights.h5"):
         source.save_weights(path)
     else:
-        import h5py
-        from keras.src.legacy.saving import legacy_h5_format
-        with h5py.File(path, "w") as weights_file:
-            legacy_h5_format.save_weights_to_hdf5_group(weights_file, source)
+        _write_legacy_h5(path, source)
     return source
 
 

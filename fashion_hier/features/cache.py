@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ import numpy as np
 
 from fashion_hier.config import TrainConfig
 from fashion_hier.rundir import RunDir
+
+logger = logging.getLogger(__name__)
 
 FEATURES_FILE = "features.npy"
 MANIFEST_FILE = "manifest.json"
@@ -42,6 +45,11 @@ class FeatureCache:
     paths: np.ndarray          # (N,) str
     features: np.ndarray       # (N, feature_dim) float32, memory-mapped read-only
     manifest: dict
+
+    @property
+    def unreadable(self) -> dict[str, str]:
+        """Images that could not be read at extraction (path -> reason): placeholder rows, never trained on."""
+        return dict(self.manifest.get("unreadable", {}))
 
     def rows(self, paths: Sequence[str], *, source: str = "paths") -> np.ndarray:
         """Row index of each path (compared as real paths); a clear error names paths the cache lacks."""
@@ -259,7 +267,7 @@ def _fill_rows(features_path: Path, cache_dir: Path, manifest: dict, paths: list
 
     from tqdm.auto import tqdm
 
-    from fashion_hier.data import load_images
+    from fashion_hier.data import read_images
 
     extractor = feature_extractor(backbone, weights, image_size)
     features = np.lib.format.open_memmap(features_path, mode="r+")
@@ -267,7 +275,16 @@ def _fill_rows(features_path: Path, cache_dir: Path, manifest: dict, paths: list
     starts = list(range(done, len(paths), batch_size))[:max_batches]
 
     def load(start: int) -> np.ndarray:
-        images = load_images(paths[start:start + batch_size], tuple(image_size), resize=resize)
+        """The batch's images; an unreadable one becomes a white image, recorded in the manifest and skipped
+        by the head trainer, so one bad file never stops an extraction of thousands."""
+        chunk = paths[start:start + batch_size]
+        read = read_images(chunk, tuple(image_size), resize=resize)
+        images = np.full((len(chunk), *tuple(image_size), 3), 255.0, np.float32)
+        images[read.kept] = read.images
+        for path, reason in read.failed:
+            logger.warning("unreadable image %s (%s): its feature row is a placeholder, left out of training", path,
+                           reason)
+            manifest.setdefault("unreadable", {})[str(path)] = reason
         return np.ascontiguousarray(images[:, :, ::-1]) if flip else images
 
     with ThreadPoolExecutor(max_workers=1) as decoder, \

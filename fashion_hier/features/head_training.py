@@ -16,7 +16,9 @@ from typing import Sequence
 import numpy as np
 
 from fashion_hier.config import TrainConfig, training_seed
+from fashion_hier.data.unreadable import write_unreadable_report
 from fashion_hier.features.cache import (
+    FeatureCache,
     _check_cache_serves,
     _features_of,
     _identity,
@@ -106,17 +108,20 @@ def train_head_on_features(config: TrainConfig, cache_dir: str | os.PathLike, *,
         _check_cache_serves(flipped, config, flip=True)
     prepared = training.prepare_run(config, overwrite=overwrite, resume=False)
     run_dir, label_space = prepared.run_dir, prepared.label_space
-    train_paths = _image_paths(prepared.train_frame)
+    train_paths, train_labels = _readable(cache, _image_paths(prepared.train_frame), prepared.train_labels)
     train_features = _features_of(cache, train_paths, "train split")
     flipped_features = None if flipped is None else _features_of(flipped, train_paths, "train split (flipped)")
-    validation_features = None
+    validation_features, validation_labels = None, prepared.validation_labels
     if len(prepared.validation_frame):
-        validation_features = _features_of(cache, _image_paths(prepared.validation_frame), "validation split")
+        validation_paths, validation_labels = _readable(cache, _image_paths(prepared.validation_frame),
+                                                        validation_labels)
+        validation_features = _features_of(cache, validation_paths, "validation split")
+    write_unreadable_report(sorted(cache.unreadable.items()), RunDir(run_dir).unreadable_images)
     logger.info("features: train %s, validation %d rows; %s", train_features.shape,
                 len(prepared.validation_frame), label_space)
 
-    fitted = fit_head(config, label_space, train_features, prepared.train_labels, validation_features,
-                      prepared.validation_labels, flipped_train_features=flipped_features, verbose=verbose,
+    fitted = fit_head(config, label_space, train_features, train_labels, validation_features,
+                      validation_labels, flipped_train_features=flipped_features, verbose=verbose,
                       callbacks=[keras.callbacks.CSVLogger(str(RunDir(run_dir).history))])
     with atomic_path(RunDir(run_dir).head) as temporary:
         fitted.model.save(temporary)
@@ -169,6 +174,16 @@ def _epoch_timer():
             self.seconds.append(time.perf_counter() - self._started)
 
     return EpochTimer()
+
+
+def _readable(cache: FeatureCache, paths: list[str], labels: dict) -> tuple[list[str], dict]:
+    """``paths`` and their ``labels`` without the images the cache could not read (their rows are placeholders)."""
+    unreadable = set(cache.unreadable)
+    if not unreadable:
+        return paths, labels
+    keep = np.array([path not in unreadable for path in paths], dtype=bool)
+    logger.warning("%d images of this split could not be read at extraction; left out", int((~keep).sum()))
+    return [path for path, kept in zip(paths, keep) if kept], {level: values[keep] for level, values in labels.items()}
 
 
 def _image_paths(frame) -> list[str]:

@@ -46,8 +46,8 @@ def scores_from_feature_cache(run_dir: str | os.PathLike, paths: Sequence[str], 
         cache = load_feature_cache(record["cache_dir"])
     except (FileNotFoundError, FeatureCacheMismatch):
         return None
-    if _identity(cache.manifest) != _identity(record):
-        return None
+    if _identity(cache.manifest) != _identity(record) or set(paths) & set(cache.unreadable):
+        return None  # unreadable images: scoring the images themselves skips and reports them properly
     try:
         features = _features_of(cache, paths, "evaluated")
     except FeatureCacheMismatch:

@@ -74,19 +74,14 @@ def cached_model(upper, head_model):
                        name="cached_finetune")
 
 
-def assemble_full_model(upper, head_model, *, label_space, backbone: str, weights, image_size: tuple[int, int],
-                        head: str, units: int, l2: float, dropout: float, top_down: bool = True,
-                        bottom_up: bool = True, trainable_backbone: bool = False):
-    """``build_model`` with ``upper``'s backbone layers and ``head_model``'s head copied in by layer name.
+def assemble_full_model(upper, head_model, config, label_space):
+    """``build_model_from_config`` with ``upper``'s backbone layers and ``head_model``'s head copied in by name.
 
-    The layers below the cut come from ``weights`` (what the cache was computed with).
+    The layers below the cut come from ``config.model.weights`` (what the cache was computed with).
     """
-    from fashion_hier.models import backbone_model, build_model, copy_head_weights
+    from fashion_hier.models import backbone_model, build_model_from_config, copy_head_weights
 
-    model = build_model(label_space.num_categories, label_space.num_subcategories, label_space.num_attributes,
-                        backbone=backbone, weights=weights, input_shape=(*image_size, 3), head=head, units=units,
-                        l2=l2, dropout=dropout, trainable_backbone=trainable_backbone, top_down=top_down,
-                        bottom_up=bottom_up)
+    model = build_model_from_config(config, label_space)
     target = backbone_model(model)
     for layer in upper.layers:
         if layer.weights:
@@ -196,7 +191,7 @@ def finetune_from_cache(config, cache: ActivationCache, label_space, train_paths
     from fashion_hier import train as training
     from fashion_hier.config import training_seed
     from fashion_hier.features import weights_identity
-    from fashion_hier.models import build_head_model, copy_head_weights, backbone_spec
+    from fashion_hier.models import backbone_spec, build_head_model_from_config, copy_head_weights
 
     cut_layer = cut_layer or cache.manifest["cut_layer"]
     expected = {"backbone": config.model.backbone, "weights": weights_identity(config.model.weights),
@@ -212,21 +207,19 @@ def finetune_from_cache(config, cache: ActivationCache, label_space, train_paths
     seed = training_seed(config)
     keras.utils.set_random_seed(seed)
     upper = upper_backbone(config.model.backbone, config.model.weights, tuple(config.data.image_size), cut_layer)
-    head_model = build_head_model(
-        label_space.num_categories, label_space.num_subcategories, label_space.num_attributes,
-        feature_dim=backbone_spec(config.model.backbone).feature_dim, head=config.model.head,
-        units=config.model.units, l2=config.model.l2, dropout=config.model.dropout,
-        top_down=config.model.top_down, bottom_up=config.model.bottom_up)
+    head_model = build_head_model_from_config(config, label_space,
+                                              feature_dim=backbone_spec(config.model.backbone).feature_dim)
     if initial_head is not None:
         copy_head_weights(initial_head, head_model)
     model = cached_model(upper, head_model)
     losses = losses or training.weighted_losses(config, label_space, train_labels)
-    training.compile_model(model, config, losses, label_space, learning_rate, jit_compile=False)
-
     batch_size = config.training.batch_size
+    epochs = int(epochs or config.training.epochs)
+    training.compile_model(model, config, losses, label_space, learning_rate, jit_compile=False,
+                           steps_per_epoch=-(-len(train_rows) // batch_size), epochs=epochs)
+
     train_data = cached_batches(cache, train_rows, train_labels, batch_size, seed=seed)
     validation_data, fit_callbacks = None, [_EpochTimer()]
-    epochs = int(epochs or config.training.epochs)
     if validation_paths is not None and len(validation_paths):
         validation_rows = cache.rows(validation_paths, source="validation images")
         _check_rows(cache, validation_rows, "validation")
@@ -239,11 +232,7 @@ def finetune_from_cache(config, cache: ActivationCache, label_space, train_paths
     best_epoch = None
     if validation_data is not None and MONITOR in history.history:
         best_epoch = int(np.argmax(history.history[MONITOR])) + 1
-    full = assemble_full_model(upper, head_model, label_space=label_space, backbone=config.model.backbone,
-                               weights=config.model.weights, image_size=tuple(config.data.image_size),
-                               head=config.model.head, units=config.model.units, l2=config.model.l2,
-                               dropout=config.model.dropout, top_down=config.model.top_down,
-                               bottom_up=config.model.bottom_up)
+    full = assemble_full_model(upper, head_model, config, label_space)
     return FinetuneResult(full, upper, head_model, dict(history.history), fit_callbacks[0].seconds, best_epoch)
 
 
