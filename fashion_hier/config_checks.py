@@ -65,6 +65,9 @@ def validate_config(config: Any) -> None:
     _check_image_size(_lookup(config, "data.image_size"))
     _check_split(_lookup(config, "data.split"))
     _check_name(_lookup(config, "model.backbone"), "model.backbone", BACKBONE_NAMES)
+    if _lookup(config, "training.cache_features") is True and _lookup(config, "model.trainable_backbone") is True:
+        raise ConfigError("training.cache_features: true needs a frozen backbone (model.trainable_backbone: false); "
+                          "cached features cannot fine-tune the backbone")
 
 
 def _lookup(config: Any, dotted: str) -> Any:

@@ -72,6 +72,8 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
 
     config = resolved_config(config)
     config = dataclasses.replace(config, output_dir=chief_output_dir(config.output_dir))  # only the chief keeps files
+    if config.training.cache_features:  # frozen backbone: the head trains on cached features, same run directory
+        return _train_on_cached_features(config, overwrite=overwrite, verbose=verbose)
     prepared = prepare_run(config, overwrite=overwrite, resume=resume)
     run, label_space, train_labels = RunDir(prepared.run_dir), prepared.label_space, prepared.train_labels
     verbose = keras_verbosity() if verbose == "auto" else verbose
@@ -129,6 +131,26 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
     shutil.rmtree(run.backup, ignore_errors=True)  # only now: until the marker, the backup is the run
     logger.info("run saved in %s", run.path)
     return run.path
+
+
+def _train_on_cached_features(config: TrainConfig, *, overwrite: bool, verbose) -> Path:
+    """``training.cache_features``: extract (or reuse) the frozen backbone's feature caches, train the head on them.
+
+    The caches live under ``output_dir/features/`` and are shared by every run of the same catalogue and
+    backbone; extraction resumes where it stopped. The run directory is a normal one (``model.keras`` is
+    the full image model), so ``Predictor``, ``evaluate`` and ``predict`` use it as any other run.
+    """
+    from fashion_hier.features import ensure_feature_caches, train_head_on_features
+    from fashion_hier.logs import keras_verbosity
+
+    run = RunDir(config.run_dir)
+    if run.is_finished and not overwrite:
+        raise RunDirectoryError(f"{run.path} already holds a finished run; pass overwrite=True "
+                                f"(fashion-hier train --overwrite) to replace it, or choose another name (--set name=NEW)")
+    catalog = read_config_catalog(config)
+    cache_dir = ensure_feature_caches(config, catalog.paths)
+    verbose = keras_verbosity() if verbose == "auto" else verbose
+    return train_head_on_features(config, cache_dir, overwrite=True, verbose=verbose)
 
 
 def save_final_model(model, run: RunDir, *, config: TrainConfig, label_space: LabelSpace,

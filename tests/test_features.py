@@ -171,7 +171,8 @@ def test_command_trains_head_whose_full_model_predicts_like_the_head_on_features
 
 
 def test_cache_of_a_larger_catalogue_serves_a_subset_without_extracting(
-        catalog_files, weights_file, cache_dir, tmp_path, capsys):
+        catalog_files, weights_file, cache_dir, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="fashion_hier")
     labels_csv, image_dir = catalog_files
     subset_csv = tmp_path / "subset.csv"
     pd.read_csv(labels_csv).iloc[:30].to_csv(subset_csv, index=False)
@@ -182,7 +183,7 @@ def test_cache_of_a_larger_catalogue_serves_a_subset_without_extracting(
 
     assert main(["--config", str(config_yaml), "--cache", str(cache_dir)]) == 0
 
-    assert "holds every image of the catalogue" in capsys.readouterr().out
+    assert "holds every image of the catalogue" in caplog.text
     assert (cache_dir / MANIFEST_FILE).read_text() == manifest_before
     run_dir = tmp_path / "head"
     assert keras.saving.load_model(run_dir / "head.keras", compile=False).name == "independent_head"
@@ -241,3 +242,31 @@ def test_unreadable_images_are_recorded_at_extraction_and_left_out_of_head_train
     listed = pd.read_csv(run.unreadable_images)
     assert sorted(listed["image_path"]) == sorted(map(str, broken))
     assert run.is_finished
+
+
+def test_train_with_cache_features_extracts_the_caches_and_writes_a_normal_run(catalog_files, weights_file, tmp_path):
+    """One command (train) does every stage of the frozen-backbone recipe: caches (flipped too), head, run."""
+    from fashion_hier.predict import Predictor
+    from fashion_hier.rundir import RunDir
+    from fashion_hier.train import train
+
+    config = _config(catalog_files, weights_file, tmp_path / "runs", trainable_backbone=False)
+    config = config.with_overrides(["training.cache_features=true", "data.flip_features=true", "training.epochs=2"])
+    run = RunDir(train(config, verbose=0))
+    assert run.is_finished and run.features_record.is_file() and len(pd.read_csv(run.history)) == 2
+    (cache_dir,) = (tmp_path / "runs" / "features").iterdir()
+    assert load_feature_cache(cache_dir).manifest["rows_done"] == 40
+    assert load_feature_cache(cache_dir / "flipped").manifest["rows_done"] == 40
+    test_paths = pd.read_csv(run.split("test"))["image_path"].astype(str).tolist()
+    on_images = Predictor.load(run.path).predict_scores(test_paths, batch_size=8)
+    from_cache = scores_from_feature_cache(run.path, test_paths)
+    np.testing.assert_allclose(on_images["subcategory"], from_cache["subcategory"], rtol=1e-4, atol=1e-5)
+    with pytest.raises(Exception, match="finished run"):
+        train(config, verbose=0)
+
+
+def test_cache_features_with_a_trainable_backbone_is_refused_at_load():
+    from fashion_hier.config import ConfigError
+
+    with pytest.raises(ConfigError, match="training.cache_features"):
+        TrainConfig().with_overrides(["training.cache_features=true"])

@@ -9,7 +9,7 @@ from importlib import import_module
 _LAZY = {
     **dict.fromkeys(("FEATURES_FILE", "HEAD_FILE", "MANIFEST_FILE", "PATHS_FILE", "RUN_FEATURES_FILE", "FeatureCache",
                      "FeatureCacheMismatch", "default_cache_dir", "extract_features", "feature_extractor",
-                     "load_feature_cache", "weights_identity"), "fashion_hier.features.cache"),
+                     "load_feature_cache", "weights_identity", "ensure_feature_caches"), "fashion_hier.features.cache"),
     **dict.fromkeys(("fit_head", "train_head_on_features"), "fashion_hier.features.head_training"),
     **dict.fromkeys(("predict_from_features", "scores_from_feature_cache"), "fashion_hier.features.scoring"),
     "main": "fashion_hier.features.cli",

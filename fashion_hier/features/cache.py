@@ -195,6 +195,27 @@ def default_cache_dir(config: TrainConfig, paths: Sequence[str]) -> Path:
     return Path(config.output_dir) / "features" / f"{config.model.backbone}_{height}x{width}_{digest}"
 
 
+def ensure_feature_caches(config: TrainConfig, paths: Sequence[str], cache_dir: str | os.PathLike | None = None, *,
+                          flip: bool = False, overwrite: bool = False, batch_size: int = 32,
+                          progress: bool = False) -> Path:
+    """The feature cache of ``paths`` for ``config`` (and its flipped views with ``data.flip_features`` or
+    ``flip``): reused when it already holds every image, extracted (or resumed) otherwise. Returns its directory.
+    """
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(config, paths)
+    caches = [(cache_dir, False)]
+    if config.data.flip_features or flip:
+        caches.append((flipped_cache_dir(cache_dir), True))
+    for directory, flipped in caches:
+        if not overwrite and _cache_covers(directory, config, paths, flip=flipped):
+            logger.info("using the feature cache %s: it holds every image of the catalogue", directory)
+            continue
+        extract_features(paths, backbone=config.model.backbone, weights=config.model.weights,
+                         image_size=tuple(config.data.image_size), resize=config.data.resize, cache_dir=directory,
+                         batch_size=batch_size, overwrite=overwrite, flip=flipped, progress=progress)
+        logger.info("features cached in %s", directory)
+    return cache_dir
+
+
 def _cache_covers(cache_dir: Path, config: TrainConfig, paths: Sequence[str], *, flip: bool = False) -> bool:
     """Whether ``cache_dir`` is a complete cache for ``config``'s backbone and size holding all of ``paths``.
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from fashion_hier.config import TrainConfig, add_override_argument
-from fashion_hier.features.cache import _cache_covers, default_cache_dir, extract_features, flipped_cache_dir
+from fashion_hier.features.cache import default_cache_dir, ensure_feature_caches
 from fashion_hier.features.head_training import train_head_on_features
 from fashion_hier.rundir import RunDir
 
@@ -37,18 +37,9 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
         catalog = read_config_catalog(config)
         print(catalog.report)
         cache_dir = Path(args.cache) if args.cache else default_cache_dir(config, catalog.paths)
-        caches = [(cache_dir, False)]
-        if config.data.flip_features or args.flip:
-            caches.append((flipped_cache_dir(cache_dir), True))
-        for directory, flip in caches:
-            if not args.overwrite_cache and _cache_covers(directory, config, catalog.paths, flip=flip):
-                print(f"using the feature cache {directory}: it holds every image of the catalogue")
-                continue
-            extract_features(catalog.paths, backbone=config.model.backbone, weights=config.model.weights,
-                             image_size=tuple(config.data.image_size), resize=config.data.resize,
-                             cache_dir=directory, batch_size=args.batch_size, overwrite=args.overwrite_cache,
-                             flip=flip)
-            print(f"features cached in {directory}")
+        ensure_feature_caches(config, catalog.paths, cache_dir, flip=args.flip, overwrite=args.overwrite_cache,
+                              batch_size=args.batch_size, progress=True)
+        print(f"features cached in {cache_dir}")
         if not args.extract_only:
             run_dir = train_head_on_features(config, cache_dir, overwrite=args.overwrite)
             print(f"run: {run_dir}")
