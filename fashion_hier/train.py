@@ -148,7 +148,8 @@ def _train_on_cached_features(config: TrainConfig, *, overwrite: bool, verbose) 
         raise RunDirectoryError(f"{run.path} already holds a finished run; pass overwrite=True "
                                 f"(fashion-hier train --overwrite) to replace it, or choose another name (--set name=NEW)")
     catalog = read_config_catalog(config)
-    cache_dir = ensure_feature_caches(config, catalog.paths)
+    # minutes of extraction for a real catalogue: a progress bar on a terminal (only the result lines in a log)
+    cache_dir = ensure_feature_caches(config, catalog.paths, progress=sys.stderr.isatty())
     verbose = keras_verbosity() if verbose == "auto" else verbose
     return train_head_on_features(config, cache_dir, overwrite=True, verbose=verbose)
 

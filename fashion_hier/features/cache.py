@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from fashion_hier.atomic import atomic_write_text
 from fashion_hier.config import TrainConfig
 from fashion_hier.rundir import RunDir
 
@@ -120,7 +121,7 @@ def extract_features(paths: Sequence[str | os.PathLike], *, backbone: str = "res
         raise ValueError(f"extract_features: batch_size={batch_size}; expected a positive integer")
     cache_dir = Path(cache_dir)
     request = _request_identity(paths, backbone, weights, image_size, resize, flip)
-    manifest = _read_manifest(cache_dir)
+    manifest = read_manifest(cache_dir)
     if manifest is not None and not overwrite:
         _check_identity(cache_dir, manifest, request)
     if manifest is None or overwrite:
@@ -140,7 +141,7 @@ def extract_features(paths: Sequence[str | os.PathLike], *, backbone: str = "res
 def load_feature_cache(cache_dir: str | os.PathLike) -> FeatureCache:
     """Open a complete cache read-only; an unfinished one is an error saying how to finish it."""
     cache_dir = Path(cache_dir)
-    manifest = _read_manifest(cache_dir)
+    manifest = read_manifest(cache_dir)
     if manifest is None:
         raise FileNotFoundError(f"{cache_dir} is not a feature cache (no {MANIFEST_FILE}); "
                                 f"create one with 'fashion-hier features --config CFG --cache {cache_dir}'")
@@ -239,18 +240,17 @@ def _request_identity(paths, backbone, weights, image_size, resize, flip: bool =
             "resize": resize, "flip": bool(flip)}
 
 
-def _read_manifest(cache_dir: Path) -> dict | None:
-    path = cache_dir / MANIFEST_FILE
+def read_manifest(cache_dir: Path) -> dict | None:
+    """A cache's ``manifest.json`` (what it was made for and how far it got), or None when there is none."""
+    path = Path(cache_dir) / MANIFEST_FILE
     if not path.exists():
         return None
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _write_manifest(cache_dir: Path, manifest: dict) -> None:
-    """Atomic replace, so an interrupted run never leaves a half-written manifest."""
-    tmp = cache_dir / (MANIFEST_FILE + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    os.replace(tmp, cache_dir / MANIFEST_FILE)
+def write_manifest(cache_dir: Path, manifest: dict) -> None:
+    """Atomic replace, so an interrupted extraction never leaves a half-written manifest."""
+    atomic_write_text(Path(cache_dir) / MANIFEST_FILE, json.dumps(manifest, indent=2))
 
 
 def _check_identity(cache_dir: Path, manifest: dict, request: dict) -> None:
@@ -274,7 +274,7 @@ def _start_cache(cache_dir: Path, paths: list[str], request: dict) -> dict:
     del features
     (cache_dir / PATHS_FILE).write_text("\n".join(paths) + "\n", encoding="utf-8")
     manifest = {**request, "feature_dim": feature_dim, "dtype": "float32", "rows_done": 0, "seconds": 0.0}
-    _write_manifest(cache_dir, manifest)
+    write_manifest(cache_dir, manifest)
     return manifest
 
 
@@ -321,6 +321,6 @@ def _fill_rows(features_path: Path, cache_dir: Path, manifest: dict, paths: list
             features.flush()
             manifest["rows_done"] = start + len(pooled)
             manifest["seconds"] += time.perf_counter() - started
-            _write_manifest(cache_dir, manifest)
+            write_manifest(cache_dir, manifest)
             bar.update(len(pooled))
     del features

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -77,7 +76,9 @@ def fit_head(config: TrainConfig, label_space: LabelSpace, train_features: np.nd
                  jit_compile=jit_compile, run_eagerly=config.training.run_eagerly)
     has_validation = validation_features is not None and len(validation_features) > 0
     validation_data = (validation_features, validation_labels) if has_validation else None
-    timer = _epoch_timer()
+    from fashion_hier.callbacks import EpochTimer
+
+    timer = EpochTimer()
     history = head.fit(features, labels, validation_data=validation_data, batch_size=batch_size, epochs=epochs,
                        shuffle=True, verbose=verbose,
                        callbacks=[timer, _early_stopping(config, has_validation), *callbacks])
@@ -155,25 +156,6 @@ def _early_stopping(config: TrainConfig, has_validation: bool):
     return keras.callbacks.EarlyStopping(  # never a weighted loss: accuracy, on validation when there is one
         monitor=EARLY_STOPPING_MONITOR if has_validation else EARLY_STOPPING_MONITOR.removeprefix("val_"), mode="max",
         restore_best_weights=True, patience=config.training.epochs if patience is None else patience)
-
-
-def _epoch_timer():
-    """A Keras callback collecting the wall time of each epoch (for the head-vs-backbone comparison)."""
-    import keras
-
-    class EpochTimer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.seconds: list[float] = []
-            self._started = 0.0
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._started = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self._started)
-
-    return EpochTimer()
 
 
 def _readable(cache: FeatureCache, paths: list[str], labels: dict) -> tuple[list[str], dict]:

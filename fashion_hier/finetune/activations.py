@@ -11,7 +11,6 @@ continues where it stopped and a cache made for other images, weights, size or c
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import time
@@ -22,12 +21,11 @@ from typing import Sequence
 import numpy as np
 
 from fashion_hier.atomic import atomic_write_text
-from fashion_hier.features import weights_identity
+from fashion_hier.features.cache import MANIFEST_FILE, read_manifest, weights_identity, write_manifest
 
 logger = logging.getLogger(__name__)
 
 ACTIVATIONS_FILE = "activations.npy"
-MANIFEST_FILE = "manifest.json"
 PATHS_FILE = "paths.txt"
 UNREADABLE_FILE = "unreadable.txt"
 DEFAULT_CUT = "conv4_block6_out"   # the input of ResNet-50's last stage (conv5)
@@ -117,7 +115,7 @@ def extract_activations(paths: Sequence[str | os.PathLike], *, cache_dir: str | 
         raise ValueError(f"extract_activations: dtype={dtype!r}; expected 'float16' or 'float32'")
     cache_dir = Path(cache_dir)
     request = _request_identity(paths, backbone, weights, image_size, resize, cut_layer, dtype)
-    manifest = _read_manifest(cache_dir)
+    manifest = read_manifest(cache_dir)
     if manifest is not None and not overwrite:
         _check_identity(cache_dir, manifest, request)
         if 0 < manifest["rows_done"] < len(paths) and weights is None:
@@ -144,7 +142,7 @@ def load_activation_cache(cache_dir: str | os.PathLike, *, expect: dict | None =
     ``manifest["rows_done"]`` rows are served (``rows`` treats the others as missing).
     """
     cache_dir = Path(cache_dir)
-    manifest = _read_manifest(cache_dir)
+    manifest = read_manifest(cache_dir)
     if manifest is None:
         raise FileNotFoundError(f"{cache_dir} is not an activation cache (no {MANIFEST_FILE}); "
                                 f"create one with fashion_hier.finetune.extract_activations")
@@ -182,17 +180,6 @@ def _request_identity(paths, backbone, weights, image_size, resize, cut_layer, d
             "resize": resize, "cut_layer": cut_layer, "dtype": dtype}
 
 
-def _read_manifest(cache_dir: Path) -> dict | None:
-    path = cache_dir / MANIFEST_FILE
-    if not path.exists():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _write_manifest(cache_dir: Path, manifest: dict) -> None:
-    atomic_write_text(cache_dir / MANIFEST_FILE, json.dumps(manifest, indent=2))
-
-
 def _check_identity(cache_dir: Path, manifest: dict, request: dict) -> None:
     differences = [f"{key}: cache has {manifest.get(key)!r}, request has {request[key]!r}"
                    for key in _IDENTITY_KEYS if manifest.get(key) != request[key]]
@@ -211,7 +198,7 @@ def _start_cache(cache_dir: Path, paths: list[str], request: dict, map_shape: tu
     atomic_write_text(cache_dir / PATHS_FILE, "\n".join(paths) + "\n")
     (cache_dir / UNREADABLE_FILE).unlink(missing_ok=True)
     manifest = {**request, "shape": list(shape), "views": list(VIEWS), "rows_done": 0, "seconds": 0.0}
-    _write_manifest(cache_dir, manifest)
+    write_manifest(cache_dir, manifest)
     return manifest
 
 
@@ -263,7 +250,7 @@ def _fill_rows(extractor, cache_dir: Path, manifest: dict, paths: list[str], *, 
                     handle.write("".join(f"{p}\n" for p in unreadable))
             manifest["rows_done"] = start + count
             manifest["seconds"] += time.perf_counter() - started
-            _write_manifest(cache_dir, manifest)
+            write_manifest(cache_dir, manifest)
             logger.info("activations: %d of %d rows (%.1f images/s)", manifest["rows_done"], len(paths),
                         manifest["rows_done"] / max(manifest["seconds"], 1e-9))
     del activations

@@ -17,13 +17,13 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import keras
 import numpy as np
 
+from fashion_hier.callbacks import EpochTimer
 from fashion_hier.finetune.activations import DEFAULT_CUT, ActivationCache, ActivationCacheMismatch
 from fashion_hier.labels import LEVELS
 
@@ -219,7 +219,7 @@ def finetune_from_cache(config, cache: ActivationCache, label_space, train_paths
                            steps_per_epoch=-(-len(train_rows) // batch_size), epochs=epochs)
 
     train_data = cached_batches(cache, train_rows, train_labels, batch_size, seed=seed)
-    validation_data, fit_callbacks = None, [_EpochTimer()]
+    validation_data, fit_callbacks = None, [EpochTimer()]
     if validation_paths is not None and len(validation_paths):
         validation_rows = cache.rows(validation_paths, source="validation images")
         _check_rows(cache, validation_rows, "validation")
@@ -234,18 +234,3 @@ def finetune_from_cache(config, cache: ActivationCache, label_space, train_paths
         best_epoch = int(np.argmax(history.history[MONITOR])) + 1
     full = assemble_full_model(upper, head_model, config, label_space)
     return FinetuneResult(full, upper, head_model, dict(history.history), fit_callbacks[0].seconds, best_epoch)
-
-
-class _EpochTimer(keras.callbacks.Callback):
-    """Wall seconds of each training epoch."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds: list[float] = []
-        self._started = 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._started)
