@@ -63,6 +63,9 @@ class ModelConfig:
     top_down: bool = True
     bottom_up: bool = True
     input_norm: Literal["none", "batchnorm"] = "none"  # normalisation of the pooled features before the head
+    # with training.cache_features: after the head, fine-tune the backbone layers *after* this layer (e.g.
+    # conv4_block6_out, the input of ResNet-50's last stage) with the head, from a cache of its activations
+    trainable_from: str | None = None
 
 
 @dataclass
@@ -96,6 +99,7 @@ class TrainingConfig:
     early_stopping_patience: int | None = None
     freeze_epochs: int = 0
     finetune_learning_rate: float = 1e-4
+    finetune_epochs: int = 3  # model.trainable_from: epochs of the partial fine-tune (best on validation kept)
     tensorboard: bool = False
     jit_compile: bool | Literal["auto"] = "auto"
     run_eagerly: bool = False  # no graph tracing: slower steps, but a tiny run starts in seconds (tests, debugging)

@@ -42,6 +42,7 @@ RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("training.batch_size", _at_least(1), "an integer >= 1"),
     ("training.epochs", _at_least(1), "an integer >= 1"),
     ("training.freeze_epochs", _at_least(0), "an integer >= 0"),
+    ("training.finetune_epochs", _at_least(1), "an integer >= 1"),
     ("training.early_stopping_patience", _optional(_at_least(0)), "an integer >= 0, or null (no early stopping)"),
     ("training.seed", _optional(_at_least(0)), "an integer >= 0, or null (use data.seed)"),
     ("model.units", _at_least(1), "an integer >= 1 (the paper uses 1024)"),
@@ -68,6 +69,10 @@ def validate_config(config: Any) -> None:
     if _lookup(config, "training.cache_features") is True and _lookup(config, "model.trainable_backbone") is True:
         raise ConfigError("training.cache_features: true needs a frozen backbone (model.trainable_backbone: false); "
                           "cached features cannot fine-tune the backbone")
+    if _lookup(config, "model.trainable_from") not in (None, _ABSENT) and _lookup(config, "training.cache_features") is False:
+        raise ConfigError("model.trainable_from fine-tunes the backbone above that layer from cached activations, "
+                          "after the head trained on cached features: set training.cache_features: true too, or "
+                          "model.trainable_from: null")
 
 
 def _lookup(config: Any, dotted: str) -> Any:

@@ -26,6 +26,7 @@ class RunDir:
     MODEL = "model.keras"
     BEST = "best.keras"
     HISTORY = "history.csv"
+    FINETUNE_HISTORY = "finetune_history.csv"  # model.trainable_from: the partial fine-tune's epochs
     SPLITS = "splits"
     THRESHOLDS = "thresholds.json"
     BACKUP = "backup"
@@ -105,6 +106,10 @@ class RunDir:
     @property
     def tensorboard(self) -> Path:
         return self.path / self.TENSORBOARD
+
+    @property
+    def finetune_history(self) -> Path:
+        return self.path / self.FINETUNE_HISTORY
 
     @property
     def head(self) -> Path:

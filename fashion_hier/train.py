@@ -151,7 +151,7 @@ def _train_on_cached_features(config: TrainConfig, *, overwrite: bool, verbose) 
     # minutes of extraction for a real catalogue: a progress bar on a terminal (only the result lines in a log)
     cache_dir = ensure_feature_caches(config, catalog.paths, progress=sys.stderr.isatty())
     verbose = keras_verbosity() if verbose == "auto" else verbose
-    return train_head_on_features(config, cache_dir, overwrite=True, verbose=verbose)
+    return train_head_on_features(config, cache_dir, overwrite=True, verbose=verbose, catalog_paths=catalog.paths)
 
 
 def save_final_model(model, run: RunDir, *, config: TrainConfig, label_space: LabelSpace,

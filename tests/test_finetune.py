@@ -170,3 +170,62 @@ def test_finetune_refuses_a_cache_made_for_another_config(catalog, catalog_files
     with pytest.raises(ActivationCacheMismatch, match="image_size: cache has \\[64, 64\\], config has \\[32, 32\\]"):
         finetune_from_cache(config, load_activation_cache(cache_dir), label_space, catalog.paths,
                             label_space.encode(catalog.frame))
+
+
+def _recipe_config(catalog_files, weights_file, tmp_path, **training):
+    labels_csv, image_dir = catalog_files
+    return TrainConfig.from_dict({
+        "data": {"labels_csv": str(labels_csv), "image_dir": str(image_dir), "image_size": [SIZE, SIZE],
+                 "split": [0.6, 0.4, 0.0]},
+        "model": {"backbone": "resnet50", "weights": str(weights_file), "units": 16, "trainable_backbone": False,
+                  "trainable_from": CUT},
+        "loss": {"weighting": "none"},
+        "training": {"epochs": 1, "batch_size": 4, "seed": 2, "cache_features": True, "finetune_epochs": 2,
+                     "finetune_learning_rate": 1e-3, "run_eagerly": True, **training},
+        "output_dir": str(tmp_path), "name": "recipe",
+    })
+
+
+def test_train_with_trainable_from_fine_tunes_above_the_cut_into_one_run(catalog_files, weights_file, tmp_path):
+    from fashion_hier import Predictor
+    from fashion_hier.rundir import RunDir
+    from fashion_hier.train import train
+
+    config = _recipe_config(catalog_files, weights_file, tmp_path)
+    run = RunDir(train(config))
+
+    finished = run.finished_info()
+    record = finished["finetune"]
+    assert record["cut_layer"] == CUT and record["epochs"] == 2
+    assert len(open(run.finetune_history).read().strip().splitlines()) == 1 + 2   # header + one line per epoch
+    assert not run.features_record.exists() and not run.head.exists()   # frozen features no longer describe it
+    task = keras.saving.load_model(run.model)
+    conv = task.network.get_layer("backbone").get_layer("conv5_block3_3_conv").get_weights()[0]
+    original = keras.applications.ResNet50(include_top=False, weights=str(weights_file),
+                                           input_shape=(SIZE, SIZE, 3)).get_layer("conv5_block3_3_conv").get_weights()[0]
+    assert np.array_equal(conv, original) == (not record["kept"])
+    if record["kept"]:
+        assert record["finetuned_val_subcategory_accuracy"] > record["frozen_val_subcategory_accuracy"]
+    image = load_image(catalog_files[1] / sorted(p.name for p in catalog_files[1].iterdir())[0], (SIZE, SIZE))
+    assert Predictor.load(run.path).predict_scores(image[None])["subcategory"].shape[0] == 1
+    caches = sorted(p.name for p in (tmp_path / "features").iterdir())
+    assert any(name.startswith(f"activations_resnet50_{SIZE}x{SIZE}_{CUT}_") for name in caches)
+
+
+def test_the_fine_tune_is_kept_only_when_it_beats_the_frozen_head_on_validation(catalog, weights_file, catalog_files,
+                                                                                cache_dir, tmp_path):
+    from fashion_hier.finetune.stage import finetune_stage
+    from fashion_hier.models import build_head_model_from_config
+
+    config = _recipe_config(catalog_files, weights_file, tmp_path, finetune_epochs=1)
+    label_space = LabelSpace.from_frame(catalog.frame, **asdict(catalog.columns))
+    labels = label_space.encode(catalog.frame)
+    head = build_head_model_from_config(config, label_space, feature_dim=2048)
+    split = lambda part: {k: v[part] for k, v in labels.items()}  # noqa: E731
+    arguments = (load_activation_cache(cache_dir), label_space, head)
+    paths = (catalog.paths[:10], split(slice(0, 10)), catalog.paths[10:], split(slice(10, None)))
+
+    unbeatable = finetune_stage(config, *arguments, {"val_subcategory_accuracy": [1.01]}, *paths, verbose=0)
+    assert not unbeatable.kept and unbeatable.frozen_score == 1.01
+    without_frozen_score = finetune_stage(config, *arguments, {}, *paths, verbose=0)
+    assert without_frozen_score.kept and without_frozen_score.frozen_score is None

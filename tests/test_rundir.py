@@ -9,7 +9,7 @@ from fashion_hier.rundir import RunDir
 PACKAGE = Path(__file__).resolve().parents[1] / "fashion_hier"
 OWNER = PACKAGE / "rundir.py"
 RUN_FILE_NAMES = ("model.keras", "best.keras", "labels.json", "config.yaml", "thresholds.json", "history.csv",
-                  "finished.json", "head.keras", "features.json", "metrics.json")
+                  "finished.json", "head.keras", "features.json", "metrics.json", "finetune_history.csv")
 
 
 def run_file_literals(source: str) -> list[tuple[int, str]]:

@@ -86,7 +86,7 @@ def fit_head(config: TrainConfig, label_space: LabelSpace, train_features: np.nd
 
 
 def train_head_on_features(config: TrainConfig, cache_dir: str | os.PathLike, *, overwrite: bool = False,
-                           verbose: int | str = "auto") -> Path:
+                           verbose: int | str = "auto", catalog_paths: Sequence[str] | None = None) -> Path:
     """Train ``config``'s head on cached features; save a run directory that ``Predictor``/``evaluate`` read.
 
     Same split and label space as ``fashion_hier.train`` (``prepare_run``), the recipe of
@@ -94,6 +94,11 @@ def train_head_on_features(config: TrainConfig, cache_dir: str | os.PathLike, *,
     views' cache (``CACHE/flipped``) augments the training rows. The head is then copied into a
     full model with the cache's backbone weights and saved as ``model.keras`` (``best.keras`` is
     the same file), beside ``head.keras`` and ``features.json``.
+
+    With ``model.trainable_from`` the backbone above that layer is then fine-tuned with the head from
+    the activation cache of ``catalog_paths`` (default: the config's catalogue), extracted or reused
+    first (``fashion_hier.finetune.stage``); the fine-tuned image model is ``model.keras``, and there is
+    no ``head.keras``/``features.json``, since the frozen features no longer describe the model.
     """
     import keras
 
@@ -107,12 +112,19 @@ def train_head_on_features(config: TrainConfig, cache_dir: str | os.PathLike, *,
     if config.data.flip_features:
         flipped = load_feature_cache(flipped_cache_dir(cache_dir))
         _check_cache_serves(flipped, config, flip=True)
+    activation_cache = None
+    if config.model.trainable_from:  # before the run directory is touched: extraction is the long part
+        from fashion_hier.finetune.stage import ensure_activation_cache
+
+        if catalog_paths is None:
+            catalog_paths = training.read_config_catalog(config).paths
+        activation_cache = ensure_activation_cache(config, catalog_paths)
     prepared = training.prepare_run(config, overwrite=overwrite, resume=False)
     run_dir, label_space = prepared.run_dir, prepared.label_space
     train_paths, train_labels = _readable(cache, _image_paths(prepared.train_frame), prepared.train_labels)
     train_features = _features_of(cache, train_paths, "train split")
     flipped_features = None if flipped is None else _features_of(flipped, train_paths, "train split (flipped)")
-    validation_features, validation_labels = None, prepared.validation_labels
+    validation_features, validation_labels, validation_paths = None, prepared.validation_labels, []
     if len(prepared.validation_frame):
         validation_paths, validation_labels = _readable(cache, _image_paths(prepared.validation_frame),
                                                         validation_labels)
@@ -124,16 +136,61 @@ def train_head_on_features(config: TrainConfig, cache_dir: str | os.PathLike, *,
     fitted = fit_head(config, label_space, train_features, train_labels, validation_features,
                       validation_labels, flipped_train_features=flipped_features, verbose=verbose,
                       callbacks=[keras.callbacks.CSVLogger(str(RunDir(run_dir).history))])
-    with atomic_path(RunDir(run_dir).head) as temporary:
-        fitted.model.save(temporary)
-    _save_full_model(fitted.model, config, label_space, run_dir, prepared.train_labels)
-    atomic_write_text(RunDir(run_dir).features_record, json.dumps(
-        {"cache_dir": str(Path(cache_dir).resolve()), **_identity(cache.manifest)}, indent=2))
-    RunDir(run_dir).mark_finished({"epochs": len(fitted.history.get("loss", [])), "monitor": EARLY_STOPPING_MONITOR,
-                                   "trainer": "head on cached features"})
     logger.info(_timing_summary(fitted.epoch_seconds, len(train_features), cache.manifest))
+    finished = {"epochs": len(fitted.history.get("loss", [])), "monitor": EARLY_STOPPING_MONITOR,
+                "trainer": "head on cached features"}
+    if config.model.trainable_from and activation_cache is not None:
+        finished.update(_finetune(config, activation_cache, label_space, fitted, train_paths, train_labels,
+                                  validation_paths if validation_features is not None else None,
+                                  validation_labels, run_dir, prepared.train_labels, verbose=verbose))
+    else:
+        with atomic_path(RunDir(run_dir).head) as temporary:
+            fitted.model.save(temporary)
+        _save_full_model(fitted.model, config, label_space, run_dir, prepared.train_labels)
+        atomic_write_text(RunDir(run_dir).features_record, json.dumps(
+            {"cache_dir": str(Path(cache_dir).resolve()), **_identity(cache.manifest)}, indent=2))
+    RunDir(run_dir).mark_finished(finished)
     logger.info("run saved in %s", run_dir)
     return run_dir
+
+
+def _finetune(config: TrainConfig, activation_cache, label_space: LabelSpace, fitted: FittedHead,
+              train_paths: list[str], train_labels: dict, validation_paths: list[str] | None,
+              validation_labels: dict | None, run_dir: Path, all_train_labels: dict, *, verbose) -> dict:
+    """The partial fine-tune after the head; saves the kept model as the run's ``model.keras``; returns its record."""
+    import keras
+
+    from fashion_hier.finetune.stage import finetune_stage
+
+    run = RunDir(run_dir)
+    unreadable = set(activation_cache.paths[~activation_cache.readable].tolist())
+    if unreadable:  # images the activation extraction could not read: out of the fine-tune too
+        train_paths, train_labels = _without(train_paths, train_labels, unreadable)
+        if validation_paths is not None:
+            validation_paths, validation_labels = _without(validation_paths, validation_labels, unreadable)
+    outcome = finetune_stage(config, activation_cache, label_space, fitted.model, fitted.history, train_paths,
+                             train_labels, validation_paths, validation_labels, verbose=verbose,
+                             callbacks=[keras.callbacks.CSVLogger(str(run.finetune_history))])
+    if outcome.kept:
+        from fashion_hier.train import save_final_model
+
+        save_final_model(outcome.result.model, run, config=config, label_space=label_space,
+                         train_labels=all_train_labels)
+        _link_best(run)
+    else:
+        _save_full_model(fitted.model, config, label_space, run_dir, all_train_labels)
+    return {"trainer": "head on cached features, then the backbone above "
+                       f"{config.model.trainable_from} fine-tuned with it from cached activations",
+            "finetune": {"cut_layer": config.model.trainable_from, "kept": outcome.kept,
+                         "best_epoch": outcome.result.best_epoch, "epochs": len(outcome.result.epoch_seconds),
+                         "epoch_seconds": [round(s, 1) for s in outcome.result.epoch_seconds],
+                         "frozen_" + EARLY_STOPPING_MONITOR: outcome.frozen_score,
+                         "finetuned_" + EARLY_STOPPING_MONITOR: outcome.finetuned_score}}
+
+
+def _without(paths: list[str], labels: dict, dropped: set[str]) -> tuple[list[str], dict]:
+    keep = np.array([path not in dropped for path in paths], dtype=bool)
+    return [p for p, k in zip(paths, keep) if k], {level: values[keep] for level, values in labels.items()}
 
 
 def _level_metrics() -> dict:
@@ -184,6 +241,11 @@ def _save_full_model(head, config: TrainConfig, label_space: LabelSpace, run_dir
     model = build_model_from_config(config, label_space)
     copy_head_weights(head, model)
     save_final_model(model, run, config=config, label_space=label_space, train_labels=train_labels)
+    _link_best(run)
+
+
+def _link_best(run: RunDir) -> None:
+    """``best.keras`` is ``model.keras`` (the trainer restored its best epoch): one file, two names."""
     run.best.unlink(missing_ok=True)
     try:
         os.link(run.model, run.best)
