@@ -6,6 +6,10 @@ into the run (or ``--out``). Labels the model never saw are counted and reported
 ``--tune-thresholds`` first fits one attribute threshold per label on the validation split and
 saves them as ``RUN/thresholds.json``, which the ``Predictor`` then uses too. A head-only run
 (``fashion-hier features``) is scored from its feature cache when the cache holds every image.
+
+Somewhat over 400 lines on purpose: scoring, the report files and threshold tuning all work on one
+``EvaluationData`` and one run directory; the pieces with a job of their own live elsewhere
+(``metrics``, ``plots``, ``report`` for the HTML page, ``thresholds``).
 """
 from __future__ import annotations
 

@@ -60,7 +60,12 @@ def upper_backbone(backbone: str = "resnet50", weights: str | os.PathLike | None
     except ValueError:
         raise ValueError(f"cut layer {cut_layer!r} is not a layer of {backbone!r}; pass a layer name such as "
                          f"{DEFAULT_CUT!r}") from None
-    upper = keras.Model(cut.output, network.output, name=BACKBONE_LAYER)
+    try:
+        upper = keras.Model(cut.output, network.output, name=BACKBONE_LAYER)
+    except ValueError:  # e.g. resnet50_multiscale pools conv3 too: its features need layers below the cut
+        raise ValueError(f"{backbone!r}'s pooled features read layers below the cut {cut_layer!r}, so the layers "
+                         f"above it cannot be fine-tuned from that layer's activations alone; cut at a later "
+                         f"layer, or use a backbone whose features come after the cut (e.g. 'resnet50')") from None
     for layer in upper.layers:
         layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
     return upper

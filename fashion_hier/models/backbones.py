@@ -48,8 +48,34 @@ def SmallCNN(*, include_top: bool = False, pooling: str = "avg", input_shape=Non
     return keras.Model(inputs, outputs, name=name)
 
 
+def multiscale(constructor: Callable[..., keras.Model], stages: tuple[str, ...]) -> Callable[..., keras.Model]:
+    """A ``keras.applications`` constructor whose pooled output also averages earlier stages' maps.
+
+    The features are ``[GAP(last stage), GAP(stages[0]), GAP(stages[1]), ...]`` concatenated: the
+    last stage is what ImageNet trained for objects, the earlier ones keep the textures and shapes
+    that tell close product types apart (measured on Fashion Product Images:
+    experiments/results/fpi/recipe.md). Same keywords as the constructor; the layers keep their
+    names, so a weights file of the plain network loads and a cut such as ``conv4_block6_out`` works.
+    """
+    def build(*, include_top: bool = False, pooling: str = "avg", input_shape=None, weights=None,
+              name: str = "backbone") -> keras.Model:
+        if include_top or pooling != "avg":
+            raise ValueError(f"a multi-scale backbone is built without a top and average-pooled "
+                             f"(got include_top={include_top}, pooling={pooling!r})")
+        network = constructor(include_top=False, pooling=None, input_shape=input_shape, weights=weights)
+        pooled = [keras.layers.GlobalAveragePooling2D(name="avg_pool")(network.output)]
+        pooled += [keras.layers.GlobalAveragePooling2D(name=f"{stage}_avg_pool")(network.get_layer(stage).output)
+                   for stage in stages]
+        return keras.Model(network.input, keras.layers.Concatenate(name="multiscale_features")(pooled), name=name)
+
+    return build
+
+
 BACKBONES: dict[str, BackboneSpec] = {
     "resnet50": BackboneSpec(keras.applications.ResNet50, "caffe", 2048),
+    # conv5 + conv4 + conv3 pooled: 2048 + 1024 + 512 features
+    "resnet50_multiscale": BackboneSpec(multiscale(keras.applications.ResNet50,
+                                                   ("conv4_block6_out", "conv3_block4_out")), "caffe", 3584),
     "resnet50v2": BackboneSpec(keras.applications.ResNet50V2, "tf", 2048),
     "efficientnetb0": BackboneSpec(keras.applications.EfficientNetB0, "none", 1280),
     "mobilenetv2": BackboneSpec(keras.applications.MobileNetV2, "tf", 1280),
