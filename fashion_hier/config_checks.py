@@ -14,7 +14,7 @@ from typing import Any, Callable
 from fashion_hier.config import ConfigError
 
 # the names fashion_hier.models.BACKBONES registers (a test keeps the two equal)
-BACKBONE_NAMES = ("resnet50", "resnet50_multiscale", "resnet50v2", "efficientnetb0", "mobilenetv2", "small_cnn")
+BACKBONE_NAMES = ("resnet50", "resnet50_multiscale", "resnet50_multiscale_conv3", "resnet50v2", "efficientnetb0", "mobilenetv2", "small_cnn")
 SPLIT_TOLERANCE = 1e-6
 _ABSENT = object()
 

@@ -234,5 +234,5 @@ def test_the_fine_tune_is_kept_only_when_it_beats_the_frozen_head_on_validation(
 def test_a_backbone_whose_features_read_below_the_cut_is_refused_in_one_line():
     from fashion_hier.finetune.partial import upper_backbone
 
-    with pytest.raises(ValueError, match="'resnet50_multiscale'.s pooled features read layers below the cut"):
-        upper_backbone("resnet50_multiscale", None, (SIZE, SIZE), CUT)
+    with pytest.raises(ValueError, match="'resnet50_multiscale_conv3'.s pooled features read layers below the cut"):
+        upper_backbone("resnet50_multiscale_conv3", None, (SIZE, SIZE), CUT)

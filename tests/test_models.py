@@ -15,6 +15,7 @@ LOCAL_RESNET50 = pathlib.Path("~/.cache/fashion_hier/weights/"
 APPLICATION_MODULES = {
     "resnet50": keras.applications.resnet50,
     "resnet50_multiscale": keras.applications.resnet50,
+    "resnet50_multiscale_conv3": keras.applications.resnet50,
     "resnet50v2": keras.applications.resnet_v2,
     "efficientnetb0": keras.applications.efficientnet,
     "mobilenetv2": keras.applications.mobilenet_v2,
@@ -213,19 +214,21 @@ def test_every_backbone_builds_with_its_feature_size_and_preprocessing(name):
                                expected, rtol=1e-6, atol=1e-4)
 
 
-def test_multiscale_resnet50_is_resnet50_pooled_at_conv5_conv4_and_conv3(tmp_path):
+@pytest.mark.parametrize("name, stages", [
+    ("resnet50_multiscale", ("conv5_block3_out", "conv4_block6_out")),
+    ("resnet50_multiscale_conv3", ("conv5_block3_out", "conv4_block6_out", "conv3_block4_out"))])
+def test_multiscale_resnet50_concatenates_its_stages_average_pooled(tmp_path, name, stages):
     """Oracle: keras.applications.ResNet50 with the same weights, its stage outputs averaged by numpy."""
     keras.utils.set_random_seed(3)
     reference = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(64, 64, 3))
     weights = tmp_path / "resnet50.weights.h5"
     keras.Model(reference.input, keras.layers.GlobalAveragePooling2D()(reference.output)).save_weights(weights)
-    model = build_model(C, S, A, backbone="resnet50_multiscale", weights=weights, input_shape=(64, 64, 3), units=8)
+    model = build_model(C, S, A, backbone=name, weights=weights, input_shape=(64, 64, 3), units=8)
     images = keras.applications.resnet50.preprocess_input(_images(2, size=64))
-    stages = keras.Model(reference.input, [reference.get_layer(name).output for name in
-                                           ("conv5_block3_out", "conv4_block6_out", "conv3_block4_out")])
-    expected = np.concatenate([np.asarray(m).mean(axis=(1, 2)) for m in stages.predict(images, verbose=0)], axis=1)
+    maps = keras.Model(reference.input, [reference.get_layer(stage).output for stage in stages]).predict(images, verbose=0)
+    expected = np.concatenate([np.asarray(m).mean(axis=(1, 2)) for m in maps], axis=1)
     got = backbone_model(model).predict(images, verbose=0)
-    assert got.shape == (2, 2048 + 1024 + 512)
+    assert got.shape == (2, BACKBONES[name].feature_dim)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
@@ -315,7 +318,7 @@ def test_bad_input_shape_is_a_clear_error(input_shape):
 
 def test_unknown_backbone_lists_known_ones():
     with pytest.raises(ValueError, match="unknown backbone 'vgg16'; known backbones: efficientnetb0, "
-                                         "mobilenetv2, resnet50, resnet50_multiscale, resnet50v2, small_cnn"):
+                                         "mobilenetv2, resnet50, resnet50_multiscale, resnet50_multiscale_conv3, resnet50v2, small_cnn"):
         build_model(C, S, A, backbone="vgg16", weights=None, input_shape=IMAGE_SHAPE)
 
 
