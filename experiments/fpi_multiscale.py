@@ -39,7 +39,8 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="*", type=int, default=list(fpi_recipe.SEEDS))
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--no-lr", action="store_true", help="skip the logistic regressions")
-    parser.add_argument("--set", nargs="*", default=[], help="head overrides KEY=VALUE (YAML values), e.g. model.dropout=0.5")
+    parser.add_argument("--set", nargs="*", default=[],
+                        help="head overrides KEY=VALUE (YAML values), e.g. model.head=independent")
     parser.add_argument("--tag", default="", help="appended to the run names (for --set variants)")
     args = parser.parse_args()
     import yaml

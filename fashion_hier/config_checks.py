@@ -14,7 +14,8 @@ from typing import Any, Callable
 from fashion_hier.config import ConfigError
 
 # the names fashion_hier.models.BACKBONES registers (a test keeps the two equal)
-BACKBONE_NAMES = ("resnet50", "resnet50_multiscale", "resnet50_multiscale_conv3", "resnet50v2", "efficientnetb0", "mobilenetv2", "small_cnn")
+BACKBONE_NAMES = ("resnet50", "resnet50_multiscale", "resnet50_multiscale_conv3", "resnet50v2", "efficientnetb0",
+                  "mobilenetv2", "small_cnn")
 SPLIT_TOLERANCE = 1e-6
 _ABSENT = object()
 
@@ -69,7 +70,8 @@ def validate_config(config: Any) -> None:
     if _lookup(config, "training.cache_features") is True and _lookup(config, "model.trainable_backbone") is True:
         raise ConfigError("training.cache_features: true needs a frozen backbone (model.trainable_backbone: false); "
                           "cached features cannot fine-tune the backbone")
-    if _lookup(config, "model.trainable_from") not in (None, _ABSENT) and _lookup(config, "training.cache_features") is False:
+    trainable_from = _lookup(config, "model.trainable_from")
+    if trainable_from not in (None, _ABSENT) and _lookup(config, "training.cache_features") is False:
         raise ConfigError("model.trainable_from fine-tunes the backbone above that layer from cached activations, "
                           "after the head trained on cached features: set training.cache_features: true too, or "
                           "model.trainable_from: null")

@@ -7,7 +7,7 @@ thresholds, image size and resize policy, the training class counts behind its d
 ``get_config`` holds all of it, so one ``.keras`` file is a usable model::
 
     import keras, fashion_hier
-    model = keras.saving.load_model("model.keras")   # a HierarchicalClassifier
+    model = keras.saving.load_model(path)   # a run's model file (RunDir.MODEL): a HierarchicalClassifier
     model.predict_catalog(["shoe.jpg"], consistent=True)
 """
 from __future__ import annotations

@@ -191,9 +191,13 @@ def default_cache_dir(config: TrainConfig, paths: Sequence[str]) -> Path:
     request = _request_identity([str(p) for p in paths], config.model.backbone, config.model.weights,
                                 config.data.image_size, config.data.resize)
     del request["flip"]  # caches keep the directory names they had before flipped views existed
-    digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode("utf-8")).hexdigest()[:10]
     height, width = config.data.image_size
-    return Path(config.output_dir) / "features" / f"{config.model.backbone}_{height}x{width}_{digest}"
+    return Path(config.output_dir) / "features" / f"{config.model.backbone}_{height}x{width}_{request_digest(request)}"
+
+
+def request_digest(request: dict) -> str:
+    """A short hash of a cache request (its identity keys): part of a default cache directory's name."""
+    return hashlib.sha256(json.dumps(request, sort_keys=True).encode("utf-8")).hexdigest()[:10]
 
 
 def ensure_feature_caches(config: TrainConfig, paths: Sequence[str], cache_dir: str | os.PathLike | None = None, *,

@@ -124,7 +124,7 @@ def train_head_on_features(config: TrainConfig, cache_dir: str | os.PathLike, *,
     train_paths, train_labels = _readable(cache, _image_paths(prepared.train_frame), prepared.train_labels)
     train_features = _features_of(cache, train_paths, "train split")
     flipped_features = None if flipped is None else _features_of(flipped, train_paths, "train split (flipped)")
-    validation_features, validation_labels, validation_paths = None, prepared.validation_labels, []
+    validation_features, validation_labels, validation_paths = None, prepared.validation_labels, None
     if len(prepared.validation_frame):
         validation_paths, validation_labels = _readable(cache, _image_paths(prepared.validation_frame),
                                                         validation_labels)
@@ -139,10 +139,10 @@ def train_head_on_features(config: TrainConfig, cache_dir: str | os.PathLike, *,
     logger.info(_timing_summary(fitted.epoch_seconds, len(train_features), cache.manifest))
     finished = {"epochs": len(fitted.history.get("loss", [])), "monitor": EARLY_STOPPING_MONITOR,
                 "trainer": "head on cached features"}
-    if config.model.trainable_from and activation_cache is not None:
+    if activation_cache is not None:
         finished.update(_finetune(config, activation_cache, label_space, fitted, train_paths, train_labels,
-                                  validation_paths if validation_features is not None else None,
-                                  validation_labels, run_dir, prepared.train_labels, verbose=verbose))
+                                  validation_paths, validation_labels, run_dir, prepared.train_labels,
+                                  verbose=verbose))
     else:
         with atomic_path(RunDir(run_dir).head) as temporary:
             fitted.model.save(temporary)
@@ -163,11 +163,10 @@ def _finetune(config: TrainConfig, activation_cache, label_space: LabelSpace, fi
     from fashion_hier.finetune.stage import finetune_stage
 
     run = RunDir(run_dir)
-    unreadable = set(activation_cache.paths[~activation_cache.readable].tolist())
-    if unreadable:  # images the activation extraction could not read: out of the fine-tune too
-        train_paths, train_labels = _without(train_paths, train_labels, unreadable)
-        if validation_paths is not None:
-            validation_paths, validation_labels = _without(validation_paths, validation_labels, unreadable)
+    unreadable = set(activation_cache.paths[~activation_cache.readable].tolist())  # out of the fine-tune too
+    train_paths, train_labels = _without(train_paths, train_labels, unreadable)
+    if validation_paths is not None:
+        validation_paths, validation_labels = _without(validation_paths, validation_labels, unreadable)
     outcome = finetune_stage(config, activation_cache, label_space, fitted.model, fitted.history, train_paths,
                              train_labels, validation_paths, validation_labels, verbose=verbose,
                              callbacks=[keras.callbacks.CSVLogger(str(run.finetune_history))])
@@ -189,6 +188,9 @@ def _finetune(config: TrainConfig, activation_cache, label_space: LabelSpace, fi
 
 
 def _without(paths: list[str], labels: dict, dropped: set[str]) -> tuple[list[str], dict]:
+    """``paths`` and their ``labels`` without the paths in ``dropped``."""
+    if not dropped:
+        return paths, labels
     keep = np.array([path not in dropped for path in paths], dtype=bool)
     return [p for p, k in zip(paths, keep) if k], {level: values[keep] for level, values in labels.items()}
 
@@ -217,12 +219,11 @@ def _early_stopping(config: TrainConfig, has_validation: bool):
 
 def _readable(cache: FeatureCache, paths: list[str], labels: dict) -> tuple[list[str], dict]:
     """``paths`` and their ``labels`` without the images the cache could not read (their rows are placeholders)."""
-    unreadable = set(cache.unreadable)
-    if not unreadable:
-        return paths, labels
-    keep = np.array([path not in unreadable for path in paths], dtype=bool)
-    logger.warning("%d images of this split could not be read at extraction; left out", int((~keep).sum()))
-    return [path for path, kept in zip(paths, keep) if kept], {level: values[keep] for level, values in labels.items()}
+    kept_paths, kept_labels = _without(paths, labels, set(cache.unreadable))
+    if len(kept_paths) < len(paths):
+        logger.warning("%d images of this split could not be read at extraction; left out",
+                       len(paths) - len(kept_paths))
+    return kept_paths, kept_labels
 
 
 def _image_paths(frame) -> list[str]:

@@ -122,6 +122,8 @@ def extract_activations(paths: Sequence[str | os.PathLike], *, cache_dir: str | 
             raise ActivationCacheMismatch(
                 f"{cache_dir} holds {manifest['rows_done']} rows from a randomly initialised backbone "
                 f"(weights=None), which a new run cannot reproduce; pass overwrite=True")
+        if manifest["rows_done"] >= len(paths):
+            return load_activation_cache(cache_dir)  # complete: nothing to build or extract
     extractor = cut_extractor(backbone, weights, tuple(image_size), cut_layer)
     if manifest is None or overwrite:
         manifest = _start_cache(cache_dir, paths, request, tuple(extractor.output.shape[1:]))

@@ -12,14 +12,13 @@ record says so.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Sequence
 
 from fashion_hier.config import TrainConfig
+from fashion_hier.features.cache import request_digest
 from fashion_hier.finetune.activations import ActivationCache, _request_identity, extract_activations
 from fashion_hier.finetune.partial import MONITOR, FinetuneResult, finetune_from_cache
 from fashion_hier.labels import LabelSpace
@@ -31,10 +30,9 @@ def default_activation_cache_dir(config: TrainConfig, paths: Sequence[str]) -> P
     """``output_dir/features/activations_<backbone>_<h>x<w>_<cut>_<hash of the request>``, beside the feature caches."""
     request = _request_identity([str(p) for p in paths], config.model.backbone, config.model.weights,
                                 config.data.image_size, config.data.resize, config.model.trainable_from, "float16")
-    digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode("utf-8")).hexdigest()[:10]
     height, width = config.data.image_size
-    name = f"activations_{config.model.backbone}_{height}x{width}_{config.model.trainable_from}_{digest}"
-    return Path(config.output_dir) / "features" / name
+    name = f"activations_{config.model.backbone}_{height}x{width}_{config.model.trainable_from}"
+    return Path(config.output_dir) / "features" / f"{name}_{request_digest(request)}"
 
 
 def ensure_activation_cache(config: TrainConfig, paths: Sequence[str],

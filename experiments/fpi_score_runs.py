@@ -6,7 +6,7 @@ scores the *images* of the run's saved validation and test splits, so the number
 model a user gets; the metrics are ``fpi_recipe.scores`` (the same as every row of ``recipe.csv``).
 One row per run is appended to ``--out`` (a run already there is skipped).
 
-    python experiments/fpi_finetune.py --out runs.csv RUN_DIR [RUN_DIR ...]
+    python experiments/fpi_score_runs.py --out runs.csv RUN_DIR [RUN_DIR ...]
 """
 from __future__ import annotations
 
