@@ -100,6 +100,7 @@ class TrainingConfig:
     freeze_epochs: int = 0
     finetune_learning_rate: float = 1e-4
     finetune_epochs: int = 3  # model.trainable_from: epochs of the partial fine-tune (best on validation kept)
+    finetune_crop: float | None = None  # model.trainable_from: random crops of the cached maps, sides >= this fraction
     tensorboard: bool = False
     jit_compile: bool | Literal["auto"] = "auto"
     run_eagerly: bool = False  # no graph tracing: slower steps, but a tiny run starts in seconds (tests, debugging)

@@ -44,6 +44,8 @@ RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("training.epochs", _at_least(1), "an integer >= 1"),
     ("training.freeze_epochs", _at_least(0), "an integer >= 0"),
     ("training.finetune_epochs", _at_least(1), "an integer >= 1"),
+    ("training.finetune_crop", _optional(lambda value: _number(value) and 0 < value <= 1),
+     "a side fraction in (0, 1] (e.g. 0.7), or null (no crops)"),
     ("training.early_stopping_patience", _optional(_at_least(0)), "an integer >= 0, or null (no early stopping)"),
     ("training.seed", _optional(_at_least(0)), "an integer >= 0, or null (use data.seed)"),
     ("model.units", _at_least(1), "an integer >= 1 (the paper uses 1024)"),

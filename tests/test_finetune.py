@@ -191,7 +191,8 @@ def test_train_with_trainable_from_fine_tunes_above_the_cut_into_one_run(catalog
     from fashion_hier.rundir import RunDir
     from fashion_hier.train import train
 
-    config = _recipe_config(catalog_files, weights_file, tmp_path)
+    config = _recipe_config(catalog_files, weights_file, tmp_path, finetune_crop=0.7).with_overrides(
+        ["model.backbone=resnet50_multiscale"])   # the recipe's backbone: its trunk's cache, cropped maps
     run = RunDir(train(config))
 
     finished = run.finished_info()
@@ -236,3 +237,52 @@ def test_a_backbone_whose_features_read_below_the_cut_is_refused_in_one_line():
 
     with pytest.raises(ValueError, match="'resnet50_multiscale_conv3'.s pooled features read layers below the cut"):
         upper_backbone("resnet50_multiscale_conv3", None, (SIZE, SIZE), CUT)
+
+
+def test_crop_and_resize_matches_tensorflow_crop_and_resize():
+    tf = pytest.importorskip("tensorflow")
+    from fashion_hier.finetune.partial import crop_and_resize
+
+    generator = np.random.default_rng(0)
+    maps = generator.normal(size=(5, 7, 6, 3)).astype(np.float32)
+    boxes = np.array([[0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9], [0.3, 0.0, 1.0, 0.7], [0, 0.5, 0.5, 1.0],
+                      [0.25, 0.25, 0.75, 0.75]], np.float32)
+
+    ours = crop_and_resize(maps, boxes)
+    oracle = tf.image.crop_and_resize(maps, boxes, np.arange(5, dtype=np.int32), (7, 6)).numpy()
+
+    np.testing.assert_allclose(ours, oracle, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(ours[0], maps[0])   # the whole map is the map itself
+
+
+def test_cropped_views_are_seeded_crops_and_validation_is_never_cropped():
+    activations = np.random.default_rng(1).normal(size=(6, 2, 5, 5, 2)).astype(np.float16)
+    labels = {level: np.arange(6) for level in LEVELS}
+    cropped = CachedViews(activations, np.arange(6), labels, 6, seed=2, crop=0.6)
+    again = CachedViews(activations, np.arange(6), labels, 6, seed=2, crop=0.6)
+    plain = CachedViews(activations, np.arange(6), labels, 6, seed=2)
+
+    assert np.array_equal(cropped[0][0], again[0][0])
+    assert cropped[0][0].shape == plain[0][0].shape == (6, 5, 5, 2)
+    assert not np.allclose(cropped[0][0], plain[0][0])   # same views, now cropped
+    with pytest.raises(ValueError, match="crop needs a seed"):
+        CachedViews(activations, np.arange(6), labels, 6, crop=0.6)
+    with pytest.raises(ValueError, match=r"crop=1.5: expected the smallest side fraction"):
+        CachedViews(activations, np.arange(6), labels, 6, seed=2, crop=1.5)
+
+
+def test_a_multiscale_backbone_shares_its_trunks_activation_cache(catalog, weights_file, cache_dir):
+    from fashion_hier.finetune.partial import upper_backbone
+
+    shared = extract_activations(catalog.paths, cache_dir=cache_dir, backbone="resnet50_multiscale",
+                                 weights=weights_file, image_size=(SIZE, SIZE), cut_layer=CUT, dtype="float32")
+    assert shared.cache_dir == cache_dir and shared.manifest["backbone"] == "resnet50"
+
+    upper = upper_backbone("resnet50_multiscale", weights_file, (SIZE, SIZE), CUT)
+    pooled = np.asarray(upper.predict_on_batch(np.asarray(shared.activations[:3, 0], np.float32)))
+    network = keras.applications.ResNet50(include_top=False, weights=str(weights_file), input_shape=(SIZE, SIZE, 3))
+    images = np.stack([load_image(p, (SIZE, SIZE)) for p in catalog.paths[:3]])
+    outputs = keras.Model(network.input, [network.output, network.get_layer(CUT).output]).predict_on_batch(
+        keras.applications.resnet50.preprocess_input(images))
+    expected = np.concatenate([np.asarray(o).mean(axis=(1, 2)) for o in outputs], axis=1)
+    np.testing.assert_allclose(pooled, expected, rtol=1e-3, atol=1e-3)

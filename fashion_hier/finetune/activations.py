@@ -101,6 +101,8 @@ def extract_activations(paths: Sequence[str | os.PathLike], *, cache_dir: str | 
                         overwrite: bool = False, max_batches: int | None = None) -> ActivationCache:
     """Cut-layer activations of ``paths`` (original and flipped view) in ``cache_dir``, resumable.
 
+    ``backbone`` is recorded (and built) as its trunk (``backbone_trunk``: ``resnet50_multiscale`` ->
+    ``resnet50``): the layers below a cut are the trunk's, so one cache serves both names.
     Rows are written batch by batch and ``manifest.json`` counts those done after each flushed
     batch. Unreadable images are skipped (zero rows, listed in ``unreadable.txt`` and logged).
     ``max_batches`` stops after that many batches (rerun to continue). Returns the cache (complete
@@ -113,6 +115,9 @@ def extract_activations(paths: Sequence[str | os.PathLike], *, cache_dir: str | 
         raise ValueError(f"extract_activations: batch_size={batch_size}; expected a positive integer")
     if dtype not in ("float16", "float32"):
         raise ValueError(f"extract_activations: dtype={dtype!r}; expected 'float16' or 'float32'")
+    from fashion_hier.models import backbone_trunk
+
+    backbone = backbone_trunk(backbone)
     cache_dir = Path(cache_dir)
     request = _request_identity(paths, backbone, weights, image_size, resize, cut_layer, dtype)
     manifest = read_manifest(cache_dir)

@@ -5,7 +5,8 @@ cut-layer activations (``activations.py``) instead of images: each epoch costs t
 the cut only. Every BatchNormalization layer above the cut is frozen (``trainable=False``, which
 in Keras 3 also runs it in inference mode), so its statistics stay the ImageNet ones and the
 assembled image model computes exactly what was trained. Each sample is seen as its original or
-its mirror image, drawn per epoch from a seeded generator. Early stopping follows the
+its mirror image, drawn per epoch from a seeded generator, optionally randomly cropped
+(``training.finetune_crop``). Early stopping follows the
 (unweighted) validation subcategory accuracy and restores the best epoch.
 
 ``assemble_full_model`` then builds the ordinary image model (``build_model``) and copies the
@@ -95,17 +96,46 @@ def assemble_full_model(upper, head_model, config, label_space):
     return model
 
 
+def crop_and_resize(maps: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Each map's box ``(y1, x1, y2, x2)`` (fractions of the map) resampled bilinearly to the map's size.
+
+    The sampling grid of ``tf.image.crop_and_resize`` (box corners on the first and last cells),
+    written as two interpolation matrices per map so it runs in numpy on the cached float maps.
+    """
+    count, height, width, _ = maps.shape
+    rows = _interpolation(boxes[:, 0], boxes[:, 2], height)     # (count, height, height)
+    columns = _interpolation(boxes[:, 1], boxes[:, 3], width)   # (count, width, width)
+    return np.einsum("boh,bhwc,bpw->bopc", rows, maps, columns, optimize=True).astype(maps.dtype, copy=False)
+
+
+def _interpolation(start: np.ndarray, stop: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear weights (count, size out, size in) sampling ``size`` points from ``start`` to ``stop``."""
+    steps = np.linspace(0.0, 1.0, size) if size > 1 else np.array([0.5])
+    position = (start[:, None] + (stop - start)[:, None] * steps[None, :]) * (size - 1)   # (count, size)
+    low = np.clip(np.floor(position), 0, size - 1).astype(np.int64)
+    high = np.minimum(low + 1, size - 1)
+    fraction = (position - low)[..., None]
+    cells = np.arange(size)[None, None, :]
+    return (1.0 - fraction) * (cells == low[..., None]) + fraction * (cells == high[..., None])
+
+
 class CachedViews(keras.utils.PyDataset):
     """Batches of cached activations (float32) and targets; a seeded random view per sample per epoch.
 
-    ``seed=None``: the original view, rows in order (validation, scoring).
+    ``seed=None``: the original view, rows in order (validation, scoring). ``crop`` (training only,
+    in (0, 1]): each map is also a random crop, each side a fraction in ``[crop, 1]`` of the map's,
+    resized back -- the image crops that a cached map cannot be given any more, approximated one stage up.
     """
 
     def __init__(self, activations: np.ndarray, rows: np.ndarray, labels: dict | None, batch_size: int,
-                 seed: int | None = None):
+                 seed: int | None = None, crop: float | None = None):
         super().__init__()
+        if crop is not None and not 0 < crop <= 1:
+            raise ValueError(f"crop={crop!r}: expected the smallest side fraction of a crop, in (0, 1], or None")
+        if crop is not None and seed is None:
+            raise ValueError("crop needs a seed (random crops are for training batches)")
         self.activations, self.rows, self.labels = activations, np.asarray(rows), labels
-        self.batch_size, self.seed, self.epoch = int(batch_size), seed, 0
+        self.batch_size, self.seed, self.epoch, self.crop = int(batch_size), seed, 0, crop
         self._draw()
 
     def _draw(self) -> None:
@@ -123,6 +153,11 @@ class CachedViews(keras.utils.PyDataset):
         picked = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
         rows = self.rows[picked]
         x = np.asarray(self.activations[rows, self.views[picked]], dtype=np.float32)
+        if self.crop is not None and self.crop < 1:
+            generator = np.random.default_rng([self.seed, self.epoch, index, 1])
+            side = generator.uniform(self.crop, 1.0, (len(x), 2))
+            top = generator.uniform(0.0, 1.0, (len(x), 2)) * (1.0 - side)
+            x = crop_and_resize(x, np.concatenate([top, top + side], axis=1))
         if self.labels is None:
             return (x,)
         return x, {level: np.asarray(self.labels[level])[picked] for level in LEVELS}
@@ -133,9 +168,9 @@ class CachedViews(keras.utils.PyDataset):
 
 
 def cached_batches(cache: ActivationCache, rows: Sequence[int], labels: dict | None, batch_size: int, *,
-                   seed: int | None = None):
+                   seed: int | None = None, crop: float | None = None):
     """A Keras ``PyDataset`` over ``rows`` of ``cache`` (see ``CachedViews``)."""
-    return CachedViews(cache.activations, np.asarray(rows), labels, batch_size, seed)
+    return CachedViews(cache.activations, np.asarray(rows), labels, batch_size, seed, crop)
 
 
 def predict_from_cache(cached, cache: ActivationCache, rows: Sequence[int], *, view: int = 0,
@@ -180,7 +215,7 @@ def finetune_from_cache(config, cache: ActivationCache, label_space, train_paths
     Args:
         config: a resolved ``TrainConfig``; uses ``model.*`` (backbone, weights, head, units, l2, dropout,
             switches), ``data.image_size``/``resize``, ``training.batch_size``/``epochs``/
-            ``early_stopping_patience`` and ``training_seed(config)``.
+            ``early_stopping_patience``/``finetune_crop`` and ``training_seed(config)``.
         cache: ``load_activation_cache(...)``, made with ``config``'s backbone, weights, size, resize and cut.
         train_paths, train_labels: the training rows and their encoded targets (``label_space.encode``).
         validation_paths, validation_labels: for early stopping on validation subcategory accuracy
@@ -196,10 +231,10 @@ def finetune_from_cache(config, cache: ActivationCache, label_space, train_paths
     from fashion_hier import train as training
     from fashion_hier.config import training_seed
     from fashion_hier.features import weights_identity
-    from fashion_hier.models import backbone_spec, build_head_model_from_config, copy_head_weights
+    from fashion_hier.models import backbone_spec, backbone_trunk, build_head_model_from_config, copy_head_weights
 
     cut_layer = cut_layer or cache.manifest["cut_layer"]
-    expected = {"backbone": config.model.backbone, "weights": weights_identity(config.model.weights),
+    expected = {"backbone": backbone_trunk(config.model.backbone), "weights": weights_identity(config.model.weights),
                 "image_size": [int(s) for s in config.data.image_size], "resize": config.data.resize,
                 "cut_layer": cut_layer}
     differences = [f"{key}: cache has {cache.manifest.get(key)!r}, config has {value!r}"
@@ -223,7 +258,8 @@ def finetune_from_cache(config, cache: ActivationCache, label_space, train_paths
     training.compile_model(model, config, losses, label_space, learning_rate, jit_compile=False,
                            steps_per_epoch=-(-len(train_rows) // batch_size), epochs=epochs)
 
-    train_data = cached_batches(cache, train_rows, train_labels, batch_size, seed=seed)
+    train_data = cached_batches(cache, train_rows, train_labels, batch_size, seed=seed,
+                                crop=config.training.finetune_crop)
     validation_data, fit_callbacks = None, [EpochTimer()]
     if validation_paths is not None and len(validation_paths):
         validation_rows = cache.rows(validation_paths, source="validation images")

@@ -22,16 +22,18 @@ from fashion_hier.features.cache import request_digest
 from fashion_hier.finetune.activations import ActivationCache, _request_identity, extract_activations
 from fashion_hier.finetune.partial import MONITOR, FinetuneResult, finetune_from_cache
 from fashion_hier.labels import LabelSpace
+from fashion_hier.models import backbone_trunk
 
 logger = logging.getLogger(__name__)
 
 
 def default_activation_cache_dir(config: TrainConfig, paths: Sequence[str]) -> Path:
-    """``output_dir/features/activations_<backbone>_<h>x<w>_<cut>_<hash of the request>``, beside the feature caches."""
-    request = _request_identity([str(p) for p in paths], config.model.backbone, config.model.weights,
+    """``output_dir/features/activations_<trunk>_<h>x<w>_<cut>_<hash of the request>``, beside the feature caches."""
+    trunk = backbone_trunk(config.model.backbone)   # resnet50_multiscale shares resnet50's cache
+    request = _request_identity([str(p) for p in paths], trunk, config.model.weights,
                                 config.data.image_size, config.data.resize, config.model.trainable_from, "float16")
     height, width = config.data.image_size
-    name = f"activations_{config.model.backbone}_{height}x{width}_{config.model.trainable_from}"
+    name = f"activations_{trunk}_{height}x{width}_{config.model.trainable_from}"
     return Path(config.output_dir) / "features" / f"{name}_{request_digest(request)}"
 
 

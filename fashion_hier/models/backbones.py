@@ -16,11 +16,16 @@ import keras
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """How to build one backbone: its constructor, preprocessing mode and pooled feature size."""
+    """How to build one backbone: its constructor, preprocessing mode and pooled feature size.
+
+    ``trunk``: the registry name of the network this one only adds pooled outputs to (same layers,
+    names and weights), so an activation cache at a cut layer of one serves both; None: itself.
+    """
 
     constructor: Callable[..., keras.Model]
     preprocess_mode: str
     feature_dim: int
+    trunk: str | None = None
 
 
 def SmallCNN(*, include_top: bool = False, pooling: str = "avg", input_shape=None, weights=None,
@@ -74,9 +79,11 @@ def multiscale(constructor: Callable[..., keras.Model], stages: tuple[str, ...])
 BACKBONES: dict[str, BackboneSpec] = {
     "resnet50": BackboneSpec(keras.applications.ResNet50, "caffe", 2048),
     # conv5 + conv4 pooled (2048 + 1024): the recipe's; + conv3 (512) measured no better on validation
-    "resnet50_multiscale": BackboneSpec(multiscale(keras.applications.ResNet50, ("conv4_block6_out",)), "caffe", 3072),
+    "resnet50_multiscale": BackboneSpec(multiscale(keras.applications.ResNet50, ("conv4_block6_out",)), "caffe", 3072,
+                                        trunk="resnet50"),
     "resnet50_multiscale_conv3": BackboneSpec(multiscale(keras.applications.ResNet50,
-                                                         ("conv4_block6_out", "conv3_block4_out")), "caffe", 3584),
+                                                         ("conv4_block6_out", "conv3_block4_out")), "caffe", 3584,
+                                              trunk="resnet50"),
     "resnet50v2": BackboneSpec(keras.applications.ResNet50V2, "tf", 2048),
     "efficientnetb0": BackboneSpec(keras.applications.EfficientNetB0, "none", 1280),
     "mobilenetv2": BackboneSpec(keras.applications.MobileNetV2, "tf", 1280),
@@ -89,6 +96,11 @@ def backbone_spec(name: str) -> BackboneSpec:
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; known backbones: {', '.join(sorted(BACKBONES))}")
     return BACKBONES[name]
+
+
+def backbone_trunk(name: str) -> str:
+    """The registry name whose layers ``name`` shares up to its pooling (``BackboneSpec.trunk``, else ``name``)."""
+    return backbone_spec(name).trunk or name
 
 
 def build_backbone(name: str, weights: str | os.PathLike | None, input_shape: tuple[int, int, int],
