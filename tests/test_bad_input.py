@@ -260,6 +260,7 @@ def test_catalog_error_is_a_value_error_for_the_cli():
     ("model.dropout=2.0", r"model\.dropout: expected a rate in \[0, 1\)"),
     ("model.dropout=1", r"model\.dropout: expected a rate in \[0, 1\)"),
     ("training.batch_size=0", r"batch_size"),
+    ("training.finetune_crop=0", r"training\.finetune_crop: expected a side fraction in \(0, 1\]"),
     ("data.split=[0.5,0.5,0.5]", r"data\.split: the fractions must add up to 1, got \[0\.5, 0\.5, 0\.5\]"),
     ("data.split=[1.2,-0.1,-0.1]", r"data\.split: expected .* each in \[0, 1\]"),
     ("data.image_size=[0,64]", r"data\.image_size: expected \[height, width\] in pixels"),
