@@ -239,20 +239,21 @@ def test_a_backbone_whose_features_read_below_the_cut_is_refused_in_one_line():
         upper_backbone("resnet50_multiscale_conv3", None, (SIZE, SIZE), CUT)
 
 
-def test_crop_and_resize_matches_tensorflow_crop_and_resize():
-    tf = pytest.importorskip("tensorflow")
+def test_crop_and_resize_crops_each_map_to_its_box_bilinearly():
     from fashion_hier.finetune.partial import crop_and_resize
 
-    generator = np.random.default_rng(0)
-    maps = generator.normal(size=(5, 7, 6, 3)).astype(np.float32)
-    boxes = np.array([[0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9], [0.3, 0.0, 1.0, 0.7], [0, 0.5, 0.5, 1.0],
-                      [0.25, 0.25, 0.75, 0.75]], np.float32)
+    maps = np.random.default_rng(0).normal(size=(3, 5, 5, 2)).astype(np.float32)
+    ramp = np.broadcast_to(np.arange(5, dtype=np.float32)[None, :, None, None], (1, 5, 5, 1))
+    boxes = np.array([[0, 0, 1, 1], [0, 0, 0.5, 0.5], [0.25, 0.25, 0.75, 0.75]], np.float32)
 
-    ours = crop_and_resize(maps, boxes)
-    oracle = tf.image.crop_and_resize(maps, boxes, np.arange(5, dtype=np.int32), (7, 6)).numpy()
+    cropped = crop_and_resize(maps, boxes)
 
-    np.testing.assert_allclose(ours, oracle, rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(ours[0], maps[0])   # the whole map is the map itself
+    np.testing.assert_allclose(cropped[0], maps[0], atol=1e-6)             # the whole map is the map
+    np.testing.assert_allclose(cropped[1, ::2, ::2], maps[1, :3, :3], atol=1e-6)   # box corners on cells
+    np.testing.assert_allclose(cropped[1, 1::2, 1::2], (maps[1, :2, :2] + maps[1, 1:3, :2] + maps[1, :2, 1:3]
+                                                        + maps[1, 1:3, 1:3]) / 4, atol=1e-5)   # halfway: bilinear
+    rows = crop_and_resize(ramp, boxes[2:])[0, :, 0, 0]                     # rows 1..3 of a 0..4 ramp
+    np.testing.assert_allclose(rows, [1, 1.5, 2, 2.5, 3], atol=1e-6)
 
 
 def test_cropped_views_are_seeded_crops_and_validation_is_never_cropped():
@@ -286,3 +287,19 @@ def test_a_multiscale_backbone_shares_its_trunks_activation_cache(catalog, weigh
         keras.applications.resnet50.preprocess_input(images))
     expected = np.concatenate([np.asarray(o).mean(axis=(1, 2)) for o in outputs], axis=1)
     np.testing.assert_allclose(pooled, expected, rtol=1e-3, atol=1e-3)
+
+
+def test_features_extract_only_also_caches_the_fine_tunes_activations(catalog_files, weights_file, tmp_path, capsys):
+    from fashion_hier.features.cli import main
+
+    config_yaml = tmp_path / "recipe.yaml"
+    _recipe_config(catalog_files, weights_file, tmp_path).to_yaml(config_yaml)
+
+    assert main(["--config", str(config_yaml), "--extract-only"]) == 0
+
+    printed = capsys.readouterr().out
+    assert f"activations at {CUT} cached in" in printed
+    activations = [p for p in (tmp_path / "features").iterdir() if p.name.startswith("activations_")]
+    assert len(activations) == 1
+    assert load_activation_cache(activations[0]).manifest["rows_done"] == 15
+    assert not (tmp_path / "recipe").exists()        # extraction only: no run directory

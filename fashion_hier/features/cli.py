@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run of the same name")
     parser.add_argument("--overwrite-cache", action="store_true",
                         help="recompute a cache that was made for other images, backbone, weights or size")
-    parser.add_argument("--extract-only", action="store_true", help="compute the feature cache and stop")
+    parser.add_argument("--extract-only", action="store_true",
+                        help="compute the feature caches (and model.trainable_from's activation cache) and stop")
     parser.add_argument("--flip", action="store_true",
                         help="also cache horizontally flipped views (CACHE/flipped; implied by data.flip_features)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per backbone batch during extraction")
@@ -40,6 +41,11 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
         ensure_feature_caches(config, catalog.paths, cache_dir, flip=args.flip, overwrite=args.overwrite_cache,
                               batch_size=args.batch_size, progress=True)
         print(f"features cached in {cache_dir}")
+        if args.extract_only and config.model.trainable_from:   # the fine-tune's cache is extraction too
+            from fashion_hier.finetune.stage import ensure_activation_cache
+
+            activations = ensure_activation_cache(config, catalog.paths)
+            print(f"activations at {config.model.trainable_from} cached in {activations.cache_dir}")
         if not args.extract_only:
             run_dir = train_head_on_features(config, cache_dir, overwrite=args.overwrite)
             print(f"run: {run_dir}")
