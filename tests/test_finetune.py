@@ -289,7 +289,8 @@ def test_a_multiscale_backbone_shares_its_trunks_activation_cache(catalog, weigh
     np.testing.assert_allclose(pooled, expected, rtol=1e-3, atol=1e-3)
 
 
-def test_features_extract_only_also_caches_the_fine_tunes_activations(catalog_files, weights_file, tmp_path, capsys):
+def test_features_extract_only_also_caches_the_fine_tunes_activations(catalog, catalog_files, weights_file, tmp_path,
+                                                                      capsys):
     from fashion_hier.features.cli import main
 
     config_yaml = tmp_path / "recipe.yaml"
@@ -301,5 +302,5 @@ def test_features_extract_only_also_caches_the_fine_tunes_activations(catalog_fi
     assert f"activations at {CUT} cached in" in printed
     activations = [p for p in (tmp_path / "features").iterdir() if p.name.startswith("activations_")]
     assert len(activations) == 1
-    assert load_activation_cache(activations[0]).manifest["rows_done"] == 15
+    assert load_activation_cache(activations[0]).manifest["rows_done"] == len(catalog)
     assert not (tmp_path / "recipe").exists()        # extraction only: no run directory
