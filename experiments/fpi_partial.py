@@ -46,6 +46,28 @@ class CroppedViews(CachedViews):
         return tf.image.crop_and_resize(x, boxes, np.arange(len(x), dtype=np.int32), x.shape[1:3]).numpy(), y
 
 
+def recipe_split_rows(cache_dir: Path, overrides: list[str]):
+    """``fpi_recipe.yaml`` (+ ``overrides``), its label space, the activation cache, and per split its rows and labels."""
+    import tempfile
+
+    from fashion_hier import train as training
+    from fashion_hier.config import TrainConfig
+    from fashion_hier.finetune import load_activation_cache
+
+    with tempfile.TemporaryDirectory() as scratch:
+        config = TrainConfig.from_yaml(CONFIG).with_overrides([*overrides, f"output_dir={scratch}", "name=x"])
+        config = training.resolved_config(config)
+        prepared = training.prepare_run(config, overwrite=True, resume=False)
+    label_space = prepared.label_space
+    test_frame, test_labels = training._encode_known(label_space, prepared.splits.test, "test")
+    cache = load_activation_cache(cache_dir)
+    rows = {name: cache.rows(frame["image_path"].astype(str).tolist())
+            for name, frame in (("train", prepared.train_frame), ("validation", prepared.validation_frame),
+                                ("test", test_frame))}
+    labels = {"train": prepared.train_labels, "validation": prepared.validation_labels, "test": test_labels}
+    return config, label_space, cache, rows, labels
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, required=True)
@@ -61,14 +83,9 @@ def main() -> None:
     parser.add_argument("--save", type=Path, default=None, help="save the assembled model.keras here")
     args = parser.parse_args()
 
-    import dataclasses
-    import tempfile
-
     import keras
 
     from fashion_hier import train as training
-    from fashion_hier.config import TrainConfig
-    from fashion_hier.finetune import load_activation_cache
     from fashion_hier.finetune.partial import (MONITOR, assemble_full_model, cached_batches, cached_model,
                                                predict_from_cache, upper_backbone)
     from fashion_hier.models import backbone_spec, build_head_model_from_config, copy_head_weights
@@ -76,17 +93,7 @@ def main() -> None:
     overrides = [f"data.labels_csv={fpi_recipe.DATA}/styles.csv", f"data.image_dir={fpi_recipe.DATA}/images",
                  f"model.weights={fpi_recipe.WEIGHTS}", f"training.seed={args.seed}",
                  f"optimizer.warmup_epochs={args.warmup}", *args.set]
-    with tempfile.TemporaryDirectory() as scratch:
-        config = TrainConfig.from_yaml(CONFIG).with_overrides([*overrides, f"output_dir={scratch}", "name=x"])
-        config = training.resolved_config(config)
-        prepared = training.prepare_run(config, overwrite=True, resume=False)
-    label_space = prepared.label_space
-    test_frame, test_labels = training._encode_known(label_space, prepared.splits.test, "test")
-    cache = load_activation_cache(args.cache)
-    rows = {name: cache.rows(frame["image_path"].astype(str).tolist())
-            for name, frame in (("train", prepared.train_frame), ("validation", prepared.validation_frame),
-                                ("test", test_frame))}
-    labels = {"train": prepared.train_labels, "validation": prepared.validation_labels, "test": test_labels}
+    config, label_space, cache, rows, labels = recipe_split_rows(args.cache, overrides)
 
     keras.utils.set_random_seed(args.seed)
     upper = upper_backbone(config.model.backbone, config.model.weights, tuple(config.data.image_size),

@@ -20,9 +20,7 @@ import numpy as np
 import pandas as pd
 
 import fpi_recipe
-
-CONFIG = fpi_recipe.ROOT / "experiments/configs/fpi_recipe.yaml"
-
+from fpi_partial import recipe_split_rows
 
 def pooled(upper, activations: np.ndarray, rows: np.ndarray, views: np.ndarray, boxes: np.ndarray | None,
            batch_size: int = 64) -> np.ndarray:
@@ -60,27 +58,12 @@ def main() -> None:
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
 
-    import tempfile
-
-    from fashion_hier import train as training
-    from fashion_hier.config import TrainConfig
     from fashion_hier.features import fit_head, predict_from_features
-    from fashion_hier.finetune import load_activation_cache
     from fashion_hier.finetune.partial import upper_backbone
 
     overrides = [f"data.labels_csv={fpi_recipe.DATA}/styles.csv", f"data.image_dir={fpi_recipe.DATA}/images",
                  f"model.weights={fpi_recipe.WEIGHTS}", *args.set]
-    with tempfile.TemporaryDirectory() as scratch:
-        config = TrainConfig.from_yaml(CONFIG).with_overrides([*overrides, f"output_dir={scratch}", "name=x"])
-        config = training.resolved_config(config)
-        prepared = training.prepare_run(config, overwrite=True, resume=False)
-    label_space = prepared.label_space
-    test_frame, test_labels = training._encode_known(label_space, prepared.splits.test, "test")
-    cache = load_activation_cache(args.cache)
-    rows = {name: cache.rows(frame["image_path"].astype(str).tolist())
-            for name, frame in (("train", prepared.train_frame), ("validation", prepared.validation_frame),
-                                ("test", test_frame))}
-    labels = {"train": prepared.train_labels, "validation": prepared.validation_labels, "test": test_labels}
+    config, label_space, cache, rows, labels = recipe_split_rows(args.cache, overrides)
     upper = upper_backbone(config.model.backbone, config.model.weights, tuple(config.data.image_size),
                            cache.manifest["cut_layer"])
     args.work.mkdir(parents=True, exist_ok=True)
