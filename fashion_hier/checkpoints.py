@@ -141,8 +141,11 @@ def write_history(run: RunDir, history: list[dict[str, Any]]) -> None:
 
 
 def epoch_checkpoint_callback(run: RunDir, state: TrainingState, *, monitor: str, patience: int | None,
-                              stage_start: int, loader=None):
-    """A Keras callback that makes one fit call resumable (see ``EpochCheckpoint``)."""
+                              stage_start: int, loader=None, interrupt=None):
+    """A Keras callback that makes one fit call resumable (see ``EpochCheckpoint``).
+
+    ``interrupt``: the fit's ``callbacks.StopOnInterrupt``; an epoch it cut short is not recorded.
+    """
     import keras
 
     class EpochCheckpoint(keras.callbacks.Callback):
@@ -157,6 +160,8 @@ def epoch_checkpoint_callback(run: RunDir, state: TrainingState, *, monitor: str
                 loader.epoch = epoch
 
         def on_epoch_end(self, epoch, logs=None):
+            if interrupt is not None and interrupt.requested:
+                return  # cut short by Ctrl-C: the resumed run repeats this epoch from its start
             row = {"epoch": epoch, **{name: float(value) for name, value in (logs or {}).items()}}
             state.history.append(row)
             state.epochs_done = epoch + 1

@@ -8,7 +8,7 @@ What every command shares lives here, around the dispatch:
   ``fashion_hier.logs``) and ``--debug``;
 - a user's mistake (``USER_ERRORS``) is one line on stderr, ``fashion-hier COMMAND: message``, and
   exit code 2 (``--debug`` shows the traceback); anything else keeps its traceback;
-- Ctrl-C is one line and exit code 130.
+- Ctrl-C is one line and exit code 130 (training stops at a batch's end first: ``callbacks.StopOnInterrupt``).
 """
 from __future__ import annotations
 

@@ -57,6 +57,7 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
     """
     import keras
 
+    from fashion_hier.callbacks import StopOnInterrupt
     from fashion_hier.checkpoints import (
         TrainingState,
         best_epoch,
@@ -98,24 +99,27 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
         losses = weighted_losses(config, label_space, train_labels)
         patience = config.training.early_stopping_patience
         trained = False
-        for frozen, first_epoch, end_epoch, learning_rate in _stages(config):
-            if state.epochs_done >= end_epoch or should_stop(state.history, monitor, patience, since=first_epoch):
-                continue  # finished (or stopped early) before an interruption: not repeated
-            _set_backbone_trainable(model, config.model.trainable_backbone and not frozen)
-            compile_model(model, config, losses, label_space, learning_rate, jit_compile,
-                          steps_per_epoch=-(-len(prepared.train_frame) // config.training.batch_size),
-                          epochs=end_epoch - first_epoch)
-            if state.checkpoint is not None:  # the optimiser state only within the stage that wrote it
-                restore_checkpoint(run, model, state, optimizer=state.epochs_done > first_epoch)
-            checkpoint = epoch_checkpoint_callback(run, state, monitor=monitor, patience=patience,
-                                                   stage_start=first_epoch, loader=train_data)
-            # shuffle=False: the loader reshuffles itself from the seed; Keras would add an unseeded
-            # shuffle of the batch order on top and break run-to-run reproducibility.
-            model.fit(train_data, validation_data=validation_data, epochs=end_epoch,
-                      initial_epoch=max(first_epoch, state.epochs_done),
-                      callbacks=[checkpoint, *_extra_callbacks(config, run), *callbacks],
-                      verbose=verbose, shuffle=False)
-            trained = True
+        with StopOnInterrupt() as interrupt:  # Ctrl-C: stop at a batch's end, then KeyboardInterrupt
+            for frozen, first_epoch, end_epoch, learning_rate in _stages(config):
+                interrupt.raise_if_requested()
+                if state.epochs_done >= end_epoch or should_stop(state.history, monitor, patience, since=first_epoch):
+                    continue  # finished (or stopped early) before an interruption: not repeated
+                _set_backbone_trainable(model, config.model.trainable_backbone and not frozen)
+                compile_model(model, config, losses, label_space, learning_rate, jit_compile,
+                              steps_per_epoch=-(-len(prepared.train_frame) // config.training.batch_size),
+                              epochs=end_epoch - first_epoch)
+                if state.checkpoint is not None:  # the optimiser state only within the stage that wrote it
+                    restore_checkpoint(run, model, state, optimizer=state.epochs_done > first_epoch)
+                checkpoint = epoch_checkpoint_callback(run, state, monitor=monitor, patience=patience,
+                                                       stage_start=first_epoch, loader=train_data,
+                                                       interrupt=interrupt)
+                # shuffle=False: the loader reshuffles itself from the seed; Keras would add an unseeded
+                # shuffle of the batch order on top and break run-to-run reproducibility.
+                model.fit(train_data, validation_data=validation_data, epochs=end_epoch,
+                          initial_epoch=max(first_epoch, state.epochs_done),
+                          callbacks=[interrupt, checkpoint, *_extra_callbacks(config, run), *callbacks],
+                          verbose=verbose, shuffle=False)
+                trained = True
         if not trained and state.checkpoint is not None:  # killed after the last checkpoint, before the final save
             restore_checkpoint(run, model, state, optimizer=False)
         if patience is not None and run.best.is_file():

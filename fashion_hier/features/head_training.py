@@ -76,12 +76,13 @@ def fit_head(config: TrainConfig, label_space: LabelSpace, train_features: np.nd
                  jit_compile=jit_compile, run_eagerly=config.training.run_eagerly)
     has_validation = validation_features is not None and len(validation_features) > 0
     validation_data = (validation_features, validation_labels) if has_validation else None
-    from fashion_hier.callbacks import EpochTimer
+    from fashion_hier.callbacks import EpochTimer, StopOnInterrupt
 
     timer = EpochTimer()
-    history = head.fit(features, labels, validation_data=validation_data, batch_size=batch_size, epochs=epochs,
-                       shuffle=True, verbose=verbose,
-                       callbacks=[timer, _early_stopping(config, has_validation), *callbacks])
+    with StopOnInterrupt() as interrupt:
+        history = head.fit(features, labels, validation_data=validation_data, batch_size=batch_size, epochs=epochs,
+                           shuffle=True, verbose=verbose,
+                           callbacks=[interrupt, timer, _early_stopping(config, has_validation), *callbacks])
     return FittedHead(head, history.history, timer.seconds)
 
 

@@ -24,7 +24,7 @@ from typing import Sequence
 import keras
 import numpy as np
 
-from fashion_hier.callbacks import EpochTimer
+from fashion_hier.callbacks import EpochTimer, StopOnInterrupt
 from fashion_hier.finetune.activations import DEFAULT_CUT, ActivationCache, ActivationCacheMismatch
 from fashion_hier.labels import LEVELS
 
@@ -259,8 +259,9 @@ def finetune_from_cache(config, cache: ActivationCache, label_space, train_paths
         patience = config.training.early_stopping_patience
         fit_callbacks.append(keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", restore_best_weights=True,
                                                            patience=epochs if patience is None else patience))
-    history = model.fit(train_data, validation_data=validation_data, epochs=epochs, shuffle=False,
-                        callbacks=[*fit_callbacks, *callbacks], verbose=verbose)
+    with StopOnInterrupt() as interrupt:
+        history = model.fit(train_data, validation_data=validation_data, epochs=epochs, shuffle=False,
+                            callbacks=[interrupt, *fit_callbacks, *callbacks], verbose=verbose)
     best_epoch = None
     if validation_data is not None and MONITOR in history.history:
         best_epoch = int(np.argmax(history.history[MONITOR])) + 1
