@@ -120,6 +120,18 @@ def scores(y: dict, probabilities: dict, label_space, train_counts: np.ndarray) 
     }
 
 
+def append_row(path: Path, row: dict) -> None:
+    """Print ``row`` (floats rounded) and append it to the CSV at ``path`` (atomic: a kill never loses earlier rows)."""
+    from fashion_hier.atomic import atomic_path
+
+    print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+    frame = pd.DataFrame([row])
+    if path.is_file():
+        frame = pd.concat([pd.read_csv(path), frame], ignore_index=True)
+    with atomic_path(path) as temporary:
+        frame.to_csv(temporary, index=False)
+
+
 def run_head(config, label_space, data, overrides: dict, seed: int) -> dict:
     from fashion_hier.features import fit_head, predict_from_features
 

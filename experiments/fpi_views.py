@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 import fpi_recipe
 from fpi_partial import recipe_split_rows
@@ -25,7 +24,7 @@ from fpi_partial import recipe_split_rows
 def pooled(upper, activations: np.ndarray, rows: np.ndarray, views: np.ndarray, boxes: np.ndarray | None,
            batch_size: int = 64) -> np.ndarray:
     """Pooled features of ``activations[rows, views]``, each map cropped to ``boxes`` (y1, x1, y2, x2) first."""
-    import tensorflow as tf
+    from fashion_hier.finetune.partial import crop_and_resize
 
     parts = []
     for start in range(0, len(rows), batch_size):
@@ -33,17 +32,11 @@ def pooled(upper, activations: np.ndarray, rows: np.ndarray, views: np.ndarray, 
         order = np.argsort(rows[chunk])        # memory-mapped reads in row order
         x = np.asarray(activations[rows[chunk][order], views[chunk][order]], dtype=np.float32)
         if boxes is not None:
-            x = tf.image.crop_and_resize(x, boxes[chunk][order], np.arange(len(x), dtype=np.int32), x.shape[1:3])
+            x = crop_and_resize(x, boxes[chunk][order])
         out = np.empty((len(x), upper.output.shape[-1]), np.float32)
         out[order] = np.asarray(upper.predict_on_batch(x))
         parts.append(out)
     return np.concatenate(parts)
-
-
-def random_boxes(count: int, crop: float, generator: np.random.Generator) -> np.ndarray:
-    side = generator.uniform(crop, 1.0, (count, 2))
-    top = generator.uniform(0.0, 1.0, (count, 2)) * (1.0 - side)
-    return np.concatenate([top, top + side], axis=1).astype(np.float32)
 
 
 def main() -> None:
@@ -59,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from fashion_hier.features import fit_head, predict_from_features
-    from fashion_hier.finetune.partial import upper_backbone
+    from fashion_hier.finetune.partial import random_crop_boxes, upper_backbone
 
     overrides = [f"data.labels_csv={fpi_recipe.DATA}/styles.csv", f"data.image_dir={fpi_recipe.DATA}/images",
                  f"model.weights={fpi_recipe.WEIGHTS}", *args.set]
@@ -87,7 +80,7 @@ def main() -> None:
         def make(k=k):
             generator = np.random.default_rng([1234, k, int(args.crop * 100)])
             return pooled(upper, cache.activations, train_rows, generator.integers(0, 2, len(train_rows)),
-                          random_boxes(len(train_rows), args.crop, generator))
+                          random_crop_boxes(generator, len(train_rows), args.crop))
         augmented.append(cached(f"train_crop{int(args.crop * 100)}_{k}", make))
     train_features = np.concatenate([features["train"], flipped, *augmented])
     train_labels = {level: np.concatenate([values] * (2 + args.views)) for level, values in labels["train"].items()}
@@ -103,11 +96,7 @@ def main() -> None:
             probabilities = predict_from_features(fitted.model, features[name])
             row.update({f"{name}_{k}": v for k, v in fpi_recipe.scores(labels[name], probabilities, label_space,
                                                                        counts).items()})
-        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
-        frame = pd.DataFrame([row])
-        if args.out.is_file():
-            frame = pd.concat([pd.read_csv(args.out), frame], ignore_index=True)
-        frame.to_csv(args.out, index=False)
+        fpi_recipe.append_row(args.out, row)
 
 
 if __name__ == "__main__":

@@ -96,6 +96,13 @@ def assemble_full_model(upper, head_model, config, label_space):
     return model
 
 
+def random_crop_boxes(generator: np.random.Generator, count: int, crop: float) -> np.ndarray:
+    """``count`` random boxes ``(y1, x1, y2, x2)`` in map fractions, each side a fraction in ``[crop, 1]``."""
+    side = generator.uniform(crop, 1.0, (count, 2))
+    top = generator.uniform(0.0, 1.0, (count, 2)) * (1.0 - side)
+    return np.concatenate([top, top + side], axis=1)
+
+
 def crop_and_resize(maps: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Each map's box ``(y1, x1, y2, x2)`` (fractions of the map) resampled bilinearly to the map's size.
 
@@ -146,9 +153,7 @@ class CachedViews(keras.utils.PyDataset):
         x = np.asarray(self.activations[rows, self.views[picked]], dtype=np.float32)
         if self.crop is not None and self.crop < 1:
             generator = np.random.default_rng([self.seed, self.epoch, index, 1])
-            side = generator.uniform(self.crop, 1.0, (len(x), 2))
-            top = generator.uniform(0.0, 1.0, (len(x), 2)) * (1.0 - side)
-            x = crop_and_resize(x, np.concatenate([top, top + side], axis=1))
+            x = crop_and_resize(x, random_crop_boxes(generator, len(x), self.crop))
         if self.labels is None:
             return (x,)
         return x, {level: np.asarray(self.labels[level])[picked] for level in LEVELS}
