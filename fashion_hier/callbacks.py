@@ -44,7 +44,7 @@ class StopOnInterrupt(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self.requested = False
-        self._previous = None
+        self._installed, self._previous = False, None
 
     def __enter__(self) -> "StopOnInterrupt":
         import signal
@@ -53,14 +53,15 @@ class StopOnInterrupt(keras.callbacks.Callback):
         self.requested = False
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+            self._installed = True
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:
         import signal
 
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        if self._installed:  # None: the previous handler was not Python's (a C one); Python's default then
+            signal.signal(signal.SIGINT, signal.default_int_handler if self._previous is None else self._previous)
+            self._installed, self._previous = False, None
         if exc_type is None:
             self.raise_if_requested()
 
