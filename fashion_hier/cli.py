@@ -17,6 +17,7 @@ import sys
 from importlib import import_module
 
 from fashion_hier.atomic import DiskFullError
+from fashion_hier.errors import RunDirectoryError
 
 SUBCOMMANDS = {
     "demo": ("fashion_hier.demo", "generate a synthetic catalogue, train a small model and evaluate it"),
@@ -42,8 +43,6 @@ def _usage() -> str:
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean the user must change something: bad config values and arguments (``ValueError``,
     ``ConfigError`` included), missing files, a run directory in the way, a full disk."""
-    from fashion_hier.train import RunDirectoryError  # no TensorFlow: train imports it lazily
-
     return ValueError, FileNotFoundError, NotADirectoryError, RunDirectoryError, DiskFullError
 
 

@@ -29,6 +29,7 @@ import pandas as pd
 
 from fashion_hier.atomic import atomic_path
 from fashion_hier.config import ConfigError, TrainConfig, add_override_argument, training_seed
+from fashion_hier.errors import RunDirectoryError
 from fashion_hier.labels import LabelSpace
 from fashion_hier.rundir import SPLIT_NAMES, RunDir
 
@@ -38,10 +39,6 @@ logger = logging.getLogger(__name__)
 MODEL_FILE, BEST_FILE, HISTORY_FILE = RunDir.MODEL, RunDir.BEST, RunDir.HISTORY
 
 MONITOR = "subcategory_accuracy"  # higher is better; "val_" prefixed when there is a validation split
-
-
-class RunDirectoryError(RuntimeError):
-    """The run directory holds a run that this call must not continue or overwrite."""
 
 
 def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
