@@ -18,6 +18,7 @@ from typing import Any, Literal, Sequence
 
 import yaml
 
+from fashion_hier.data.images import DEFAULT_MAX_PIXELS
 from fashion_hier.labels import LabelColumns
 
 
@@ -41,6 +42,10 @@ class DataConfig:
     cap_factor: float | None = None
     target_samples: int | None = None
     verify_images: bool = False
+    # pixel budget per image, checked from the header before decoding: larger images are skipped and reported
+    # as unreadable by the training loaders and verify_images; every other reader (predict, feature and
+    # activation caches, search, spark) applies the default, fashion_hier.data.images.DEFAULT_MAX_PIXELS
+    max_pixels: int = DEFAULT_MAX_PIXELS
     loader: Literal["sequence", "tfdata"] = "sequence"
     workers: int = 1
     use_multiprocessing: bool = False

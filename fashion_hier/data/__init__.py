@@ -19,6 +19,7 @@ _LAZY = {
     "load_image": "fashion_hier.data.images",
     "load_images": "fashion_hier.data.images",
     "ImageReadError": "fashion_hier.data.images",
+    "ImageTooLargeError": "fashion_hier.data.images",
     "FashionSequence": "fashion_hier.data.sequence",
     "LoadedBatch": "fashion_hier.data.sequence",
     "make_dataset": "fashion_hier.data.tfdata",

@@ -1,13 +1,11 @@
 """Read a labels CSV and an image folder into a clean catalogue, and say what was left out.
 
 The default schema is Kaggle's *Fashion Product Images* ``styles.csv``. Real exports carry rows
-with an unquoted comma in the free-text last column (``productDisplayName``); those are
-recovered, skipped or refused (``on_bad_rows``) and always listed in the report by line number.
+with an unquoted comma in the free-text last column (``productDisplayName``) or a stray ``"``;
+``csvread`` recovers, skips or refuses those (``on_bad_rows``) and the report lists them by line.
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 import re
@@ -18,8 +16,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from fashion_hier.data.csvread import BAD_ROW_ACTIONS, BadRow, CatalogError, delimiter_name, read_records
-from fashion_hier.data.images import unreadable_reason
+from fashion_hier.data.csvread import BadRow, CatalogError, check_on_bad_rows, delimiter_name, read_frame
+from fashion_hier.data.images import DEFAULT_MAX_PIXELS, unreadable_reason
 from fashion_hier.labels import LabelColumns, LabelSpace
 
 __all__ = ["BadRow", "Catalog", "CatalogError", "CatalogReport", "Exclusion", "IMAGE_EXTENSIONS", "read_catalog"]
@@ -45,6 +43,7 @@ class CatalogReport:
     rows_read: int = 0
     lines_read: int = 0
     blank_lines: int = 0
+    quoted_line_breaks: int = 0
     encoding: str = "utf-8"
     delimiter: str = ","
     notes: list[str] = field(default_factory=list)
@@ -90,12 +89,11 @@ class CatalogReport:
 
     def _line_accounting(self) -> str:
         """Every physical line: the header, the rows, blank lines and line breaks inside quoted fields."""
-        continued = self.lines_read - 1 - self.rows_read - self.blank_lines
         parts = ["1 header", f"{self.rows_read} rows"]
         if self.blank_lines:
             parts.append(f"{self.blank_lines} blank")
-        if continued:
-            parts.append(f"{continued} inside quoted fields")
+        if self.quoted_line_breaks:
+            parts.append(f"{self.quoted_line_breaks} inside quoted fields")
         return " + ".join(parts)
 
 
@@ -143,6 +141,7 @@ def read_catalog(
     extensions: Sequence[str] = IMAGE_EXTENSIONS,
     on_bad_rows: str = "recover",
     verify_images: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     cap_factor: float | None = None,
     target_samples: int | None = None,
     seed: int = 0,
@@ -151,7 +150,8 @@ def read_catalog(
 
     Images are found by ``id_column`` (``<id>.<ext>`` anywhere under ``image_dir``) or, with
     ``path_column``, by a path relative to ``image_dir``. Rows with no image, an undecodable
-    image (``verify_images=True``) or no category/subcategory label are left out and reported.
+    image (``verify_images=True``, with the loaders' pixel budget ``max_pixels``) or no
+    category/subcategory label are left out and reported.
     ``cap_factor`` caps each subcategory at that many times the mean subcategory size;
     ``target_samples`` then down-samples to that many rows keeping subcategory proportions.
     The encoding (UTF-8, UTF-8 with BOM, else cp1252/latin-1, noted) and the delimiter (comma,
@@ -187,7 +187,7 @@ def read_catalog(
     frame = _leave_out(frame, ~with_image, report, "missing_image",
                        lambda row: f"no image for {row[key_column]!r} under {image_dir}", key_column)
     if verify_images:  # the loaders' own decoder, so that what passes here also loads in training
-        reasons = frame["image_path"].map(unreadable_reason)
+        reasons = frame["image_path"].map(lambda path: unreadable_reason(path, max_pixels=max_pixels))
         frame = _leave_out(frame, reasons.notna(), report, "unreadable_image",
                            lambda row: f"cannot read {row['image_path']}: {reasons[row.name]}", key_column)
 
@@ -200,22 +200,12 @@ def read_catalog(
 
 
 def _read_frame(path: Path, on_bad_rows: str, report: CatalogReport) -> pd.DataFrame:
-    """The CSV's rows as text columns (missing values as NaN), indexed by the line each row starts on.
-
-    ``csvread.read_records`` finds and fixes the records; pandas then parses them, so missing
-    values (empty, ``NA``, ``nan``...) follow pandas' rules. All columns are read as text: ids
-    keep leading zeros and labels never become floats.
-    """
-    parsed = read_records(path, on_bad_rows)
+    """``csvread.read_frame``'s text columns indexed by line; what the reader found goes into ``report``."""
+    frame, parsed = read_frame(path, on_bad_rows)
     report.bad_rows, report.rows_read, report.notes = parsed.bad_rows, parsed.rows_read, list(parsed.notes)
     report.lines_read, report.blank_lines = parsed.line_count, parsed.blank_lines
+    report.quoted_line_breaks = parsed.quoted_line_breaks
     report.encoding, report.delimiter = parsed.encoding, parsed.delimiter
-    buffer = io.StringIO()
-    csv.writer(buffer).writerows([parsed.header, *parsed.records])
-    buffer.seek(0)
-    frame = pd.read_csv(buffer, dtype=str, skipinitialspace=True, keep_default_na=True)
-    frame = frame.apply(lambda column: column.str.strip().mask(column.str.strip() == ""))
-    frame.index = pd.Index(parsed.lines, name="line")
     return frame
 
 
@@ -246,8 +236,7 @@ def _no_images_message(labels_csv: Path, image_dir: Path, frame: pd.DataFrame, k
 
 
 def _check_options(on_bad_rows: str, cap_factor, target_samples, extensions) -> None:
-    if on_bad_rows not in BAD_ROW_ACTIONS:
-        raise ValueError(f"on_bad_rows must be one of {BAD_ROW_ACTIONS}, got {on_bad_rows!r}")
+    check_on_bad_rows(on_bad_rows)
     if cap_factor is not None and not cap_factor > 0:
         raise ValueError(f"cap_factor must be a positive number (times the mean class size) or None, got {cap_factor!r}")
     if target_samples is not None and (isinstance(target_samples, bool) or not isinstance(target_samples, (int, np.integer)) or target_samples < 1):

@@ -5,11 +5,18 @@ resizing cannot differ between them. OpenCV decodes (BGR, turned to RGB); graysc
 (composited on white), palette and 16-bit images are handled. A JPEG at least 2x/4x/8x larger
 than what it is resized to is decoded at that reduced scale by libjpeg (``IMREAD_REDUCED_COLOR_*``),
 which is several times faster on studio-size photos and close to a full decode plus area resize.
+
+Before any pixel is decoded, the header (read by Pillow, which parses headers lazily) must declare
+at most ``max_pixels`` pixels; a larger image is refused with ``ImageTooLargeError``, an
+``ImageReadError``, so the loaders skip and report it like any unreadable image. Without it a
+1 MB PNG declaring 12000x12000 16-bit RGBA pixels took over a minute and 8 GB to decode.
 """
 from __future__ import annotations
 
 import io
 import os
+import threading
+import warnings
 from typing import NamedTuple, Sequence
 
 import cv2
@@ -22,6 +29,14 @@ _JPEG_MAGIC = b"\xff\xd8\xff"
 _REDUCED_FLAGS = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+# Pixel budget per image (the default of ``max_pixels`` and of the config's ``data.max_pixels``). 120 MP admits
+# every single-shot studio camera up to the 100 MP medium-format bodies (Fujifilm GFX100 11648x8736 = 101.8 MP,
+# Hasselblad X2D 11656x8742 = 101.9 MP) with headroom, and refuses 150 MP backs, stitched panoramas and
+# decompression bombs. It is below Pillow's own refusal threshold (2 x PIL.Image.MAX_IMAGE_PIXELS, 179 MP), so
+# the exact size of every image within the default budget is known from its header.
+DEFAULT_MAX_PIXELS = 120_000_000
+# warnings.catch_warnings swaps the process-wide filter list: loader threads take turns around header parsing
+_HEADER_LOCK = threading.Lock()
 
 
 class ImageReadError(OSError):
@@ -32,6 +47,10 @@ class ImageReadError(OSError):
         self.path = str(os.fspath(path))
         self.reason = reason
         super().__init__(f"cannot read image {self.path}: {reason}")
+
+
+class ImageTooLargeError(ImageReadError):
+    """An image whose header declares more pixels than the budget: refused before any pixel is decoded."""
 
 
 def check_size(size: int | Sequence[int], name: str = "size") -> tuple[int, int]:
@@ -50,28 +69,38 @@ def check_resize(resize: str) -> str:
     return resize
 
 
-def load_image(path: str | os.PathLike, size: int | Sequence[int], *, resize: str = "stretch") -> np.ndarray:
+def check_max_pixels(max_pixels: int) -> int:
+    """The pixel budget, or ValueError when it is not a positive integer."""
+    if not isinstance(max_pixels, (int, np.integer)) or isinstance(max_pixels, bool) or max_pixels <= 0:
+        raise ValueError(f"max_pixels must be a positive integer (pixels per image, default {DEFAULT_MAX_PIXELS}), "
+                         f"got {max_pixels!r}")
+    return int(max_pixels)
+
+
+def load_image(path: str | os.PathLike, size: int | Sequence[int], *, resize: str = "stretch",
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Pixels of ``path`` as float32 RGB in 0..255, shape ``(height, width, 3)``.
 
     ``resize="stretch"`` scales each side to the target (aspect ratio not kept);
     ``resize="pad"`` keeps the aspect ratio, fits the image inside the target and centres it on
     a white border. Area interpolation when shrinking, bilinear otherwise.
-    Raises ImageReadError naming the file when it cannot be decoded.
+    Raises ImageReadError naming the file when it cannot be decoded, and its subclass
+    ImageTooLargeError, before decoding, when its header declares more than ``max_pixels`` pixels.
     """
     height, width = check_size(size)
     check_resize(resize)
-    pixels = _decode(path, (height, width), resize)
+    pixels = _decode(path, (height, width), resize, check_max_pixels(max_pixels))
     fitted = _fit(_to_rgb(pixels, path), (height, width), resize)
     return fitted.astype(np.float32, copy=False)
 
 
 def load_images(paths: Sequence[str | os.PathLike], size: int | Sequence[int], *,
-                resize: str = "stretch") -> np.ndarray:
+                resize: str = "stretch", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """``load_image`` over ``paths``, stacked into ``(N, height, width, 3)`` float32."""
     height, width = check_size(size)
     batch = np.empty((len(paths), height, width, 3), np.float32)
     for row, path in enumerate(paths):
-        batch[row] = load_image(path, (height, width), resize=resize)
+        batch[row] = load_image(path, (height, width), resize=resize, max_pixels=max_pixels)
     return batch
 
 
@@ -84,7 +113,7 @@ class ReadBatch(NamedTuple):
 
 
 def read_images(paths: Sequence[str | os.PathLike], size: int | Sequence[int], *,
-                resize: str = "stretch") -> ReadBatch:
+                resize: str = "stretch", max_pixels: int = DEFAULT_MAX_PIXELS) -> ReadBatch:
     """``load_image`` over ``paths``, leaving out (not raising on) the images that cannot be read.
 
     What both loaders call, so that a bad image shrinks its batch instead of stopping an epoch.
@@ -94,7 +123,7 @@ def read_images(paths: Sequence[str | os.PathLike], size: int | Sequence[int], *
     kept, failed = [], []
     for row, path in enumerate(paths):
         try:
-            batch[len(kept)] = load_image(path, (height, width), resize=resize)
+            batch[len(kept)] = load_image(path, (height, width), resize=resize, max_pixels=max_pixels)
         except ImageReadError as error:
             failed.append((error.path, error.reason))
             continue
@@ -102,10 +131,10 @@ def read_images(paths: Sequence[str | os.PathLike], size: int | Sequence[int], *
     return ReadBatch(batch[:len(kept)], np.asarray(kept, dtype=np.int64), failed)
 
 
-def unreadable_reason(path: str | os.PathLike) -> str | None:
-    """Why the loaders could not read ``path`` (the same decoder, at a small size), or None if they can."""
+def unreadable_reason(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
+    """Why the loaders could not read ``path`` (the same decoder and budget, at a small size), or None if they can."""
     try:
-        load_image(path, (8, 8))
+        load_image(path, (8, 8), max_pixels=max_pixels)
     except ImageReadError as error:
         return error.reason
     return None
@@ -113,8 +142,8 @@ def unreadable_reason(path: str | os.PathLike) -> str | None:
 
 # ---- decoding -------------------------------------------------------------------------------
 
-def _decode(path: str | os.PathLike, size: tuple[int, int], resize: str) -> np.ndarray:
-    """Raw pixels as OpenCV gives them (BGR order); JPEGs possibly at a reduced scale."""
+def _decode(path: str | os.PathLike, size: tuple[int, int], resize: str, max_pixels: int) -> np.ndarray:
+    """Raw pixels as OpenCV gives them (BGR order); JPEGs possibly at a reduced scale; the budget checked first."""
     if os.path.isdir(path):
         raise ImageReadError(path, "it is a folder, not an image file")
     try:
@@ -123,8 +152,9 @@ def _decode(path: str | os.PathLike, size: tuple[int, int], resize: str) -> np.n
         raise ImageReadError(path, getattr(error, "strerror", None) or str(error)) from error
     if data.size == 0:
         raise ImageReadError(path, "the file is empty")
+    header = _read_header(data, path, max_pixels)
     if data[:3].tobytes() == _JPEG_MAGIC:
-        flag = _jpeg_flag(data, size, resize)
+        flag = _jpeg_flag(header, size, resize)
     else:
         flag = cv2.IMREAD_UNCHANGED  # keeps alpha and 16-bit depth, expands palettes
     try:
@@ -136,15 +166,54 @@ def _decode(path: str | os.PathLike, size: tuple[int, int], resize: str) -> np.n
     return pixels
 
 
-def _jpeg_flag(data: np.ndarray, size: tuple[int, int], resize: str) -> int:
-    """IMREAD_REDUCED_COLOR_k for the largest k that still leaves at least the resized size, else IMREAD_COLOR."""
+class _Header(NamedTuple):
+    """What the decoder needs to know before decoding: the stored size and whether EXIF swaps its sides."""
+
+    width: int
+    height: int
+    transposed: bool
+
+
+def _read_header(data: np.ndarray, path: str | os.PathLike, max_pixels: int) -> _Header:
+    """The header of the encoded ``data``, refused with ImageTooLargeError when over ``max_pixels`` pixels.
+
+    Pillow parses the header only (pixels are decoded lazily, and never here). Its warnings (the
+    decompression-bomb warning, odd metadata) are silenced locally and its bomb error becomes our refusal:
+    ``PIL.Image.MAX_IMAGE_PIXELS`` is left alone. A header Pillow cannot parse is refused too, so that no
+    image reaches OpenCV unchecked.
+    """
+    with _HEADER_LOCK, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="PIL")  # Pillow's own warnings only; other threads' still show
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                # JPEG only (MPO included): OpenCV applies EXIF rotation there, and PNG's getexif would decode
+                transposed = data[:3].tobytes() == _JPEG_MAGIC and _exif_transposed(image)
+        except Image.DecompressionBombError as error:
+            refused_above = 2 * (Image.MAX_IMAGE_PIXELS or 0)  # Pillow's own limit: the exact size stays unknown
+            beyond = (f"over the budget of {max_pixels} pixels" if max_pixels < refused_above
+                      else "more than Pillow parses (2 x PIL.Image.MAX_IMAGE_PIXELS), whatever the budget")
+            raise ImageTooLargeError(path, f"its header declares more than {refused_above} pixels, {beyond}") from error
+        except Exception as error:  # noqa: BLE001 -- any parser failure (SyntaxError, struct.error, ...) is a bad file
+            raise ImageReadError(path, "not a decodable image (corrupt, truncated or unsupported format: "
+                                       f"{error})") from error
+    if width * height > max_pixels:
+        raise ImageTooLargeError(path, f"{width}x{height} = {width * height} pixels, over the budget of {max_pixels} "
+                                       "pixels (max_pixels, config data.max_pixels); downscale it or raise the budget")
+    return _Header(width, height, transposed)
+
+
+def _exif_transposed(image: Image.Image) -> bool:
+    """True when the EXIF orientation swaps width and height (OpenCV applies it when decoding a JPEG)."""
     try:
-        with Image.open(io.BytesIO(data.tobytes())) as header:  # parses the header only
-            width, height = header.size
-            if header.getexif().get(_EXIF_ORIENTATION) in _TRANSPOSING_ORIENTATIONS:
-                width, height = height, width  # OpenCV applies the EXIF rotation
-    except Exception:  # noqa: BLE001 -- an unparsable header is left to OpenCV to report
-        return cv2.IMREAD_COLOR
+        return image.getexif().get(_EXIF_ORIENTATION) in _TRANSPOSING_ORIENTATIONS
+    except Exception:  # noqa: BLE001 -- broken EXIF: OpenCV ignores it too, so nothing is transposed
+        return False
+
+
+def _jpeg_flag(header: _Header, size: tuple[int, int], resize: str) -> int:
+    """IMREAD_REDUCED_COLOR_k for the largest k that still leaves at least the resized size, else IMREAD_COLOR."""
+    width, height = (header.height, header.width) if header.transposed else (header.width, header.height)
     needed_height, needed_width = _resized_shape((height, width), size, resize)
     for factor, flag in _REDUCED_FLAGS:
         if height >= factor * needed_height and width >= factor * needed_width:

@@ -20,7 +20,8 @@ import keras
 import numpy as np
 
 from fashion_hier.data.augment import apply, check_augment, sample_seeds
-from fashion_hier.data.images import ImageReadError, check_resize, check_size, read_images
+from fashion_hier.data.images import (DEFAULT_MAX_PIXELS, ImageReadError, check_max_pixels, check_resize, check_size,
+                                       read_images)
 from fashion_hier.data.unreadable import UnreadableImage, UnreadableImages
 from fashion_hier.labels import LEVELS
 
@@ -52,10 +53,12 @@ class LoaderInputs:
     augment: object
     shuffle: bool
     seed: int
+    max_pixels: int = DEFAULT_MAX_PIXELS    # images whose header declares more are skipped as unreadable
 
     @classmethod
     def build(cls, paths, labels=None, *, sample_weights=None, batch_size=32, image_size=(224, 224),
-              resize="stretch", augment=None, shuffle=False, seed=0) -> LoaderInputs:
+              resize="stretch", augment=None, shuffle=False, seed=0,
+              max_pixels=DEFAULT_MAX_PIXELS) -> LoaderInputs:
         """Check every argument up front, with messages that name it, and normalise the arrays."""
         if isinstance(paths, (str, os.PathLike)):
             raise TypeError(f"paths must be a sequence of image paths, got the single path {os.fspath(paths)!r}")
@@ -70,7 +73,7 @@ class LoaderInputs:
             raise ValueError("sample_weights were given without labels; pass labels too, or drop the weights")
         sample_weights = _aligned(sample_weights, "sample_weights", len(paths), levels=labels, one_dim=True)
         return cls(paths, labels, sample_weights, int(batch_size), check_size(image_size, "image_size"),
-                   check_resize(resize), augment, bool(shuffle), int(seed))
+                   check_resize(resize), augment, bool(shuffle), int(seed), check_max_pixels(max_pixels))
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -95,7 +98,7 @@ class LoaderInputs:
         turn an empty batch into NaN statistics).
         """
         indices = np.asarray(indices, dtype=np.int64)
-        loaded = read_images(self.paths[indices], self.image_size, resize=self.resize)
+        loaded = read_images(self.paths[indices], self.image_size, resize=self.resize, max_pixels=self.max_pixels)
         failed = [UnreadableImage(path, reason) for path, reason in loaded.failed]
         for path, reason in failed:
             unreadable.add(path, reason)
@@ -116,7 +119,7 @@ class LoaderInputs:
             if index in tried or self.paths[index] in unreadable:
                 continue
             tried.add(index)
-            loaded = read_images(self.paths[[index]], self.image_size, resize=self.resize)
+            loaded = read_images(self.paths[[index]], self.image_size, resize=self.resize, max_pixels=self.max_pixels)
             for path, reason in loaded.failed:
                 unreadable.add(path, reason)
             if len(loaded.kept):
@@ -178,6 +181,8 @@ class FashionSequence(keras.utils.PyDataset):
         augment: an albumentations transform taking float32 0..255 (``augment.training_preset``)
             or None.
         shuffle: reshuffle the samples every epoch, from ``seed``.
+        max_pixels: pixel budget per image, checked from the header before decoding; a larger
+            image is skipped and reported like an unreadable one.
         unreadable: the record to add skipped images to (shared between loaders); a new one if None
             (kept across processes with ``use_multiprocessing``; pass
             ``UnreadableImages(across_processes=True)`` when sharing one with such a loader).
@@ -187,12 +192,13 @@ class FashionSequence(keras.utils.PyDataset):
     def __init__(self, paths: Sequence[str | os.PathLike], labels: Mapping[str, np.ndarray] | None = None, *,
                  sample_weights: Mapping[str, np.ndarray] | None = None, batch_size: int = 32,
                  image_size: int | Sequence[int] = (224, 224), resize: str = "stretch", augment=None,
-                 shuffle: bool = False, seed: int = 0, unreadable: UnreadableImages | None = None,
+                 shuffle: bool = False, seed: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 unreadable: UnreadableImages | None = None,
                  workers: int = 1, use_multiprocessing: bool = False, max_queue_size: int = 10):
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
         self.inputs = LoaderInputs.build(paths, labels, sample_weights=sample_weights, batch_size=batch_size,
                                          image_size=image_size, resize=resize, augment=augment, shuffle=shuffle,
-                                         seed=seed)
+                                         seed=seed, max_pixels=max_pixels)
         if unreadable is None:
             unreadable = UnreadableImages(across_processes=bool(use_multiprocessing and workers > 1))
         self.unreadable = unreadable
