@@ -13,6 +13,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_curve
 
+from fashion_hier.metrics.calibration import expected_calibration_error, reliability_curve
+
 DPI = 100
 
 
@@ -216,3 +218,47 @@ def _line_verdicts(verdict, lines: int) -> list[bool | None]:
     if len(verdict) != lines:
         raise ValueError(f"plot_sample_grid: {len(verdict)} verdicts for a {lines}-line caption; pass one per line")
     return verdict
+
+
+def plot_reliability(
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    path: str | Path,
+    *,
+    n_bins: int = 15,
+    strategy: str = "uniform",
+    title: str = "category: reliability",
+) -> Path:
+    """Reliability diagram of the top label: accuracy per confidence bin against the diagonal.
+
+    Above, one bar per non-empty bin at its accuracy, with the gap up (or down) to the bin's mean
+    confidence hatched in red; a calibrated model's bars reach the dashed diagonal. Below, the
+    confidence histogram (samples per bin) with the mean confidence and the accuracy marked: an
+    over-confident model shows its mean confidence right of its accuracy. The ECE is in the title.
+    Bins as :func:`fashion_hier.metrics.reliability_curve` (``strategy`` "uniform" or "quantile").
+    """
+    curve = reliability_curve(y_true, y_score, n_bins=n_bins, strategy=strategy)
+    ece = expected_calibration_error(y_true, y_score, n_bins=n_bins, strategy=strategy)
+    filled = curve.count > 0
+    left, width = curve.edges[:-1], np.diff(curve.edges)
+    total = int(curve.count.sum())
+    figure = Figure(figsize=(5.5, 6.5), layout="constrained")
+    reliability, histogram = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    reliability.bar(left[filled], curve.accuracy[filled], width[filled], align="edge", color="tab:blue",
+                    edgecolor="black", linewidth=0.5, label="accuracy")
+    reliability.bar(left[filled], (curve.confidence - curve.accuracy)[filled], width[filled],
+                    bottom=curve.accuracy[filled], align="edge", color="tab:red", alpha=0.25, hatch="//",
+                    edgecolor="tab:red", linewidth=0.5, label="gap to mean confidence")
+    reliability.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+    reliability.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
+    reliability.set_title(f"{title}\nECE = {ece:.3f} ({n_bins} {strategy} bins, {total} samples)", fontsize="medium")
+    reliability.legend(loc="upper left", fontsize="small")
+    histogram.bar(left, curve.count, width, align="edge", color="grey", edgecolor="black", linewidth=0.5)
+    scores = np.asarray(y_score)
+    mean_confidence = float(np.sum(np.nan_to_num(curve.confidence) * curve.count) / total)
+    accuracy = float(np.sum(np.nan_to_num(curve.accuracy) * curve.count) / total)
+    histogram.axvline(mean_confidence, color="tab:red", linestyle="--", label=f"mean confidence {mean_confidence:.2f}")
+    histogram.axvline(accuracy, color="tab:blue", linestyle="-", label=f"accuracy {accuracy:.2f}")
+    histogram.set(xlabel=f"confidence (top-label probability, {scores.shape[-1]} classes)", ylabel="samples")
+    histogram.legend(loc="upper left", fontsize="x-small")
+    return _save(figure, path)
