@@ -34,6 +34,12 @@ from fashion_hier.metrics.checks import LEVELS
 from fashion_hier.metrics.classification import accuracy, classification_prf, hierarchy_metrics, multilabel_prf
 from fashion_hier.metrics.hierarchical import hierarchical_prf
 from fashion_hier.metrics.ranking import average_precision, precision_recall_at_k, top_k_accuracy, tune_thresholds
+from fashion_hier.metrics.selective import (
+    AccuracyCoverage,
+    accuracy_coverage_curve,
+    confidence_for_accuracy,
+    coverage_at_accuracies,
+)
 from fashion_hier.metrics.report import (
     ATTRIBUTE_KEYS,
     HIERARCHY_KEYS,
@@ -47,5 +53,6 @@ __all__ = [
     "hierarchical_report", "classification_prf", "multilabel_prf", "accuracy", "top_k_accuracy",
     "precision_recall_at_k", "average_precision", "hierarchy_metrics", "per_class_report", "tune_thresholds",
     "hierarchical_prf", "expected_calibration_error", "reliability_curve", "ReliabilityCurve", "brier_score",
-    "log_loss", "fit_temperature", "apply_temperature",
+    "log_loss", "fit_temperature", "apply_temperature", "AccuracyCoverage", "accuracy_coverage_curve",
+    "confidence_for_accuracy", "coverage_at_accuracies",
 ]
