@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ import numpy as np
 
 from fashion_hier.atomic import atomic_write_text
 from fashion_hier.config import TrainConfig
+from fashion_hier.errors import DamagedFileError
+from fashion_hier.jsonio import read_json
 from fashion_hier.rundir import RunDir
 
 logger = logging.getLogger(__name__)
@@ -121,10 +124,10 @@ def extract_features(paths: Sequence[str | os.PathLike], *, backbone: str = "res
         raise ValueError(f"extract_features: batch_size={batch_size}; expected a positive integer")
     cache_dir = Path(cache_dir)
     request = _request_identity(paths, backbone, weights, image_size, resize, flip)
-    manifest = read_manifest(cache_dir)
-    if manifest is not None and not overwrite:
+    manifest = None if overwrite else read_manifest(cache_dir)
+    if manifest is not None:
         _check_identity(cache_dir, manifest, request)
-    if manifest is None or overwrite:
+    else:
         manifest = _start_cache(cache_dir, paths, request)
     features_path = cache_dir / FEATURES_FILE
     if manifest["rows_done"] < len(paths):
@@ -135,7 +138,7 @@ def extract_features(paths: Sequence[str | os.PathLike], *, backbone: str = "res
         _fill_rows(features_path, cache_dir, manifest, paths, backbone=backbone, weights=weights,
                    image_size=image_size, resize=resize, batch_size=batch_size,
                    max_batches=max_batches, progress=progress, flip=flip)
-    return np.lib.format.open_memmap(features_path, mode="r")
+    return open_cache_array(features_path, _features_shape(manifest))
 
 
 def load_feature_cache(cache_dir: str | os.PathLike) -> FeatureCache:
@@ -149,9 +152,13 @@ def load_feature_cache(cache_dir: str | os.PathLike) -> FeatureCache:
         raise FeatureCacheMismatch(
             f"feature cache {cache_dir} is unfinished ({manifest['rows_done']} of {manifest['num_rows']} rows); "
             f"rerun the same 'fashion-hier features' command to continue it")
-    paths = np.asarray((cache_dir / PATHS_FILE).read_text(encoding="utf-8").splitlines(), dtype=str)
-    features = np.lib.format.open_memmap(cache_dir / FEATURES_FILE, mode="r")
+    paths = read_cache_paths(cache_dir, manifest)
+    features = open_cache_array(cache_dir / FEATURES_FILE, _features_shape(manifest))
     return FeatureCache(cache_dir, paths, features, manifest)
+
+
+def _features_shape(manifest: dict) -> tuple[int, int]:
+    return int(manifest["num_rows"]), int(manifest["feature_dim"])
 
 
 def _identity(manifest: dict) -> dict:
@@ -245,11 +252,60 @@ def _request_identity(paths, backbone, weights, image_size, resize, flip: bool =
 
 
 def read_manifest(cache_dir: Path) -> dict | None:
-    """A cache's ``manifest.json`` (what it was made for and how far it got), or None when there is none."""
+    """A cache's ``manifest.json`` (what it was made for and how far it got), or None when there is none.
+
+    Shared by the feature and activation caches; a damaged one is a ``DamagedFileError``.
+    """
     path = Path(cache_dir) / MANIFEST_FILE
     if not path.exists():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json(path, remedy=cache_remedy(cache_dir), keys=("num_rows", "rows_done"))
+
+
+def cache_remedy(cache_dir: str | os.PathLike) -> str:
+    """What to do about a damaged cache file: the cache is derived data, so recompute it."""
+    return f"delete the cache directory {cache_dir} and run the same command again to recompute it"
+
+
+def read_cache_paths(cache_dir: Path, manifest: dict) -> np.ndarray:
+    """A cache's ``paths.txt``: one image path per row, as many as its manifest records."""
+    path = Path(cache_dir) / PATHS_FILE
+    if not path.is_file():
+        raise DamagedFileError(path, "the file is missing", cache_remedy(cache_dir))
+    paths = np.asarray(path.read_text(encoding="utf-8").splitlines(), dtype=str)
+    if len(paths) != int(manifest["num_rows"]):
+        raise DamagedFileError(path, f"{len(paths)} paths, {MANIFEST_FILE} records {manifest['num_rows']} rows",
+                               cache_remedy(cache_dir))
+    return paths
+
+
+def open_cache_array(path: Path, shape: Sequence[int], *, mode: str = "r") -> np.memmap:
+    """Memory-map a cache's ``.npy`` after checking it holds, in full, the array of ``shape`` its manifest records.
+
+    Shared by the feature and activation caches. A truncated file would otherwise fail inside NumPy
+    ("mmap length is greater than file size") without naming the file.
+    """
+    path = Path(path)
+    shape = tuple(int(size) for size in shape)
+    remedy = cache_remedy(path.parent)
+    try:
+        with path.open("rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            stored_shape, _, dtype = read_header(handle)
+            data_offset = handle.tell()
+    except FileNotFoundError:
+        raise DamagedFileError(path, "the file is missing", remedy) from None
+    except ValueError as error:
+        raise DamagedFileError(path, f"not a NumPy array file: {error}", remedy) from None
+    if tuple(stored_shape) != shape:
+        raise DamagedFileError(path, f"it holds a {stored_shape} array, {MANIFEST_FILE} records {shape}", remedy)
+    needed, size = data_offset + math.prod(shape) * dtype.itemsize, path.stat().st_size
+    if size < needed:
+        raise DamagedFileError(path, f"{size:,} bytes, shorter than the {needed:,} bytes of the {shape[0]} rows "
+                                     f"{MANIFEST_FILE} records", remedy)
+    return np.lib.format.open_memmap(path, mode=mode)
 
 
 def write_manifest(cache_dir: Path, manifest: dict) -> None:
@@ -295,7 +351,7 @@ def _fill_rows(features_path: Path, cache_dir: Path, manifest: dict, paths: list
     from fashion_hier.data import read_images
 
     extractor = feature_extractor(backbone, weights, image_size)
-    features = np.lib.format.open_memmap(features_path, mode="r+")
+    features = open_cache_array(features_path, _features_shape(manifest), mode="r+")
     done = manifest["rows_done"]
     starts = list(range(done, len(paths), batch_size))[:max_batches]
 

@@ -56,12 +56,11 @@ def scores_from_feature_cache(run_dir: str | os.PathLike, paths: Sequence[str], 
 
 
 def load_head(run_dir: Path):
-    import keras
-
     import fashion_hier.models  # noqa: F401  registers the head's custom layers for loading
+    from fashion_hier.checkpoints import load_model_file
 
     path = RunDir(run_dir).head
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: {run_dir} was not trained on cached features; "
                                 f"use Predictor.load({str(run_dir)!r}) to score images with its full model")
-    return keras.saving.load_model(path, compile=False)
+    return load_model_file(path, remedy="train the head again ('fashion-hier features --run RUN --overwrite')")

@@ -21,12 +21,19 @@ from typing import Sequence
 import numpy as np
 
 from fashion_hier.atomic import atomic_write_text
-from fashion_hier.features.cache import MANIFEST_FILE, read_manifest, weights_identity, write_manifest
+from fashion_hier.features.cache import (  # the two caches share their manifest and paths files and checks
+    MANIFEST_FILE,
+    PATHS_FILE,
+    open_cache_array,
+    read_cache_paths,
+    read_manifest,
+    weights_identity,
+    write_manifest,
+)
 
 logger = logging.getLogger(__name__)
 
 ACTIVATIONS_FILE = "activations.npy"
-PATHS_FILE = "paths.txt"
 UNREADABLE_FILE = "unreadable.txt"
 DEFAULT_CUT = "conv4_block6_out"   # the input of ResNet-50's last stage (conv5)
 VIEWS = ("original", "flipped")
@@ -120,8 +127,8 @@ def extract_activations(paths: Sequence[str | os.PathLike], *, cache_dir: str | 
     backbone = backbone_trunk(backbone)
     cache_dir = Path(cache_dir)
     request = _request_identity(paths, backbone, weights, image_size, resize, cut_layer, dtype)
-    manifest = read_manifest(cache_dir)
-    if manifest is not None and not overwrite:
+    manifest = None if overwrite else read_manifest(cache_dir)
+    if manifest is not None:
         _check_identity(cache_dir, manifest, request)
         if 0 < manifest["rows_done"] < len(paths) and weights is None:
             raise ActivationCacheMismatch(
@@ -130,7 +137,7 @@ def extract_activations(paths: Sequence[str | os.PathLike], *, cache_dir: str | 
         if manifest["rows_done"] >= len(paths):
             return load_activation_cache(cache_dir)  # complete: nothing to build or extract
     extractor = cut_extractor(backbone, weights, tuple(image_size), cut_layer)
-    if manifest is None or overwrite:
+    if manifest is None:
         manifest = _start_cache(cache_dir, paths, request, tuple(extractor.output.shape[1:]))
     if manifest["rows_done"] < len(paths):
         _fill_rows(extractor, cache_dir, manifest, paths, image_size=tuple(image_size), resize=resize,
@@ -172,11 +179,11 @@ def identity(manifest: dict) -> dict:
 
 
 def _open(cache_dir: Path, manifest: dict) -> ActivationCache:
-    paths = np.asarray((cache_dir / PATHS_FILE).read_text(encoding="utf-8").splitlines(), dtype=str)
+    paths = read_cache_paths(cache_dir, manifest)
     unreadable_file = cache_dir / UNREADABLE_FILE
     unreadable = set(unreadable_file.read_text(encoding="utf-8").splitlines()) if unreadable_file.exists() else set()
     readable = np.array([p not in unreadable for p in paths], dtype=bool)
-    activations = np.lib.format.open_memmap(cache_dir / ACTIVATIONS_FILE, mode="r")
+    activations = open_cache_array(cache_dir / ACTIVATIONS_FILE, manifest["shape"])
     return ActivationCache(cache_dir, paths, activations, readable, manifest)
 
 
@@ -233,7 +240,7 @@ def _fill_rows(extractor, cache_dir: Path, manifest: dict, paths: list[str], *, 
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    activations = np.lib.format.open_memmap(cache_dir / ACTIVATIONS_FILE, mode="r+")
+    activations = open_cache_array(cache_dir / ACTIVATIONS_FILE, manifest["shape"], mode="r+")
     starts = list(range(manifest["rows_done"], len(paths), batch_size))[:max_batches]
     load = lambda start: _load_batch(paths[start:start + batch_size], image_size, resize)  # noqa: E731
     with ThreadPoolExecutor(max_workers=1) as decoder:

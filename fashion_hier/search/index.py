@@ -8,15 +8,17 @@ training so ``extend`` never rebuilds), ``images.csv`` (id = row of the index, i
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from fashion_hier.errors import DamagedFileError
+from fashion_hier.jsonio import read_json
 from fashion_hier.predict import Predictor
 from fashion_hier.rundir import RunDir
 from fashion_hier.search.embed import Embedder
@@ -152,14 +154,14 @@ def load_index(index_dir: str | os.PathLike, run: str | os.PathLike | None = Non
     Raises IndexMismatchError when ``run``'s model file differs from the one recorded in the index.
     Without ``run`` the recorded model path is used for embedding queries.
     """
-    import faiss
-
     index_dir = Path(index_dir)
     missing = [name for name in (INDEX_FILE, IMAGES_FILE, RECORD_FILE) if not (index_dir / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{index_dir} is not a similarity index (no {', '.join(missing)}); "
                                 f"build one with 'fashion-hier index'")
-    record = json.loads((index_dir / RECORD_FILE).read_text(encoding="utf-8"))
+    remedy = f"rebuild the index with 'fashion-hier index --run RUN --images IMAGES --out {index_dir}'"
+    record = read_json(index_dir / RECORD_FILE, remedy=remedy, keys=("model_path", "model_sha256", "embedding"))
+    faiss_index = _read_faiss_index(index_dir / INDEX_FILE, remedy)
     model_path = _model_path(run) if run is not None else record["model_path"]
     if not Path(model_path).exists():
         raise FileNotFoundError(f"the model that built {index_dir} ({model_path}) is gone; pass --run with it")
@@ -167,10 +169,31 @@ def load_index(index_dir: str | os.PathLike, run: str | os.PathLike | None = Non
         raise IndexMismatchError(f"{index_dir} was built by the model {record['model_path']} (sha256 "
                                  f"{record['model_sha256'][:12]}...), not by {model_path}; query it with that run "
                                  f"or rebuild the index with 'fashion-hier index --run {run or model_path}'")
-    images = pd.read_csv(index_dir / IMAGES_FILE, dtype={"image_path": str})
+    image_paths = _read_image_paths(index_dir / IMAGES_FILE, faiss_index.ntotal, remedy)
     embedder = Embedder(Predictor.load(model_path), record["embedding"])
-    return SimilarityIndex(faiss.read_index(str(index_dir / INDEX_FILE)), images["image_path"].tolist(), record,
-                           embedder)
+    return SimilarityIndex(faiss_index, image_paths, record, embedder)
+
+
+def _read_faiss_index(path: Path, remedy: str):
+    """``faiss.read_index``, with a damaged file named instead of FAISS's C++ assertion text."""
+    import faiss
+
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError as error:
+        detail = re.sub(r"^Error in .* at \S+:\d+: (Error: )?", "", " ".join(str(error).split()))  # no C++ names
+        raise DamagedFileError(path, f"FAISS cannot read it: {detail}", remedy) from None
+
+
+def _read_image_paths(path: Path, count: int, remedy: str) -> list[str]:
+    """The indexed image paths (``images.csv``), one per vector of the index."""
+    try:
+        image_paths = pd.read_csv(path, dtype={"image_path": str})["image_path"].tolist()
+    except (ValueError, KeyError) as error:  # pandas' parser and decoding errors are ValueErrors
+        raise DamagedFileError(path, f"not a table of image paths: {error}", remedy) from None
+    if len(image_paths) != count:
+        raise DamagedFileError(path, f"{len(image_paths)} images for the {count} vectors of {INDEX_FILE}", remedy)
+    return image_paths
 
 
 def _model_path(run_or_model) -> str:
