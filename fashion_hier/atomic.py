@@ -3,29 +3,56 @@
 Everything the library writes goes to a temporary name beside the target and is renamed over it
 (``os.replace`` is atomic on POSIX and Windows), so a full disk or a kill mid-write leaves the last
 good file in place. ``DiskFullError`` turns "No space left on device" into one clear message.
+
+New files and folders get the mode a plain ``open(path, "w")`` or ``mkdir`` would give them (0o666 or 0o777
+less the user's umask: the kernel applies it when the temporary is created, so the process umask is never
+read or changed), and a replaced file keeps its mode, so results are as readable as the user wants them.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
-from typing import IO, Iterator
-
-
-FILE_MODE = 0o644  # what open(path, "w") gives under the usual umask 022
+from typing import IO, Callable, Iterator
 
 
 class DiskFullError(OSError):
     """A write failed because the disk is full; the previous version of the file is kept."""
 
 
-def _temporary_name(path: Path) -> Path:
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(handle)
-    return Path(name)
+def _create_file(path: Path) -> None:
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # the kernel masks 0o666 with the umask
+
+
+def _create_directory(path: Path) -> None:
+    os.mkdir(path, 0o777)  # masked with the umask, as mkdir does
+
+
+def _create_temporary(path: Path, create: Callable[[Path], None], suffix: str = "") -> Path:
+    """A new ``.<name>.<random>.partial<suffix>`` beside ``path``, made by ``create`` (which refuses an existing name).
+
+    Unlike ``tempfile.mkstemp``/``mkdtemp`` (0o600/0o700 whatever the umask), ``create`` gives the mode a plain
+    write would, and ``suffix`` comes with the name, for writers that insist on an extension.
+    """
+    for _ in range(100):
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial{suffix}")
+        try:
+            create(temporary)
+        except FileExistsError:
+            continue
+        return temporary
+    raise FileExistsError(f"no free temporary name beside {path}; remove the .{path.name}.*.partial* files left there")
+
+
+def _keep_mode(temporary: Path, path: Path, created_mode: int) -> None:
+    """Give ``temporary`` the mode of the ``path`` it replaces, else the mode it was created with (a writer that
+    recreated it, through its own temporary file, may have left 0o600)."""
+    mode = path.stat().st_mode & 0o777 if path.exists() else created_mode
+    if temporary.stat().st_mode & 0o777 != mode:
+        os.chmod(temporary, mode)
 
 
 def _raise_clear(error: OSError, path: Path) -> None:
@@ -46,17 +73,13 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _temporary_name(path)
-    wanted_suffix = path.suffix if suffix is None else suffix
-    if wanted_suffix and temporary.suffix != wanted_suffix:
-        renamed = temporary.with_name(temporary.name + wanted_suffix)
-        temporary.rename(renamed)
-        temporary = renamed
+    temporary = _create_temporary(path, _create_file, path.suffix if suffix is None else suffix)
+    created_mode = temporary.stat().st_mode & 0o777
     try:
         yield temporary
         _fsync_file(temporary)
-        if temporary.is_file():  # mkstemp makes 0600 files: give the result the mode a plain write would
-            os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else FILE_MODE)
+        if temporary.is_file():
+            _keep_mode(temporary, path, created_mode)
         os.replace(temporary, path)
     except OSError as error:
         _remove(temporary)
@@ -89,9 +112,11 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory that replaces the directory ``path`` when the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    temporary = _create_temporary(path, _create_directory)
+    created_mode = temporary.stat().st_mode & 0o777
     try:
         yield temporary
+        _keep_mode(temporary, path, created_mode)
         old = path.with_name(f".{path.name}.old")
         if path.exists():
             shutil.rmtree(old, ignore_errors=True)

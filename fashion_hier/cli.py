@@ -7,7 +7,8 @@ What every command shares lives here, around the dispatch:
 - ``-q/--quiet``, ``-v/--verbose`` (logging, Keras progress, TensorFlow's native log lines: see
   ``fashion_hier.logs``) and ``--debug``;
 - a user's mistake (``USER_ERRORS``) is one line on stderr, ``fashion-hier COMMAND: message``, and
-  exit code 2 (``--debug`` shows the traceback); anything else keeps its traceback;
+  exit code 2 (``--debug`` shows the traceback); anything else keeps its traceback. Arguments are checked
+  while parsing (the rules of ``fashion_hier.cli_args``), so a bad one is such a line before any work;
 - Ctrl-C is one line and exit code 130 (training stops at a batch's end first: ``callbacks.StopOnInterrupt``).
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 from importlib import import_module
 
 from fashion_hier.atomic import DiskFullError
+from fashion_hier.cli_args import CommandParser
 from fashion_hier.errors import RunDirectoryError
 
 SUBCOMMANDS = {
@@ -85,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         module = import_module(SUBCOMMANDS[command][0])
         # "resolve": a sub-command's own option of the same name wins (experiments' --verbose N, for now)
-        parser = argparse.ArgumentParser(prog=prog, description=SUBCOMMANDS[command][1], parents=[common],
-                                         conflict_handler="resolve")
+        parser = CommandParser(prog=prog, description=SUBCOMMANDS[command][1], parents=[common],
+                               conflict_handler="resolve")
         return int(module.main(rest, parser=parser) or 0)
     except KeyboardInterrupt:
         hint = "; run the same command again to resume" if command in RESUMABLE else ""

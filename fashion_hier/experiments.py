@@ -243,14 +243,24 @@ def run_experiments(configs: Sequence[TrainConfig], out_dir: str | os.PathLike, 
 
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     """``python -m experiments.run CONFIG... [--data DIR | --synthetic N] [--set k=v ...] [--out DIR]``."""
+    from fashion_hier import cli_args
+    from fashion_hier.data.synthetic import ARTICLES
+
     parser = parser or argparse.ArgumentParser(prog="python -m experiments.run", description=__doc__.splitlines()[0])
-    parser.add_argument("configs", nargs="+", help="YAML files of TrainConfig (e.g. experiments/configs/*.yaml)")
+    config_file = cli_args.as_text(cli_args.existing_file("a YAML file of a TrainConfig"))
+    parser.add_argument("configs", nargs="+", type=config_file, help="YAML files of TrainConfig (e.g. experiments/configs/*.yaml)")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--data", help="catalogue folder with styles.csv and images/ (overrides the configs' data paths)")
-    source.add_argument("--synthetic", type=int, metavar="N", help="generate a synthetic catalogue of N products under OUT/catalog")
-    parser.add_argument("--synthetic-image-size", type=int, default=64, help="pixel size of synthetic images (default 64)")
+    catalogue_folder = cli_args.as_text(cli_args.existing_directory("a catalogue folder with styles.csv and images/"))
+    source.add_argument("--data", type=catalogue_folder,
+                        help="catalogue folder with styles.csv and images/ (overrides the configs' data paths)")
+    # make_synthetic_catalog's smallest catalogue (one product per subcategory) and image size
+    source.add_argument("--synthetic", type=cli_args.int_at_least(len(ARTICLES)), metavar="N",
+                        help="generate a synthetic catalogue of N products under OUT/catalog")
+    parser.add_argument("--synthetic-image-size", type=cli_args.int_at_least(16), default=64,
+                        help="pixel size of synthetic images (default 64)")
     add_override_argument(parser)
-    parser.add_argument("--out", default="experiments/results", help="results folder (default: experiments/results)")
+    parser.add_argument("--out", type=cli_args.as_text(cli_args.output_directory), default="experiments/results",
+                        help="results folder (default: experiments/results)")
     parser.add_argument("--overwrite", action="store_true", help="run again configs that finished earlier")
     parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras fit verbosity (default 2)")
     args = parser.parse_args(argv)

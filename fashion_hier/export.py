@@ -226,10 +226,12 @@ def _predictor(model_or_run) -> Predictor:
 
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     """``fashion-hier export --run R --format savedmodel|tflite --out PATH``."""
+    from fashion_hier import cli_args
+
     parser = parser or argparse.ArgumentParser(prog="fashion-hier export", description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, type=Path, help="run directory (or .keras file) to export")
+    parser.add_argument("--run", required=True, type=cli_args.run_or_model, help="run directory (or .keras file) to export")
     parser.add_argument("--format", required=True, choices=FORMATS)
-    parser.add_argument("--out", required=True, type=Path,
+    parser.add_argument("--out", required=True, type=cli_args.output_directory_or_file(".tflite"),
                         help="SavedModel directory, or for tflite a directory (model.tflite inside) or a .tflite file")
     parser.add_argument("--quantization", choices=QUANTIZATIONS, default="float16", help="tflite only")
     parser.add_argument("--independent", action="store_true",

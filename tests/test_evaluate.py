@@ -225,9 +225,10 @@ def test_bad_arguments_get_clear_errors(evaluated, tmp_path):
         evaluate.read_split(empty_run, "validation")
     with pytest.raises(ValueError, match="0 <= floor <= cap <= 1, got floor=0.9, cap=0.2"):
         evaluate.evaluate_run(run_dir, tune_thresholds=True, floor=0.9, cap=0.2)
+    labelled = str(run_dir / "splits" / "test.csv")  # an existing CSV: only the combinations are wrong
     for argv in (["--floor", "0.1"],                                   # bounds without --tune-thresholds
-                 ["--labels", "x.csv"],                                # labels without images
-                 ["--labels", "x.csv", "--images", ".", "--split", "validation"]):
+                 ["--labels", labelled],                               # labels without images
+                 ["--labels", labelled, "--images", ".", "--split", "validation"]):
         with pytest.raises(SystemExit):
             evaluate.main(["--run", str(run_dir), *argv])
 
@@ -244,7 +245,9 @@ def test_a_catalogue_with_no_known_row_is_refused_with_the_unseen_labels(evaluat
 
 
 def test_cli_reports_a_missing_run_in_one_line(tmp_path, capsys):
-    assert evaluate.main(["--run", str(tmp_path / "missing"), "--no-progress"]) == 2
+    from fashion_hier.cli import main as cli_main
+
+    assert cli_main(["evaluate", "--run", str(tmp_path / "missing"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("fashion-hier evaluate: ") and "does not exist" in err and len(err.strip().splitlines()) == 1
 

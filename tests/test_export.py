@@ -108,7 +108,9 @@ def test_tflite_scores_stay_close_to_the_keras_model(run_dir, tmp_path, quantiza
 def test_export_command_writes_a_servable_directory_and_names_a_bad_run(run_dir, tmp_path, capsys):
     assert main(["--run", str(run_dir), "--format", "savedmodel", "--out", str(tmp_path / "served")]) == 0
     assert "serving_default" in tf.saved_model.load(str(tmp_path / "served")).signatures
-    assert main(["--run", str(tmp_path / "nowhere"), "--format", "tflite", "--out", str(tmp_path / "t")]) == 2
+    from fashion_hier.cli import main as cli_main
+
+    assert cli_main(["export", "--run", str(tmp_path / "nowhere"), "--format", "tflite", "--out", str(tmp_path / "t")]) == 2
     assert "nowhere" in capsys.readouterr().err
 
 

@@ -110,5 +110,5 @@ def test_commands_index_then_similar_with_csv_and_plots(run_dir, catalogue, tmp_
     assert list(table.columns) == ["query", "rank", "id", "image_path", "distance"] and len(table) == 6
     assert len(list(plots.glob("*.png"))) == 2
 
-    assert similar_main(["--index", str(tmp_path / "nowhere"), catalogue[0]]) == 2
+    assert similar_main(["--index", str(plots), catalogue[0]]) == 2  # a folder, but not an index
     assert "not a similarity index" in capsys.readouterr().err

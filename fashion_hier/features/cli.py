@@ -13,13 +13,18 @@ from fashion_hier.rundir import RunDir
 
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     """``fashion-hier features --config cfg.yaml | --run DIR [--set k=v] [--cache DIR] [--overwrite]``."""
+    from fashion_hier import cli_args
+
     parser = parser or argparse.ArgumentParser(prog="fashion-hier features",
                                                description="cache frozen-backbone features and train the head on them")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--config", help="YAML file of a TrainConfig")
-    source.add_argument("--run", help="an existing run directory: use its saved config")
+    source.add_argument("--config", type=cli_args.as_text(cli_args.existing_file("a YAML file of a TrainConfig")),
+                        help="YAML file of a TrainConfig")
+    source.add_argument("--run", type=cli_args.as_text(cli_args.run_directory),
+                        help="an existing run directory: use its saved config")
     add_override_argument(parser)
-    parser.add_argument("--cache", help="feature cache directory (default: OUTPUT_DIR/features/<backbone>_<size>_<hash>)")
+    parser.add_argument("--cache", type=cli_args.as_text(cli_args.output_directory),
+                        help="feature cache directory (default: OUTPUT_DIR/features/<backbone>_<size>_<hash>)")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run of the same name")
     parser.add_argument("--overwrite-cache", action="store_true",
                         help="recompute a cache that was made for other images, backbone, weights or size")
@@ -27,7 +32,8 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
                         help="compute the feature caches (and model.trainable_from's activation cache) and stop")
     parser.add_argument("--flip", action="store_true",
                         help="also cache horizontally flipped views (CACHE/flipped; implied by data.flip_features)")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per backbone batch during extraction")
+    parser.add_argument("--batch-size", type=cli_args.positive_int, default=32,
+                        help="images per backbone batch during extraction")
     args = parser.parse_args(argv)
     from fashion_hier.train import RunDirectoryError, read_config_catalog, resolved_config
 

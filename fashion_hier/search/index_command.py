@@ -3,23 +3,25 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     """``fashion-hier index --run R --images DIR_OR_CSV --out INDEX [--extend]``."""
+    from fashion_hier import cli_args
     from fashion_hier.predict import list_images
     from fashion_hier.search import EMBEDDINGS, build_index, load_index
 
     parser = parser or argparse.ArgumentParser(prog="fashion-hier index", description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, type=Path, help="run directory (or .keras file) whose model embeds")
-    parser.add_argument("--images", required=True, type=Path, help="folder of images, or a CSV with an image_path column")
-    parser.add_argument("--out", required=True, type=Path, help="index directory to write")
+    parser.add_argument("--run", required=True, type=cli_args.run_or_model,
+                        help="run directory (or .keras file) whose model embeds")
+    parser.add_argument("--images", required=True, type=cli_args.image_source,
+                        help="folder of images, or a CSV with an image_path column")
+    parser.add_argument("--out", required=True, type=cli_args.output_directory, help="index directory to write")
     parser.add_argument("--path-column", default="image_path", help="column of image paths when --images is a CSV")
     parser.add_argument("--embedding", choices=EMBEDDINGS, default="pooled",
                         help="pooled backbone features, or the head's subcategory state")
     parser.add_argument("--extend", action="store_true", help="add the images to the existing index at --out")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=cli_args.positive_int, default=32)
     args = parser.parse_args(argv)
     try:
         paths = list_images(args.images, path_column=args.path_column)

@@ -37,15 +37,21 @@ def plot_neighbours(query_path: str, neighbours: pd.DataFrame, out_path: str | P
 
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     """``fashion-hier similar --index INDEX IMAGE [IMAGE ...] -k 10 [--out CSV] [--plot DIR]``."""
+    from fashion_hier import cli_args
     from fashion_hier.search import load_index
 
     parser = parser or argparse.ArgumentParser(prog="fashion-hier similar", description=__doc__.splitlines()[0])
-    parser.add_argument("images", nargs="+", help="query image files")
-    parser.add_argument("--index", required=True, type=Path, help="index directory written by fashion-hier index")
-    parser.add_argument("--run", type=Path, help="run to embed the queries (default: the one recorded in the index)")
-    parser.add_argument("-k", type=int, default=10, help="neighbours per query")
-    parser.add_argument("--out", type=Path, help="write the neighbours as CSV here instead of printing them")
-    parser.add_argument("--plot", type=Path, help="folder for one PNG per query: the query beside its neighbours")
+    parser.add_argument("images", nargs="+", type=cli_args.as_text(cli_args.existing_file("a query image file")),
+                        help="query image files")
+    parser.add_argument("--index", required=True,
+                        type=cli_args.existing_directory("an index folder written by 'fashion-hier index'"),
+                        help="index directory written by fashion-hier index")
+    parser.add_argument("--run", type=cli_args.run_or_model,
+                        help="run to embed the queries (default: the one recorded in the index)")
+    parser.add_argument("-k", type=cli_args.positive_int, default=10, help="neighbours per query")
+    parser.add_argument("--out", type=cli_args.output_file, help="write the neighbours as CSV here instead of printing them")
+    parser.add_argument("--plot", type=cli_args.output_directory,
+                        help="folder for one PNG per query: the query beside its neighbours")
     args = parser.parse_args(argv)
     try:
         index = load_index(args.index, run=args.run)
