@@ -12,6 +12,7 @@ import os
 from typing import Any, Callable
 
 from fashion_hier.config import ConfigError
+from fashion_hier.data.images import DEFAULT_MAX_PIXELS
 
 # the names fashion_hier.models.BACKBONES registers (a test keeps the two equal)
 BACKBONE_NAMES = ("resnet50", "resnet50_multiscale", "resnet50_multiscale_conv3", "resnet50v2", "efficientnetb0",
@@ -36,8 +37,15 @@ def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda value: value is None or check(value)
 
 
+def _folder_name(value: Any) -> bool:
+    """One path component that stays inside its parent: ``name`` can never write outside ``output_dir``."""
+    return (isinstance(value, str) and value.strip() == value and value not in ("", ".", "..")
+            and not any(separator in value for separator in ("/", "\\", "\0")))
+
+
 # (dotted key, check, what is expected). Keys a config does not have are skipped.
 RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("name", _folder_name, "one folder name inside output_dir (no '/', '\\' or '..'; e.g. resnet50_run1)"),
     ("optimizer.learning_rate", _positive, "a number > 0 (e.g. 0.001)"),
     ("training.finetune_learning_rate", _positive, "a number > 0 (e.g. 0.0001)"),
     ("training.batch_size", _at_least(1), "an integer >= 1"),
@@ -57,6 +65,7 @@ RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("data.workers", _at_least(1), "an integer >= 1"),
     ("data.cap_factor", _optional(_positive), "a number > 0, or null (no cap)"),
     ("data.target_samples", _optional(_at_least(1)), "an integer >= 1, or null (keep every row)"),
+    ("data.max_pixels", _at_least(1), f"an integer >= 1, pixels per image (default {DEFAULT_MAX_PIXELS})"),
 )
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -45,20 +44,34 @@ def demo_config(out_dir: Path, labels_csv: Path, *, epochs: int, seed: int) -> T
     ])
 
 
+DEMO_CATALOG = "catalog"  # make_synthetic_catalog's folder: styles.csv and images/, rewritten byte for byte
+
+
+def _check_demo_folder(out_dir: Path, *, overwrite: bool) -> None:
+    """A non-empty ``out_dir`` is reused only with ``overwrite`` and only when it holds nothing but an earlier
+    demo (its catalogue and its run, which ``train`` clears itself): nothing of a user's is ever removed."""
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        return
+    if not overwrite:
+        raise FileExistsError(f"{out_dir} is not empty; pass --overwrite to replace an earlier demo there, "
+                              f"or --out NEW_DIR")
+    foreign = sorted(entry.name for entry in out_dir.iterdir() if entry.name not in (DEMO_CATALOG, DEMO_RUN_NAME))
+    if foreign:
+        raise FileExistsError(f"{out_dir} holds files the demo did not write ({', '.join(foreign[:5])}); choose "
+                              f"another --out — nothing was removed")
+
+
 def run_demo(out_dir: str | Path = "fashion_hier_demo", *, n: int = DEFAULT_PRODUCTS, epochs: int = DEFAULT_EPOCHS, seed: int = 0,
              overwrite: bool = False) -> dict:
     """Generate, train, evaluate; return the evaluation report (``main`` prints its summary)."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{out_dir} is not empty; pass --overwrite to replace it, or --out NEW_DIR")
-        shutil.rmtree(out_dir)
+    _check_demo_folder(out_dir, overwrite=overwrite)
     from fashion_hier.data import make_synthetic_catalog
     from fashion_hier.evaluate import evaluate_run
     from fashion_hier.train import train
 
     started = time.perf_counter()
-    labels_csv = make_synthetic_catalog(out_dir / "catalog", n=n, image_size=DEMO_IMAGE_SIZE, seed=seed)
+    labels_csv = make_synthetic_catalog(out_dir / DEMO_CATALOG, n=n, image_size=DEMO_IMAGE_SIZE, seed=seed)
     run_dir = train(demo_config(out_dir, Path(labels_csv), epochs=epochs, seed=seed), overwrite=overwrite)
     report = evaluate_run(run_dir, split="test", progress=False)
     logger.info("demo finished in %.0f s; run directory: %s", time.perf_counter() - started, run_dir)
@@ -97,13 +110,17 @@ def summary_table(report: dict, chance: dict[str, float]) -> str:
 
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     """``fashion-hier demo [--out DIR] [--n N] [--epochs E] [--seed S] [--overwrite]``."""
+    from fashion_hier import cli_args
+    from fashion_hier.data.synthetic import ARTICLES
+
     parser = parser or argparse.ArgumentParser(prog="fashion-hier demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("fashion_hier_demo"),
+    parser.add_argument("--out", type=cli_args.output_directory, default="fashion_hier_demo",  # a string: checked too
                         help="folder for the catalogue and the run (default: ./fashion_hier_demo)")
-    parser.add_argument("--n", type=int, default=DEFAULT_PRODUCTS,
-                        help=f"products in the synthetic catalogue (default {DEFAULT_PRODUCTS})")
-    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"training epochs (default {DEFAULT_EPOCHS})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the catalogue and the split")
+    parser.add_argument("--n", type=cli_args.int_at_least(len(ARTICLES)), default=DEFAULT_PRODUCTS,
+                        help=f"products in the synthetic catalogue, one per subcategory at least (default {DEFAULT_PRODUCTS})")
+    parser.add_argument("--epochs", type=cli_args.positive_int, default=DEFAULT_EPOCHS,
+                        help=f"training epochs (default {DEFAULT_EPOCHS})")
+    parser.add_argument("--seed", type=cli_args.non_negative_int, default=0, help="seed of the catalogue and the split")
     parser.add_argument("--overwrite", action="store_true", help="replace the contents of --out")
     args = parser.parse_args(argv)
     try:

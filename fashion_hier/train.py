@@ -52,6 +52,19 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
         verbose: Keras ``fit`` verbosity; "auto": per-step bars on a terminal, one line per epoch
             otherwise, nothing when the ``fashion_hier`` logger is quiet (``fashion_hier.logs``).
     """
+    from fashion_hier.distribute import chief_output_dir
+
+    config = resolved_config(config)
+    config = dataclasses.replace(config, output_dir=chief_output_dir(config.output_dir))  # only the chief keeps files
+    with RunDir(config.run_dir).training_lock():  # one process writes a run at a time
+        if config.training.cache_features:  # frozen backbone: the head trains on cached features, same run directory
+            return _train_on_cached_features(config, overwrite=overwrite, resume=resume, callbacks=callbacks,
+                                             verbose=verbose)
+        return _train_images(config, overwrite=overwrite, resume=resume, callbacks=callbacks, verbose=verbose)
+
+
+def _train_images(config: TrainConfig, *, overwrite: bool, resume: bool, callbacks: Sequence, verbose) -> Path:
+    """The full model on image batches, checkpointed every epoch (``train``'s main path, lock held)."""
     import keras
 
     from fashion_hier.callbacks import StopOnInterrupt
@@ -59,19 +72,16 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
         TrainingState,
         best_epoch,
         epoch_checkpoint_callback,
+        load_model_weights,
         restore_checkpoint,
         should_stop,
     )
     from fashion_hier.data import UnreadableImages, write_unreadable_report
-    from fashion_hier.distribute import chief_output_dir, strategy_from_config
+    from fashion_hier.distribute import strategy_from_config
     from fashion_hier.logs import keras_verbosity
     from fashion_hier.models import build_model_from_config
     from fashion_hier.runtime import precision_policy, resolve_runtime
 
-    config = resolved_config(config)
-    config = dataclasses.replace(config, output_dir=chief_output_dir(config.output_dir))  # only the chief keeps files
-    if config.training.cache_features:  # frozen backbone: the head trains on cached features, same run directory
-        return _train_on_cached_features(config, overwrite=overwrite, verbose=verbose)
     prepared = prepare_run(config, overwrite=overwrite, resume=resume)
     run, label_space, train_labels = RunDir(prepared.run_dir), prepared.label_space, prepared.train_labels
     verbose = keras_verbosity() if verbose == "auto" else verbose
@@ -120,7 +130,7 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
         if not trained and state.checkpoint is not None:  # killed after the last checkpoint, before the final save
             restore_checkpoint(run, model, state, optimizer=False)
         if patience is not None and run.best.is_file():
-            model.load_weights(run.best)  # early stopping keeps the best epoch's weights
+            load_model_weights(model, run.best)  # early stopping keeps the best epoch's weights
 
     save_final_model(model, run, config=config, label_space=label_space, train_labels=train_labels)
     write_unreadable_report(unreadable, run.unreadable_images)
@@ -134,7 +144,8 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
     return run.path
 
 
-def _train_on_cached_features(config: TrainConfig, *, overwrite: bool, verbose) -> Path:
+def _train_on_cached_features(config: TrainConfig, *, overwrite: bool, resume: bool, callbacks: Sequence,
+                              verbose) -> Path:
     """``training.cache_features``: extract (or reuse) the frozen backbone's feature caches, train the head on them.
 
     The caches live under ``output_dir/features/`` and are shared by every run of the same catalogue and
@@ -144,15 +155,13 @@ def _train_on_cached_features(config: TrainConfig, *, overwrite: bool, verbose) 
     from fashion_hier.features import ensure_feature_caches, train_head_on_features
     from fashion_hier.logs import keras_verbosity
 
-    run = RunDir(config.run_dir)
-    if run.is_finished and not overwrite:
-        raise RunDirectoryError(f"{run.path} already holds a finished run; pass overwrite=True "
-                                f"(fashion-hier train --overwrite) to replace it, or choose another name (--set name=NEW)")
+    refuse_finished_run(RunDir(config.run_dir), overwrite=overwrite)  # before minutes of extraction
     catalog = read_config_catalog(config)
     # minutes of extraction for a real catalogue: a progress bar on a terminal (only the result lines in a log)
     cache_dir = ensure_feature_caches(config, catalog.paths, progress=sys.stderr.isatty())
     verbose = keras_verbosity() if verbose == "auto" else verbose
-    return train_head_on_features(config, cache_dir, overwrite=True, verbose=verbose, catalog_paths=catalog.paths)
+    return train_head_on_features(config, cache_dir, overwrite=overwrite, resume=resume, callbacks=callbacks,
+                                  verbose=verbose, catalog_paths=catalog.paths)
 
 
 def save_final_model(model, run: RunDir, *, config: TrainConfig, label_space: LabelSpace,
@@ -191,11 +200,14 @@ def prepare_run(config: TrainConfig, *, overwrite: bool, resume: bool) -> Prepar
     ``config`` must be resolved (``resolved_config``). Shared by ``train`` and the feature-cache
     trainer (``fashion_hier.features``), so both write the same run directory layout.
     """
-    run_dir = _prepare_run_dir(config, overwrite=overwrite, resume=resume)
+    run_dir, resuming = _prepare_run_dir(config, overwrite=overwrite, resume=resume)
     catalog = read_config_catalog(config)
     logger.info("%s", catalog.report)
     splits = catalog.split(tuple(config.data.split), by=config.data.split_by, seed=config.data.seed)
-    _save_splits(RunDir(run_dir), splits)
+    if resuming:  # the epochs done were trained on the saved splits: continue only on exactly those rows
+        check_same_splits(RunDir(run_dir), splits, config.data.columns.all)
+    else:
+        _save_splits(RunDir(run_dir), splits)
     label_space = LabelSpace.from_frame(splits.train, **asdict(config.data.columns))
     label_space.save(RunDir(run_dir).labels)
     train_frame, train_labels = _encode_known(label_space, splits.train, "train")
@@ -218,34 +230,37 @@ def resolved_config(config: TrainConfig) -> TrainConfig:
     return dataclasses.replace(config, data=data, output_dir=absolute(config.output_dir))
 
 
-def _prepare_run_dir(config: TrainConfig, *, overwrite: bool, resume: bool) -> Path:
-    """Create, clear or re-open the run directory; refuse to clobber a finished run."""
+def refuse_finished_run(run: RunDir, *, overwrite: bool) -> None:
+    """A finished run is replaced only when asked."""
+    if run.is_finished and not overwrite:
+        raise RunDirectoryError(f"{run.path} already holds a finished run; pass overwrite=True "
+                                f"(fashion-hier train --overwrite) to replace it, or choose another name (--set name=NEW)")
+
+
+def _prepare_run_dir(config: TrainConfig, *, overwrite: bool, resume: bool) -> tuple[Path, bool]:
+    """Create, clear or re-open the run directory; return it and whether an interrupted run is resumed.
+
+    Only a directory the library made is ever cleared (``RunDir.clear``), and only of the files a run writes.
+    """
     run = RunDir(config.run_dir)
-    finished = run.is_finished
-    interrupted = run.backup.exists() and not finished
-    if overwrite and run.path.exists():
-        shutil.rmtree(run.path)
-    elif finished:
-        raise RunDirectoryError(
-            f"{run.path} already holds a finished run; pass overwrite=True "
-            f"(fashion-hier train --overwrite) to replace it, or choose another name (--set name=NEW)")
-    elif interrupted and not resume:
+    refuse_finished_run(run, overwrite=overwrite)
+    interrupted = run.backup.exists() and not run.is_finished
+    if interrupted and not resume and not overwrite:
         raise RunDirectoryError(
             f"{run.path} holds an interrupted run ({run.backup.name}/); pass resume=True to continue it "
             f"or overwrite=True (--overwrite) to start again")
-    elif interrupted:
+    resuming = interrupted and not overwrite
+    if resuming:
         _check_same_config(run.path, config)
         logger.info("resuming the interrupted run in %s", run.path)
-    elif run.path.exists() and any(run.path.iterdir()):
-        if not run.config.exists():
-            raise RunDirectoryError(f"{run.path} is not empty and is not a run directory (no {run.config.name}); "
-                                    f"choose another output_dir or name")
-        shutil.rmtree(run.path)  # a run stopped before its first epoch finished: nothing to keep
+    else:  # a new run, an overwritten one, or one stopped before its first checkpoint: nothing to keep
+        run.clear()
+    run.create()
     run.splits_dir.mkdir(parents=True, exist_ok=True)
-    if not interrupted or overwrite:
+    if not resuming:
         with atomic_path(run.config) as temporary:
             config.to_yaml(temporary)
-    return run.path
+    return run.path, resuming
 
 
 def _check_same_config(run_dir: Path, config: TrainConfig) -> None:
@@ -267,6 +282,47 @@ def _flatten(data: dict, prefix: str = "") -> dict:
     return flat
 
 
+def check_same_splits(run: RunDir, splits, label_columns: Sequence[str]) -> None:
+    """Refuse to resume when the catalogue's rows, their labels or their split differ from the saved splits.
+
+    A resume that redrew its splits from a changed catalogue would evaluate on rows it had trained on; the
+    saved ``splits/*.csv`` are the record of what the finished epochs saw. Refusing (rather than continuing on
+    the saved splits) keeps the run reproducible from its own config and catalogue.
+    """
+    def keyed(frame: pd.DataFrame) -> pd.DataFrame:
+        columns = [column for column in label_columns if column in frame.columns]
+        keyed_frame = frame[["image_path", *columns]].astype("string").fillna("")
+        return keyed_frame.set_index("image_path")
+
+    saved = {name: keyed(pd.read_csv(run.split(name), dtype=str, keep_default_na=False))
+             for name in SPLIT_NAMES if run.split(name).is_file()}
+    if len(saved) < len(SPLIT_NAMES):
+        return  # a run of version 0.1.0 did not keep its splits: nothing to compare with
+    current = {name: keyed(getattr(splits, name)) for name in SPLIT_NAMES}
+    saved_split = {path: name for name, frame in saved.items() for path in frame.index}
+    current_split = {path: name for name, frame in current.items() for path in frame.index}
+    added = [path for path in current_split if path not in saved_split]
+    removed = [path for path in saved_split if path not in current_split]
+    moved = [path for path, name in current_split.items() if saved_split.get(path, name) != name]
+    saved_rows = pd.concat(saved.values())
+    current_rows = pd.concat(current.values())
+    common = current_rows.index.intersection(saved_rows.index).unique()
+    relabelled = []
+    if len(common) and not saved_rows.index.has_duplicates and not current_rows.index.has_duplicates:
+        both = saved_rows.columns.intersection(current_rows.columns)
+        differs = (saved_rows.loc[common, both] != current_rows.loc[common, both]).any(axis=1)
+        relabelled = list(common[differs.to_numpy()])
+    changes = [f"{len(rows)} rows {what}" for rows, what in ((added, "added"), (removed, "gone (no row or no image)"),
+                                                             (moved, "in another split"), (relabelled, "relabelled"))
+               if rows]
+    if changes:
+        example = (added or removed or moved or relabelled)[0]
+        raise RunDirectoryError(
+            f"{run.path}: the catalogue changed since this run started ({', '.join(changes)}; e.g. {example}); "
+            f"a resume must train on the rows of {run.splits_dir}: restore the labels CSV and images, or start "
+            f"again with --overwrite (or another --set name=NEW)")
+
+
 def _save_splits(run: RunDir, splits) -> None:
     for name in SPLIT_NAMES:
         with atomic_path(run.split(name)) as temporary:
@@ -281,7 +337,7 @@ def read_config_catalog(config: TrainConfig):
 
     data = config.data
     return read_catalog(data.labels_csv, data.image_dir, columns=data.columns, id_column=data.id_column,
-                        verify_images=data.verify_images, cap_factor=data.cap_factor,
+                        verify_images=data.verify_images, max_pixels=data.max_pixels, cap_factor=data.cap_factor,
                         target_samples=data.target_samples, seed=data.seed)
 
 
@@ -304,7 +360,7 @@ def _loader(config: TrainConfig, frame: pd.DataFrame, labels: dict, *, training:
     data = config.data
     augment = training_preset(tuple(data.image_size), hue=data.hue) if training and data.augment else None
     options = dict(batch_size=config.training.batch_size, image_size=tuple(data.image_size), resize=data.resize,
-                   augment=augment, shuffle=training, seed=data.seed, workers=data.workers,
+                   augment=augment, shuffle=training, seed=data.seed, max_pixels=data.max_pixels, workers=data.workers,
                    use_multiprocessing=data.use_multiprocessing, unreadable=unreadable)
     paths = frame["image_path"].to_numpy(dtype=str)
     if data.loader == "tfdata":
@@ -366,8 +422,11 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
 
     A user's mistake raises; ``fashion_hier.cli`` turns it into one line and exit code 2.
     """
+    from fashion_hier import cli_args
+
     parser = parser or argparse.ArgumentParser(prog="fashion-hier train", description="train a model into a run directory")
-    parser.add_argument("--config", required=True, help="YAML file of a TrainConfig")
+    parser.add_argument("--config", required=True, type=cli_args.as_text(cli_args.existing_file("a YAML file of a TrainConfig")),
+                        help="YAML file of a TrainConfig")
     add_override_argument(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run of the same name")
     parser.add_argument("--no-resume", dest="resume", action="store_false",

@@ -124,6 +124,21 @@ def test_a_run_killed_and_rerun_ends_with_the_weights_of_an_uninterrupted_run(
     pd.testing.assert_frame_equal(history, reference_history, rtol=1e-6)
 
 
+def test_a_tfdata_run_killed_mid_epoch_resumes_to_the_uninterrupted_weights(catalogue, tmp_path):
+    """tf.data's epoch order and augmentation seeds come from (seed, epoch), set by the trainer, not from how
+    often the process iterated the dataset: a resumed tfdata run reads the batches an uninterrupted one did."""
+    tfdata = ("data.loader=tfdata",)
+    reference = _config(catalogue, tmp_path / "reference", "run", *tfdata).to_yaml(tmp_path / "reference.yaml")
+    assert _train_in_subprocess(reference) == 0
+    config_path = _config(catalogue, tmp_path / "killed", "run", *tfdata).to_yaml(tmp_path / "killed.yaml")
+    assert _train_in_subprocess(config_path, kill_epoch=2, kill_batch=0) == -9
+    assert TrainingState.load(RunDir(tmp_path / "killed" / "run")).epochs_done == 2
+    assert _train_in_subprocess(config_path) == 0
+    for resumed, expected in zip(_final_weights(tmp_path / "killed" / "run"), _final_weights(tmp_path / "reference" / "run"),
+                                 strict=True):
+        np.testing.assert_allclose(resumed, expected, rtol=0, atol=1e-6)
+
+
 def _fail_with_enospc(*args, **kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 

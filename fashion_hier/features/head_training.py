@@ -87,7 +87,8 @@ def fit_head(config: TrainConfig, label_space: LabelSpace, train_features: np.nd
 
 
 def train_head_on_features(config: TrainConfig, cache_dir: str | os.PathLike, *, overwrite: bool = False,
-                           verbose: int | str = "auto", catalog_paths: Sequence[str] | None = None) -> Path:
+                           resume: bool = True, callbacks: Sequence = (), verbose: int | str = "auto",
+                           catalog_paths: Sequence[str] | None = None) -> Path:
     """Train ``config``'s head on cached features; save a run directory that ``Predictor``/``evaluate`` read.
 
     Same split and label space as ``fashion_hier.train`` (``prepare_run``), the recipe of
@@ -100,14 +101,27 @@ def train_head_on_features(config: TrainConfig, cache_dir: str | os.PathLike, *,
     the activation cache of ``catalog_paths`` (default: the config's catalogue), extracted or reused
     first (``fashion_hier.finetune.stage``); the fine-tuned image model is ``model.keras``, and there is
     no ``head.keras``/``features.json``, since the frozen features no longer describe the model.
+
+    ``overwrite``/``resume`` mean what they mean for ``fashion_hier.train.train`` (a run stopped before it
+    finished starts again: the head has no epoch checkpoints); ``callbacks`` run in the head's fit and in
+    the fine-tune's. The run directory's lock is held throughout.
     """
+    from fashion_hier import train as training
+
+    config = training.resolved_config(config)
+    with RunDir(config.run_dir).training_lock():
+        return _train_head_locked(config, cache_dir, overwrite=overwrite, resume=resume, callbacks=callbacks,
+                                  verbose=verbose, catalog_paths=catalog_paths)
+
+
+def _train_head_locked(config: TrainConfig, cache_dir: str | os.PathLike, *, overwrite: bool, resume: bool,
+                       callbacks: Sequence, verbose: int | str, catalog_paths: Sequence[str] | None) -> Path:
     import keras
 
     from fashion_hier import train as training
     from fashion_hier.features.cache import flipped_cache_dir
 
     cache = load_feature_cache(cache_dir)
-    config = training.resolved_config(config)
     _check_cache_serves(cache, config)
     flipped = None
     if config.data.flip_features:
@@ -120,7 +134,7 @@ def train_head_on_features(config: TrainConfig, cache_dir: str | os.PathLike, *,
         if catalog_paths is None:
             catalog_paths = training.read_config_catalog(config).paths
         activation_cache = ensure_activation_cache(config, catalog_paths)
-    prepared = training.prepare_run(config, overwrite=overwrite, resume=False)
+    prepared = training.prepare_run(config, overwrite=overwrite, resume=resume)
     run_dir, label_space = prepared.run_dir, prepared.label_space
     train_paths, train_labels = _readable(cache, _image_paths(prepared.train_frame), prepared.train_labels)
     train_features = _features_of(cache, train_paths, "train split")
@@ -136,14 +150,14 @@ def train_head_on_features(config: TrainConfig, cache_dir: str | os.PathLike, *,
 
     fitted = fit_head(config, label_space, train_features, train_labels, validation_features,
                       validation_labels, flipped_train_features=flipped_features, verbose=verbose,
-                      callbacks=[keras.callbacks.CSVLogger(str(RunDir(run_dir).history))])
+                      callbacks=[keras.callbacks.CSVLogger(str(RunDir(run_dir).history)), *callbacks])
     logger.info(_timing_summary(fitted.epoch_seconds, len(train_features), cache.manifest))
     finished = {"epochs": len(fitted.history.get("loss", [])), "monitor": EARLY_STOPPING_MONITOR,
                 "trainer": "head on cached features"}
     if activation_cache is not None:
         finished.update(_finetune(config, activation_cache, label_space, fitted, train_paths, train_labels,
                                   validation_paths, validation_labels, run_dir, prepared.train_labels,
-                                  verbose=verbose))
+                                  callbacks=callbacks, verbose=verbose))
     else:
         with atomic_path(RunDir(run_dir).head) as temporary:
             fitted.model.save(temporary)
@@ -157,7 +171,8 @@ def train_head_on_features(config: TrainConfig, cache_dir: str | os.PathLike, *,
 
 def _finetune(config: TrainConfig, activation_cache, label_space: LabelSpace, fitted: FittedHead,
               train_paths: list[str], train_labels: dict, validation_paths: list[str] | None,
-              validation_labels: dict | None, run_dir: Path, all_train_labels: dict, *, verbose) -> dict:
+              validation_labels: dict | None, run_dir: Path, all_train_labels: dict, *, callbacks: Sequence,
+              verbose) -> dict:
     """The partial fine-tune after the head; saves the kept model as the run's ``model.keras``; returns its record."""
     import keras
 
@@ -170,7 +185,7 @@ def _finetune(config: TrainConfig, activation_cache, label_space: LabelSpace, fi
         validation_paths, validation_labels = _without(validation_paths, validation_labels, unreadable)
     outcome = finetune_stage(config, activation_cache, label_space, fitted.model, fitted.history, train_paths,
                              train_labels, validation_paths, validation_labels, verbose=verbose,
-                             callbacks=[keras.callbacks.CSVLogger(str(run.finetune_history))])
+                             callbacks=[keras.callbacks.CSVLogger(str(run.finetune_history)), *callbacks])
     if outcome.kept:
         from fashion_hier.train import save_final_model
 
