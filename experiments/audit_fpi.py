@@ -48,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
 
     source = AuditSource(args.data / "styles.csv", args.data / "images", LabelColumns(), weights=args.weights)
-    table = audit_catalog(source, args.out, cache_dir=args.cache, progress=False)
+    table = audit_catalog(source, args.out, cache_dir=args.cache, progress=False).table
     for level, part in table.groupby("level", sort=False):
         print(f"{level:<12} {int(part['flagged'].sum()):>5} of {len(part)} labels flagged")
     top = table[table["level"] == "subcategory"].nsmallest(args.top, "score")

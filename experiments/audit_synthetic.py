@@ -46,7 +46,7 @@ def main() -> None:
     flipped = flip_labels(labels_csv, "articleType", args.flip, args.seed)
     source = AuditSource(labels_csv, labels_csv.parent / "images", LabelColumns(), weights=args.weights,
                          image_size=(args.image_size, args.image_size))
-    table = audit_catalog(source, args.out / "audit", settings=HeadSettings(seed=args.seed), progress=False)
+    table = audit_catalog(source, args.out / "audit", settings=HeadSettings(seed=args.seed), progress=False).table
     sub = table[table["level"] == "subcategory"]
     top = set(sub.nsmallest(len(flipped), "score")["id"])
     hits = len(top & flipped)

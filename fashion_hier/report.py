@@ -35,12 +35,20 @@ applyFilter();
 
 
 # ---- audit.html ---------------------------------------------------------------------------------
-def audit_html(shown: pd.DataFrame, *, title: str, flagged: int, judged: int, resize: str = "pad") -> str:
-    """A gallery of flagged labels (``fashion_hier.audit.CSV_COLUMNS`` rows), filterable by level."""
+def audit_html(shown: pd.DataFrame, *, title: str, flagged: int, judged: int, resize: str = "pad",
+               quality: Sequence[dict[str, Any]] = (), warnings: Sequence[str] = ()) -> str:
+    """A gallery of flagged labels (``fashion_hier.audit.CSV_COLUMNS`` rows), filterable by level.
+
+    Above it: the warnings (the rankings are not to be trusted) and ``quality``, one dict per level
+    (``fashion_hier.audit.LevelQuality.as_dict`` plus ``flagged`` and ``judged``).
+    """
     levels = list(dict.fromkeys(shown["level"]))
     options = "".join(f'<option value="{escape(level)}">{escape(level)}</option>' for level in levels)
     cards = "".join(_audit_card(row, resize) for row in shown.itertuples(index=False))
     body = (
+        "".join(f'<p class="warning" style="color: #b00; font-weight: bold">Warning: {escape(text)}</p>'
+                for text in warnings)
+        + _audit_quality_table(quality) +
         f'<p class="note">{flagged} of {judged} labels flagged by cleanlab on out-of-fold predictions; '
         f"the {len(shown)} most suspicious (lowest label-quality score) are shown, most suspicious first. "
         f'Red: the catalogue\'s label; green: what the cross-validated model suggests. Full list: audit.csv.</p>'
@@ -50,6 +58,17 @@ def audit_html(shown: pd.DataFrame, *, title: str, flagged: int, judged: int, re
         f'<div class="gallery">{cards}</div>'
     )
     return page(title, body, script=LEVEL_FILTER_SCRIPT)
+
+
+def _audit_quality_table(quality: Sequence[dict[str, Any]]) -> str:
+    """How well each level's out-of-fold heads classify, against always answering the commonest label."""
+    if not quality:
+        return ""
+    rows = [(level["level"], level["metric"], f"{level['score']:.3f}", f"{level['baseline']:.3f}",
+             f"{level['needed']:.3f}", "yes" if level["trusted"] else "NO", level["flagged"], level["judged"])
+            for level in quality]
+    return table(("level", "out-of-fold metric", "score", "baseline (commonest label)", "trusted from", "trusted",
+                  "flagged", "judged"), rows, table_id="audit-quality")
 
 
 def _audit_card(row: Any, resize: str) -> str:

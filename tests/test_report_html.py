@@ -113,7 +113,8 @@ def test_audit_html_in_a_browser(browser, evaluated_run, tmp_path):
 
     run_dir, _, _ = evaluated_run
     source = AuditSource.from_run(run_dir)
-    audit_catalog(source, tmp_path, settings=HeadSettings(folds=3, components=16), gallery_size=25, progress=False)
+    audit_catalog(source, tmp_path, settings=HeadSettings(folds=3, components=16), gallery_size=25, progress=False,
+                  allow_untrained_backbone=True)  # the tiny run's backbone is random: refused without it
     flagged = pd.read_csv(tmp_path / AUDIT_CSV, dtype=str)
     shown = flagged.assign(score=flagged["score"].astype(float)).sort_values("score", kind="stable").head(25)
     assert len(shown) > 0, "a randomly initialised backbone should disagree with some labels"

@@ -20,12 +20,14 @@ class BackboneSpec:
 
     ``trunk``: the registry name of the network this one only adds pooled outputs to (same layers,
     names and weights), so an activation cache at a cut layer of one serves both; None: itself.
+    ``pretrained``: whether pretrained (ImageNet) weights exist for it; False: it always starts random.
     """
 
     constructor: Callable[..., keras.Model]
     preprocess_mode: str
     feature_dim: int
     trunk: str | None = None
+    pretrained: bool = True
 
 
 def SmallCNN(*, include_top: bool = False, pooling: str = "avg", input_shape=None, weights=None,
@@ -87,7 +89,7 @@ BACKBONES: dict[str, BackboneSpec] = {
     "resnet50v2": BackboneSpec(keras.applications.ResNet50V2, "tf", 2048),
     "efficientnetb0": BackboneSpec(keras.applications.EfficientNetB0, "none", 1280),
     "mobilenetv2": BackboneSpec(keras.applications.MobileNetV2, "tf", 1280),
-    "small_cnn": BackboneSpec(SmallCNN, "tf", 256),
+    "small_cnn": BackboneSpec(SmallCNN, "tf", 256, pretrained=False),
 }
 
 
