@@ -147,11 +147,10 @@ def tune_run_thresholds(
 
 def _store_thresholds_in_model(run: RunDir, checkpoint: str, thresholds: np.ndarray) -> None:
     """Save tuned thresholds into the run's model file too, so that file alone predicts what the run does."""
-    import keras
-
+    from fashion_hier.checkpoints import load_model_file
     from fashion_hier.task import HierarchicalClassifier, save_task_model
 
-    model = keras.saving.load_model(run / checkpoint, compile=False)
+    model = load_model_file(run / checkpoint)
     if isinstance(model, HierarchicalClassifier):  # a 0.1.0 run's bare network has no place for them
         save_task_model(model, model.label_space, run / checkpoint, thresholds=thresholds)
 
@@ -395,18 +394,23 @@ def _captions(labels: dict[str, np.ndarray], label_space: LabelSpace) -> list[st
 # ---- command line ---------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     """``fashion-hier evaluate`` / ``python -m fashion_hier.evaluate``."""
+    from fashion_hier import cli_args
+
     parser = parser or argparse.ArgumentParser(prog="python -m fashion_hier.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, type=Path, help="run directory written by fashion-hier train")
+    parser.add_argument("--run", required=True, type=cli_args.run_directory, help="run directory written by fashion-hier train")
     parser.add_argument("--split", choices=SPLITS, help="saved split to evaluate (default: test)")
-    parser.add_argument("--labels", type=Path, help="a new labelled CSV to evaluate instead of a saved split")
-    parser.add_argument("--images", type=Path, help="image folder for --labels")
-    parser.add_argument("--out", type=Path, help="where to write the report (default: the run directory)")
+    parser.add_argument("--labels", type=cli_args.existing_file("a labelled CSV file"),
+                        help="a new labelled CSV to evaluate instead of a saved split")
+    parser.add_argument("--images", type=cli_args.existing_directory("the folder of the images of --labels"),
+                        help="image folder for --labels")
+    parser.add_argument("--out", type=cli_args.output_directory, help="where to write the report (default: the run directory)")
     parser.add_argument("--checkpoint", default=RunDir.MODEL, help=f"model file in the run (default: {RunDir.MODEL})")
     parser.add_argument("--tune-thresholds", action="store_true",
                         help=f"fit per-attribute thresholds on the validation split first; saved as RUN/{RunDir.THRESHOLDS}")
-    parser.add_argument("--floor", type=float, help=f"lowest threshold tuning may choose (default {DEFAULT_FLOOR})")
-    parser.add_argument("--cap", type=float, help=f"highest threshold tuning may choose (default {DEFAULT_CAP})")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--floor", type=cli_args.probability,
+                        help=f"lowest threshold tuning may choose (default {DEFAULT_FLOOR})")
+    parser.add_argument("--cap", type=cli_args.probability, help=f"highest threshold tuning may choose (default {DEFAULT_CAP})")
+    parser.add_argument("--batch-size", type=cli_args.positive_int, default=32)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar while predicting")
     args = parser.parse_args(argv)
     if (args.labels is None) != (args.images is None):

@@ -18,13 +18,15 @@ import numpy as np
 import pandas as pd
 
 from fashion_hier.data.catalog import IMAGE_EXTENSIONS
+from fashion_hier.data.csvread import read_frame
+from fashion_hier.errors import RunLockedError
 from fashion_hier.labels import LEVELS, LabelSpace
 from fashion_hier.rundir import RunDir
 
 logger = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ("image_path", "category", "category_score", "subcategory", "subcategory_score",
-                      "attributes", "attribute_scores")
+                      "attributes", "attribute_scores", "needs_review")
 ERROR_COLUMN = "error"  # predict's CSV: why an image has no prediction (empty for every scored image)
 
 
@@ -143,8 +145,13 @@ class Predictor:
         return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(PREDICTION_COLUMNS))
 
     def decode(self, scores: dict[str, np.ndarray], image_paths: Sequence[str | None] | None = None, *,
-               consistent: bool = False) -> pd.DataFrame:
-        """Scores to names: arg-max (or the joint best pair with ``consistent``) and thresholded attributes."""
+               consistent: bool = False, min_confidence: dict[str, float | None] | None = None) -> pd.DataFrame:
+        """Scores to names: arg-max (or the joint best pair with ``consistent``) and thresholded attributes.
+
+        ``min_confidence`` (default: the task's own, ``HierarchicalClassifier.min_confidence``): a level whose
+        score is below its confidence is left empty for a person ("stop at the category"; no category, no
+        subcategory), its score kept, and the row's ``needs_review`` is True.
+        """
         category_probs, subcategory_probs = scores["category"], scores["subcategory"]
         if consistent:
             category, subcategory = consistent_decode(category_probs, subcategory_probs, self.label_space.parent_index)
@@ -152,14 +159,19 @@ class Predictor:
             category, subcategory = category_probs.argmax(axis=1), subcategory_probs.argmax(axis=1)
         rows = np.arange(len(category))
         attributes, attribute_scores = _attribute_columns(scores["attributes"], self.thresholds, self.label_space.attributes)
+        category_score, subcategory_score = category_probs[rows, category], subcategory_probs[rows, subcategory]
+        needed = {**self.model.min_confidence, **(min_confidence or {})}
+        category_sure = category_score >= (needed["category"] or 0.0)
+        subcategory_sure = category_sure & (subcategory_score >= (needed["subcategory"] or 0.0))
         return pd.DataFrame({
             "image_path": list(image_paths) if image_paths is not None else [None] * len(rows),
-            "category": self.label_space.decode_category(category),
-            "category_score": category_probs[rows, category],
-            "subcategory": self.label_space.decode_subcategory(subcategory),
-            "subcategory_score": subcategory_probs[rows, subcategory],
+            "category": _kept(self.label_space.decode_category(category), category_sure),
+            "category_score": category_score,
+            "subcategory": _kept(self.label_space.decode_subcategory(subcategory), subcategory_sure),
+            "subcategory_score": subcategory_score,
             "attributes": attributes,
             "attribute_scores": attribute_scores,
+            "needs_review": ~subcategory_sure,
         })
 
     # ---- internals -----------------------------------------------------------------------------
@@ -210,15 +222,14 @@ def load_classifier(path: str | os.PathLike, *, checkpoint: str = RunDir.MODEL):
     A run of version 0.1.0 (a bare functional model beside its labels and config files) is wrapped
     as the task; a run's thresholds file overrides the thresholds stored in the model.
     """
-    import keras
-
+    from fashion_hier.checkpoints import load_model_file
     from fashion_hier.task import HierarchicalClassifier
     from fashion_hier.thresholds import load_thresholds
 
     path = Path(path)
     run = None if path.is_file() else RunDir(path)
     model_file = path if run is None else _run_model_file(run, checkpoint)
-    model = keras.saving.load_model(model_file, compile=False)
+    model = load_model_file(model_file)
     if not isinstance(model, HierarchicalClassifier):
         if run is None:
             raise ValueError(f"{model_file} is a bare Keras model without its label space (a version 0.1.0 save); "
@@ -235,6 +246,10 @@ def _run_model_file(run: RunDir, checkpoint: str) -> Path:
         raise FileNotFoundError(f"{run.path} does not exist; pass a run directory written by 'fashion-hier train' "
                                 f"(it holds {RunDir.MODEL}) or a .keras model file")
     model_file = run / checkpoint
+    holder = run.training_holder()
+    if holder is not None:
+        raise RunLockedError(f"training in progress in {run.path} ({holder}); wait for it to finish (it writes "
+                             f"{RunDir.FINISHED}), then run this command again")
     if run.is_interrupted or (model_file.is_file() and checkpoint == RunDir.MODEL and not run.is_finished):
         raise FileNotFoundError(f"run directory {run.path} did not finish (no {RunDir.FINISHED}); run the same "
                                 "'fashion-hier train' command again to resume it")
@@ -277,6 +292,11 @@ def consistent_decode(category_probs: np.ndarray, subcategory_probs: np.ndarray,
     return parent_index[subcategory], subcategory
 
 
+def _kept(names: Sequence[str], sure: np.ndarray) -> list[str | None]:
+    """The names where the model is sure enough, None (an empty cell, for a person) elsewhere."""
+    return [name if ok else None for name, ok in zip(names, sure)]
+
+
 def _check_batch_size(batch_size: int) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -309,7 +329,7 @@ def list_images(source: str | os.PathLike, *, path_column: str = "image_path") -
             raise ValueError(f"{source} holds no images ({', '.join(IMAGE_EXTENSIONS)}, searched recursively)")
         return paths
     if source.is_file() and source.suffix.lower() == ".csv":
-        frame = pd.read_csv(source, dtype=str)
+        frame, _ = read_frame(source)  # the labels CSV's reader: encoding, delimiter, stray quotes by line
         if path_column not in frame.columns:
             raise ValueError(f"{source}: no {path_column!r} column (columns: {list(frame.columns)}); "
                              f"pass --path-column with the column of image paths")
@@ -361,15 +381,19 @@ def write_predictions(predictor: Predictor, paths: Sequence[str], out: str | os.
 
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     """``fashion-hier predict --run DIR --images DIR_OR_CSV --out predictions.csv``."""
+    from fashion_hier import cli_args
+
     parser = parser or argparse.ArgumentParser(prog="fashion-hier predict", description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, type=Path,
+    parser.add_argument("--run", required=True, type=cli_args.run_or_model,
                         help="run directory written by fashion-hier train, or a single .keras model file")
-    parser.add_argument("--images", required=True, type=Path, help="folder of images, or a CSV with an image_path column")
-    parser.add_argument("--out", required=True, type=Path, help="CSV to write (one row per image, written as batches finish)")
+    parser.add_argument("--images", required=True, type=cli_args.image_source,
+                        help="folder of images, or a CSV with an image_path column")
+    parser.add_argument("--out", required=True, type=cli_args.output_file,
+                        help="CSV to write (one row per image, written as batches finish)")
     parser.add_argument("--path-column", default="image_path", help="column of image paths when --images is a CSV")
     parser.add_argument("--consistent", action="store_true",
                         help="pick the joint best (category, subcategory) pair, so the subcategory belongs to the category")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=cli_args.positive_int, default=32)
     parser.add_argument("--shard", type=_parse_shard, default=(0, 1), metavar="i/n",
                         help="score every n-th image of the sorted list starting at i (split a catalogue over n machines)")
     parser.add_argument("--checkpoint", default=RunDir.MODEL, help=f"model file in the run (default: {RunDir.MODEL})")

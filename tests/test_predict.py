@@ -234,5 +234,8 @@ def test_cli_writes_a_row_with_the_reason_for_each_unreadable_image(run_dir, tmp
 
 def test_cli_reports_a_missing_run(tmp_path, capsys):
     (tmp_path / "a.jpg").write_bytes(b"")
-    assert main(["--run", str(tmp_path / "nope"), "--images", str(tmp_path), "--out", str(tmp_path / "p.csv")]) == 2
+    from fashion_hier.cli import main as cli_main
+
+    assert cli_main(["predict", "--run", str(tmp_path / "nope"), "--images", str(tmp_path),
+                     "--out", str(tmp_path / "p.csv")]) == 2
     assert "does not exist" in capsys.readouterr().err
