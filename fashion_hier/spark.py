@@ -22,12 +22,13 @@ from fashion_hier.predict import ERROR_COLUMN, PREDICTION_COLUMNS, Predictor
 logger = logging.getLogger(__name__)
 
 SCORE_COLUMNS = ("category_score", "subcategory_score")
+COLUMN_TYPES = {**{name: "double" for name in SCORE_COLUMNS}, "needs_review": "boolean"}  # the others are strings
 
 
 def output_schema(id_column: str | None = None) -> str:
     """The DDL schema of ``score_catalog``'s rows: ``PREDICTION_COLUMNS`` (+ the id column) + ``error``."""
     columns = [f"`{id_column}` string"] if id_column else []
-    columns += [f"{name} {'double' if name in SCORE_COLUMNS else 'string'}" for name in PREDICTION_COLUMNS]
+    columns += [f"{name} {COLUMN_TYPES.get(name, 'string')}" for name in PREDICTION_COLUMNS]
     return ", ".join(columns + [f"{ERROR_COLUMN} string"])
 
 
@@ -89,6 +90,7 @@ def score_rows(predictor: Predictor, rows: pd.DataFrame, *, path_column: str = "
         table.loc[readable, list(PREDICTION_COLUMNS)] = decoded[list(PREDICTION_COLUMNS)].to_numpy(dtype=object)
     table["image_path"] = paths
     table[list(SCORE_COLUMNS)] = table[list(SCORE_COLUMNS)].astype(float)
+    table["needs_review"] = table["needs_review"].astype("boolean")  # unreadable rows: null, like their names
     table[ERROR_COLUMN] = errors
     if id_column:
         table.insert(0, id_column, [None if pd.isna(v) else str(v) for v in rows[id_column]])

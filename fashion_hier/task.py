@@ -23,9 +23,12 @@ import pandas as pd
 import fashion_hier.losses  # noqa: F401  (registers the losses a compiled task is saved with)
 import fashion_hier.models  # noqa: F401  (registers the Preprocess layer inside the network)
 from fashion_hier.labels import LEVELS, LabelSpace
+from fashion_hier.models.calibration import TemperatureScaling
 from fashion_hier.thresholds import DEFAULT_THRESHOLD
 
 RESIZE_POLICIES = ("stretch", "pad")
+LEVEL_ACTIVATIONS = {"category": "softmax", "subcategory": "softmax", "attributes": "sigmoid"}
+SELECTIVE_LEVELS = ("category", "subcategory")  # the levels min_confidence can leave for a person
 
 
 @keras.saving.register_keras_serializable(package="fashion_hier")
@@ -42,20 +45,28 @@ class HierarchicalClassifier(keras.Model):
         class_counts: training counts per level (``class_counts_from_labels``), for ``compile()``'s
             inverse-frequency weighted losses; ``None`` gives unweighted losses.
         build_settings: the ``build_model`` keywords the network was made with (a record, JSON-able).
+        temperatures: ``{level: T}`` temperature scaling per level (``TemperatureScaling``), fitted on
+            validation data (``fashion_hier.calibrate``); missing levels keep T = 1 (scores as trained).
+        min_confidence: ``{"category": P, "subcategory": P}``: below its P a level's answer is left for a
+            person (``Predictor.decode``); missing or None: always answer.
     """
 
     def __init__(self, network: keras.Model, label_space: LabelSpace | dict, *,
                  thresholds: Sequence[float] | float | None = None, image_size: Sequence[int] | None = None,
                  resize: str = "stretch", class_counts: dict[str, Sequence[int]] | None = None,
-                 build_settings: dict[str, Any] | None = None, **kwargs):
+                 build_settings: dict[str, Any] | None = None, temperatures: dict[str, float] | None = None,
+                 min_confidence: dict[str, float | None] | None = None, **kwargs):
         label_space = label_space if isinstance(label_space, LabelSpace) else LabelSpace.from_dict(label_space)
+        temperatures = _check_temperatures(temperatures)
         image = keras.Input(shape=tuple(network.input_shape[1:]), name="image")
         scores = network(image)
         if not isinstance(scores, dict) or set(scores) != set(LEVELS):
             raise ValueError(f"network must return a dict with keys {LEVELS}; build it with fashion_hier.build_model")
         _check_widths({level: int(scores[level].shape[-1]) for level in LEVELS}, label_space)
-        # identity layers give the task's outputs their level names (output_names, exported signatures)
-        outputs = {level: keras.layers.Identity(name=level)(scores[level]) for level in LEVELS}
+        # calibrated scores (T = 1: unchanged), under the level names (output_names, exported signatures)
+        outputs = {level: keras.layers.Identity(name=level)(
+            TemperatureScaling(temperatures[level], LEVEL_ACTIVATIONS[level], name=f"{level}_temperature")(scores[level]))
+            for level in LEVELS}
         super().__init__(inputs=image, outputs=outputs, **kwargs)
         # === what the task knows besides its weights (all of it in get_config) ===
         self.network = network
@@ -68,6 +79,8 @@ class HierarchicalClassifier(keras.Model):
         self._resize = resize
         self._class_counts = _check_counts(class_counts, label_space) if class_counts is not None else None
         self._build_settings = dict(build_settings or {})
+        self._temperatures = temperatures
+        self._min_confidence = _check_min_confidence(min_confidence)
 
     # ---- what it knows -----------------------------------------------------------------------
     @property
@@ -95,15 +108,37 @@ class HierarchicalClassifier(keras.Model):
     def build_settings(self) -> dict[str, Any]:
         return dict(self._build_settings)
 
+    @property
+    def temperatures(self) -> dict[str, float]:
+        """Temperature per level (1.0: not calibrated)."""
+        return dict(self._temperatures)
+
+    @property
+    def min_confidence(self) -> dict[str, float | None]:
+        """The confidence each single-label level needs to be answered (None: always answered)."""
+        return dict(self._min_confidence)
+
     def set_thresholds(self, thresholds: Sequence[float] | float) -> None:
         """Replace the attribute thresholds (saved with the model from then on)."""
         self._thresholds = _threshold_vector(thresholds, self._label_space.num_attributes)
 
     def with_thresholds(self, thresholds: Sequence[float] | float) -> "HierarchicalClassifier":
         """The same model (shared weights) with other thresholds; this one is left as it is."""
-        return HierarchicalClassifier(self.network, self._label_space, thresholds=thresholds,
-                                      image_size=self._image_size, resize=self._resize,
-                                      class_counts=self._class_counts, build_settings=self._build_settings)
+        return self._replace(thresholds=thresholds)
+
+    def with_temperatures(self, temperatures: dict[str, float]) -> "HierarchicalClassifier":
+        """The same model (shared weights) with other temperatures (levels not given keep theirs)."""
+        return self._replace(temperatures={**self._temperatures, **temperatures})
+
+    def with_min_confidence(self, min_confidence: dict[str, float | None]) -> "HierarchicalClassifier":
+        """The same model (shared weights) answering a level only at or above its confidence."""
+        return self._replace(min_confidence={**self._min_confidence, **min_confidence})
+
+    def _replace(self, **changes) -> "HierarchicalClassifier":
+        settings = {"thresholds": self._thresholds, "image_size": self._image_size, "resize": self._resize,
+                    "class_counts": self._class_counts, "build_settings": self._build_settings,
+                    "temperatures": self._temperatures, "min_confidence": self._min_confidence}
+        return HierarchicalClassifier(self.network, self._label_space, **{**settings, **changes})
 
     # ---- catalogue entries -------------------------------------------------------------------
     def predict_scores(self, images_or_paths, *, batch_size: int = 32, progress: bool = False) -> dict[str, np.ndarray]:
@@ -154,6 +189,8 @@ class HierarchicalClassifier(keras.Model):
             "resize": self._resize,
             "class_counts": self._class_counts,
             "build_settings": self._build_settings,
+            "temperatures": self._temperatures,
+            "min_confidence": self._min_confidence,
         }
 
     @classmethod
@@ -259,6 +296,38 @@ def _threshold_vector(thresholds: Sequence[float] | float, num_attributes: int) 
     if not (np.isfinite(values).all() and ((values >= 0) & (values <= 1)).all()):
         raise ValueError(f"thresholds must lie in [0, 1], got {values[(values < 0) | (values > 1) | ~np.isfinite(values)][:5]}")
     return values
+
+
+def _check_temperatures(temperatures: dict[str, float] | None) -> dict[str, float]:
+    """One temperature > 0 per level (1.0 where not given); unknown levels refused."""
+    temperatures = dict(temperatures or {})
+    unknown = sorted(set(temperatures) - set(LEVELS))
+    if unknown:
+        raise ValueError(f"temperatures has levels {unknown}; expected levels among {list(LEVELS)}")
+    checked = {}
+    for level in LEVELS:
+        value = float(temperatures.get(level, 1.0))
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"temperatures[{level!r}] must be a finite number > 0, got {temperatures[level]!r}")
+        checked[level] = value
+    return checked
+
+
+def _check_min_confidence(min_confidence: dict[str, float | None] | None) -> dict[str, float | None]:
+    """A confidence in [0, 1] or None per selective level."""
+    min_confidence = dict(min_confidence or {})
+    unknown = sorted(set(min_confidence) - set(SELECTIVE_LEVELS))
+    if unknown:
+        raise ValueError(f"min_confidence has levels {unknown}; expected levels among {list(SELECTIVE_LEVELS)}")
+    checked = {}
+    for level in SELECTIVE_LEVELS:
+        value = min_confidence.get(level)
+        if value is not None:
+            value = float(value)
+            if not 0 <= value <= 1:
+                raise ValueError(f"min_confidence[{level!r}] must lie in [0, 1] (a probability), got {value!r}")
+        checked[level] = value
+    return checked
 
 
 def _check_widths(widths: dict[str, int], label_space: LabelSpace) -> None:
