@@ -1,7 +1,8 @@
 """The `fashion-hier` command: one sub-command per module, each module owning its own arguments.
 
 Every sub-command module exposes ``main(argv=None, parser=None) -> int`` (it adds its own arguments
-to ``parser``), so ``fashion-hier evaluate ...`` and ``python -m fashion_hier.evaluate ...`` behave the same.
+to ``parser``): a library module that still holds its command (``fashion_hier.predict``), or a thin module
+of ``fashion_hier.commands`` (``evaluate``), which may import any part of the library.
 What every command shares lives here, around the dispatch:
 
 - ``-q/--quiet``, ``-v/--verbose`` (logging, Keras progress, TensorFlow's native log lines: see
@@ -24,7 +25,7 @@ from fashion_hier.errors import RunDirectoryError
 SUBCOMMANDS = {
     "demo": ("fashion_hier.demo", "generate a synthetic catalogue, train a small model and evaluate it"),
     "train": ("fashion_hier.train", "train a model from a YAML config into a run directory"),
-    "evaluate": ("fashion_hier.evaluate", "metrics, tables and plots for a run on a split or a labelled CSV"),
+    "evaluate": ("fashion_hier.commands.evaluate", "metrics, tables and plots for a run on a split or a labelled CSV"),
     "predict": ("fashion_hier.predict", "score a folder or CSV of images with a trained run"),
     "features": ("fashion_hier.features", "cache frozen-backbone features and train the head on them"),
     "audit": ("fashion_hier.audit", "rank the catalogue rows whose labels are probably wrong (cleanlab, cross-validated)"),

@@ -115,6 +115,9 @@ class TrainingConfig:
     # frozen backbone only: cache its pooled features once (and the mirrored views' with data.flip_features)
     # and train the head on them: the same run directory in seconds per epoch instead of minutes
     cache_features: bool = False
+    # at the end: fit one temperature per level on the validation split (fashion_hier.calibrate), stored in
+    # model.keras, so that predict answers calibrated scores
+    calibrate: bool = False
 
     def __post_init__(self) -> None:
         if self.mixed_precision is False:  # YAML reads a bare `off` as false

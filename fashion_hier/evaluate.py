@@ -7,30 +7,40 @@ into the run (or ``--out``). Labels the model never saw are counted and reported
 saves them as ``RUN/thresholds.json``, which the ``Predictor`` then uses too. A head-only run
 (``fashion-hier features``) is scored from its feature cache when the cache holds every image.
 
-Somewhat over 400 lines on purpose: scoring, the report files and threshold tuning all work on one
-``EvaluationData`` and one run directory; the pieces with a job of their own live elsewhere
-(``metrics``, ``plots``, ``report`` for the HTML page, ``thresholds``).
+``calibrate``/``target_accuracy`` first fit the run's temperatures and the confidence that reaches an
+accuracy on the validation split (``fashion_hier.calibrate``); every report then holds the calibration
+figures (ECE, Brier, log loss), hierarchical precision/recall/F1 and the accuracy-coverage table of the
+evaluated rows. The command line is ``fashion_hier.commands.evaluate``.
+
+Scoring, the report files and threshold tuning all work on one ``EvaluationData`` and one run directory;
+the pieces with a job of their own live elsewhere (``evaluation_data``, ``metrics``, ``plots``, ``report``
+for the HTML page, ``thresholds``, ``calibrate``).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
-import warnings
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from fashion_hier import metrics, plots
 from fashion_hier.atomic import atomic_path, atomic_write_text
+from fashion_hier.calibrate import SINGLE_LABEL_LEVELS, calibrate_run, calibration_figures, choose_min_confidence
+from fashion_hier.evaluation_data import (  # noqa: F401  (read_split, prepare: part of evaluate's API)
+    EvaluationData,
+    check_not_empty,
+    prepare,
+    read_labelled_csv,
+    read_split,
+)
 from fashion_hier.jsonio import to_json_data, write_json
 from fashion_hier.labels import LEVELS, LabelSpace
 from fashion_hier.predict import Predictor
 from fashion_hier.report import threshold_hint, write_html_report
+from fashion_hier.task import LEVEL_ACTIVATIONS
 from fashion_hier.rundir import RunDir
 from fashion_hier.thresholds import DEFAULT_THRESHOLD, load_thresholds, save_thresholds
 
@@ -38,87 +48,12 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_FLOOR = 0.05  # bounds of tuned thresholds: one lucky validation sample cannot push a label to 0 or 1
 DEFAULT_CAP = 0.95
-SPLITS = ("train", "validation", "test")
 SAMPLE_IMAGES = 12
 PR_TOP_LABELS = None  # a panel for every attribute
 SAMPLE_IMAGE_SIZE = (128, 128)
 TABLE_COLUMNS = ("OP", "OR", "OF1", "P@k", "R@k", "F1@k", "AP")
+COVERAGE_TARGETS = (0.95, 0.98, 0.99)  # the accuracies a team may require of the answers it accepts unseen
 FEATURE_CHECKPOINTS = (RunDir.MODEL, RunDir.BEST)  # a head-only run saves its head in both (and RunDir.HEAD)
-
-
-@dataclass
-class EvaluationData:
-    """The rows that can be scored, their targets, and what was left out because the model never saw it."""
-
-    frame: pd.DataFrame                     # rows whose category and subcategory the model knows
-    targets: dict[str, np.ndarray]          # label_space.encode of ``frame``
-    unseen_labels: dict[str, dict[str, int]]  # level -> {label never seen in training: rows}
-    rows_read: int
-    source: str
-    unreadable: list = field(default_factory=list)  # UnreadableImage(path, reason): skipped when scoring
-
-    @property
-    def rows_dropped(self) -> int:
-        """Rows left out because of labels the model never saw (unreadable images are counted apart)."""
-        return self.rows_read - len(self.frame) - len(self.unreadable)
-
-    def without_unreadable(self, kept: np.ndarray, unreadable: list) -> "EvaluationData":
-        """The rows whose images could be read (``kept``), with the skipped ones recorded."""
-        if kept.all():
-            return self
-        return replace(self, frame=self.frame.loc[kept].reset_index(drop=True),
-                       targets={level: values[kept] for level, values in self.targets.items()},
-                       unreadable=[*self.unreadable, *unreadable])
-
-
-# ---- data -----------------------------------------------------------------------------------
-def read_split(run_dir: Path, split: str) -> pd.DataFrame:
-    """The frame a run saved for ``split`` (``RUN/splits/<split>.csv``, with ``image_path``)."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    path = RunDir(run_dir).split(split)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} does not exist: the run has no saved {split} split. Train with fashion-hier train "
-            "(it writes RUN/splits/), or evaluate a labelled CSV with --labels CSV --images DIR"
-        )
-    frame = pd.read_csv(path, dtype=str)  # as read_catalog does: labels are text, "NA"/empty are missing
-    if "image_path" not in frame.columns:
-        raise ValueError(f"{path}: no 'image_path' column (columns: {list(frame.columns)}); it was not written by train")
-    return frame
-
-
-def read_labelled_csv(run_dir: Path, labels_csv: str | Path, image_dir: str | Path, label_space: LabelSpace) -> pd.DataFrame:
-    """A new labelled catalogue, read with the run's label columns and id column; its report is logged."""
-    from fashion_hier.config import TrainConfig
-    from fashion_hier.data import read_catalog
-
-    config_path = RunDir(run_dir).config
-    id_column = TrainConfig.from_yaml(config_path).data.id_column if config_path.is_file() else "id"
-    catalog = read_catalog(labels_csv, image_dir, columns=label_space.columns, id_column=id_column)
-    logger.info("%s", catalog.report)
-    return catalog.frame
-
-
-def prepare(frame: pd.DataFrame, label_space: LabelSpace, source: str) -> EvaluationData:
-    """Targets for the rows the model can be judged on; unseen labels counted instead of raising."""
-    unseen = label_space.unknown_labels(frame)
-    known = frame.loc[label_space.known_rows(frame)].reset_index(drop=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the unseen labels are reported by us, with the counts
-        targets = label_space.encode(known, unknown="drop")
-    return EvaluationData(known, targets, unseen, rows_read=len(frame), source=source)
-
-
-def _check_not_empty(data: EvaluationData) -> None:
-    if len(data.frame) == 0 and data.unreadable:
-        raise ValueError(f"{data.source}: none of its images could be read ({len(data.unreadable)} unreadable, "
-                         f"e.g. {data.unreadable[0].path}: {data.unreadable[0].reason}); nothing to evaluate")
-    if len(data.frame) == 0:
-        raise ValueError(
-            f"{data.source}: none of its {data.rows_read} rows has a category and subcategory the model "
-            f"was trained on (unseen: {data.unseen_labels}); nothing to evaluate"
-        )
 
 
 # ---- thresholds -----------------------------------------------------------------------------
@@ -136,7 +71,7 @@ def tune_run_thresholds(
 ) -> np.ndarray:
     """Fit one threshold per attribute on the validation split and save them in the run."""
     data = prepare(read_split(run_dir, "validation"), predictor.label_space, str(RunDir(run_dir).split("validation")))
-    _check_not_empty(data)
+    check_not_empty(data)
     scores, _, data = _scores(predictor, data, batch_size, progress, run_dir, checkpoint)
     thresholds = metrics.tune_thresholds(data.targets["attributes"], scores["attributes"], floor=floor, cap=cap)
     save_thresholds(RunDir(run_dir).thresholds, thresholds, predictor.label_space.attributes,
@@ -168,6 +103,10 @@ def _scores(predictor: Predictor, data: EvaluationData, batch_size: int, progres
     scores, source = None, "images"
     if run_dir is not None and checkpoint in FEATURE_CHECKPOINTS:
         scores, source = _cached_scores(RunDir(run_dir), paths)
+        if scores is not None:  # the head's own scores: the task's temperatures apply on top, as in the model
+            scores = {level: scores[level] if temperature == 1.0 else metrics.apply_temperature(
+                np.asarray(scores[level], dtype=np.float32), temperature, activation=LEVEL_ACTIVATIONS[level])
+                for level, temperature in predictor.model.temperatures.items()}
     if scores is None:
         scores, kept, unreadable = predictor.score_paths(paths, batch_size=batch_size, progress=progress)
         data = data.without_unreadable(kept, unreadable)
@@ -203,11 +142,18 @@ def evaluate_run(
     checkpoint: str = RunDir.MODEL,
     batch_size: int = 32,
     progress: bool = True,
+    calibrate: bool = False,
+    target_accuracy: float | None = None,
 ) -> dict[str, Any]:
     """Score a run on a split (or a labelled CSV), write the report files, and return ``metrics.json``'s content.
 
     The result is ``hierarchical_report``'s dict plus ``n_samples``, ``unseen_labels``,
-    ``thresholds``, ``checkpoint`` and ``data``.
+    ``thresholds``, ``checkpoint``, ``data``, ``calibration`` (per level: ECE, adaptive ECE, Brier, log
+    loss, and the temperature), ``hierarchical`` (hP/hR/hF, micro and macro, of the answers as given: a
+    level below its confidence counts as not answered) and ``selective`` (per level: the coverage at 95%,
+    98% and 99% accuracy; the stored confidences and what they give here). With ``calibrate`` the
+    temperatures are first fitted on the validation split, with ``target_accuracy`` the confidence per
+    level that reaches it there; both are stored in the run's model file.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -219,6 +165,13 @@ def evaluate_run(
     out_dir = Path(out_dir) if out_dir is not None else run_dir
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    if target_accuracy is not None and not 0 < target_accuracy <= 1:
+        raise ValueError(f"target_accuracy must lie in (0, 1], got {target_accuracy!r}")
+    if calibrate:
+        calibrate_run(run_dir, checkpoint=checkpoint, batch_size=batch_size, progress=progress)
+    if target_accuracy is not None:
+        choose_min_confidence(run_dir, target_accuracy, checkpoint=checkpoint, batch_size=batch_size,
+                              progress=progress)
     predictor = Predictor.load(run_dir, checkpoint=checkpoint)
     label_space = predictor.label_space
     if tune_thresholds:
@@ -230,9 +183,9 @@ def evaluate_run(
         data = prepare(read_labelled_csv(run_dir, labels_csv, image_dir, label_space), label_space, str(labels_csv))
     else:
         data = prepare(read_split(run_dir, split), label_space, str(RunDir(run_dir).split(split)))
-    _check_not_empty(data)
+    check_not_empty(data)
     scores, scored_from, data = _scores(predictor, data, batch_size, progress, run_dir, checkpoint)
-    _check_not_empty(data)
+    check_not_empty(data)
 
     report = metrics.hierarchical_report(data.targets, scores, parents=label_space.parent_index, threshold=thresholds)
     result = {
@@ -255,11 +208,38 @@ def evaluate_run(
         "data": {"source": data.source, "split": None if labels_csv is not None else split, "rows_read": data.rows_read,
                  "scored_from": scored_from},
     }
+    result.update(trust_report(data.targets, scores, predictor))
     if threshold_source.startswith("default"):  # None, or one line saying what tuned thresholds would give
         result["threshold_hint"] = threshold_hint(data.targets["attributes"], scores["attributes"], thresholds)
     write_report(out_dir, result, data, scores, thresholds, predictor)
     logger.info("wrote the evaluation report to %s", out_dir)
     return result
+
+
+def trust_report(targets: dict[str, np.ndarray], scores: dict[str, np.ndarray], predictor: Predictor
+                 ) -> dict[str, Any]:
+    """What a team needs to act on the scores: calibration, hierarchical P/R/F, and accuracy against coverage."""
+    model = predictor.model
+    calibration = calibration_figures(targets, scores)
+    for level, temperature in model.temperatures.items():
+        calibration[level]["temperature"] = temperature
+    decoded = predictor.decode(scores)
+    category = np.where(decoded["category"].isna(), -1, scores["category"].argmax(axis=1))
+    subcategory = np.where(decoded["subcategory"].isna(), -1, scores["subcategory"].argmax(axis=1))
+    answered = category >= 0  # hP/hR/hF over the rows given at least a category
+    parents = predictor.label_space.parent_index
+    hierarchical = {average: dict(zip(("hP", "hR", "hF"), metrics.hierarchical_prf(
+        targets["category"][answered], targets["subcategory"][answered], category[answered],
+        subcategory[answered], parents, average=average))) if answered.any() else None
+        for average in ("micro", "macro")}
+    selective = {level: {"at_accuracy": {f"{target:g}": point for target, point in metrics.coverage_at_accuracies(
+        targets[level], scores[level], COVERAGE_TARGETS).items()},  # keys as metrics.json writes them
+                         "min_confidence": model.min_confidence[level]} for level in SINGLE_LABEL_LEVELS}
+    accepted = ~decoded["needs_review"].to_numpy(dtype=bool)
+    right = scores["subcategory"].argmax(axis=1) == targets["subcategory"]
+    selective["answered_in_full"] = {"coverage": float(accepted.mean()),
+                                     "subcategory_accuracy": float(right[accepted].mean()) if accepted.any() else None}
+    return {"calibration": calibration, "hierarchical": hierarchical, "selective": selective}
 
 
 # ---- outputs --------------------------------------------------------------------------------
@@ -275,7 +255,7 @@ def write_report(
 
         write_unreadable_report(data.unreadable, out.unreadable_images)
         logger.warning("%d unreadable images were skipped; listed in %s", len(data.unreadable), out.unreadable_images)
-    atomic_write_text(out.metrics_md, markdown_table(result))
+    atomic_write_text(out.metrics_md, markdown_table(result) + "\n" + trust_markdown(result))
     tables = per_class_tables(data.targets, scores, label_space, thresholds)
     for level, table in tables.items():
         with atomic_path(out.per_class(level)) as temporary:
@@ -317,7 +297,37 @@ def markdown_table(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _unseen_summary(unseen: dict[str, Any]) -> str:
+def trust_markdown(result: dict[str, Any]) -> str:
+    """Calibration per level, the rows each single-label level can answer at 95/98/99% accuracy, and hP/hR/hF."""
+    lines = ["| level | ECE | adaptive ECE | Brier | log loss | temperature |", "|---|---|---|---|---|---|"]
+    for level in LEVELS:
+        figures = result["calibration"][level]
+        lines.append(f"| {level} | {figures['ece']:.4f} | {figures['adaptive_ece']:.4f} | {figures['brier']:.4f} | "
+                     f"{figures['log_loss']:.4f} | {figures['temperature']:.3f} |")
+    lines += ["", "| level | " + " | ".join(f"coverage at {target:.0%} accuracy" for target in COVERAGE_TARGETS)
+              + " | min confidence in the model |", "|---|" + "---|" * (len(COVERAGE_TARGETS) + 1)]
+    for level in SINGLE_LABEL_LEVELS:
+        selective = result["selective"][level]
+        cells = [_coverage_cell(selective["at_accuracy"][f"{target:g}"]) for target in COVERAGE_TARGETS]
+        stored = selective["min_confidence"]
+        lines.append(f"| {level} | " + " | ".join(cells) + f" | {'none' if stored is None else f'{stored:.3f}'} |")
+    answered, micro = result["selective"]["answered_in_full"], result["hierarchical"]["micro"]
+    lines += ["", f"Answered in full with the model's min confidence: {answered['coverage']:.1%} of rows"
+              + ("" if answered["subcategory_accuracy"] is None
+                 else f", subcategory accuracy {answered['subcategory_accuracy']:.1%}") + "."]
+    if micro is not None:
+        lines.append(f"Hierarchical (micro, over the rows given a category): hP {_percent(micro['hP'])}, "
+                     f"hR {_percent(micro['hR'])}, hF {_percent(micro['hF'])}.")
+    return "\n".join(lines) + "\n"
+
+
+def _coverage_cell(point: dict[str, Any]) -> str:
+    if point["min_confidence"] is None:
+        return "unreachable"
+    return f"{point['coverage']:.1%} (>= {point['min_confidence']:.3f})"
+
+
+def unseen_summary(unseen: dict[str, Any]) -> str:
     counts = unseen["counts"]
     if not any(counts.values()):
         return "unseen labels: none"
@@ -346,7 +356,8 @@ def write_plots(
     plot_dir: Path, data: EvaluationData, scores: dict[str, np.ndarray], subcategory_table: pd.DataFrame,
     thresholds: np.ndarray, predictor: Predictor,
 ) -> list[Path]:
-    """The four evaluation figures as PNGs under ``plot_dir``."""
+    """The evaluation figures as PNGs under ``plot_dir``: attribute PR curves, the category confusion matrix,
+    subcategory F1, sample predictions, reliability diagrams and the accuracy-coverage curves."""
     targets, label_space = data.targets, predictor.label_space
     return [
         plots.plot_precision_recall(targets["attributes"], scores["attributes"], label_space.attributes,
@@ -356,6 +367,10 @@ def write_plots(
         plots.plot_per_class_f1(label_space.subcategories, subcategory_table["f1"].to_numpy(),
                                 plot_dir / "subcategory_f1.png", support=subcategory_table["support"].to_numpy()),
         _sample_grid(plot_dir / "samples.png", data, scores, label_space, thresholds, predictor),
+        *(plots.plot_reliability(targets[level], scores[level], plot_dir / f"{level}_reliability.png",
+                                 title=f"{level}: reliability") for level in SINGLE_LABEL_LEVELS),
+        plots.plot_accuracy_coverage({level: (targets[level], scores[level]) for level in SINGLE_LABEL_LEVELS},
+                                     plot_dir / "accuracy_coverage.png", targets=COVERAGE_TARGETS),
     ]
 
 
@@ -392,51 +407,3 @@ def _captions(labels: dict[str, np.ndarray], label_space: LabelSpace) -> list[st
 
 
 # ---- command line ---------------------------------------------------------------------------
-def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
-    """``fashion-hier evaluate`` / ``python -m fashion_hier.evaluate``."""
-    from fashion_hier import cli_args
-
-    parser = parser or argparse.ArgumentParser(prog="python -m fashion_hier.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, type=cli_args.run_directory, help="run directory written by fashion-hier train")
-    parser.add_argument("--split", choices=SPLITS, help="saved split to evaluate (default: test)")
-    parser.add_argument("--labels", type=cli_args.existing_file("a labelled CSV file"),
-                        help="a new labelled CSV to evaluate instead of a saved split")
-    parser.add_argument("--images", type=cli_args.existing_directory("the folder of the images of --labels"),
-                        help="image folder for --labels")
-    parser.add_argument("--out", type=cli_args.output_directory, help="where to write the report (default: the run directory)")
-    parser.add_argument("--checkpoint", default=RunDir.MODEL, help=f"model file in the run (default: {RunDir.MODEL})")
-    parser.add_argument("--tune-thresholds", action="store_true",
-                        help=f"fit per-attribute thresholds on the validation split first; saved as RUN/{RunDir.THRESHOLDS}")
-    parser.add_argument("--floor", type=cli_args.probability,
-                        help=f"lowest threshold tuning may choose (default {DEFAULT_FLOOR})")
-    parser.add_argument("--cap", type=cli_args.probability, help=f"highest threshold tuning may choose (default {DEFAULT_CAP})")
-    parser.add_argument("--batch-size", type=cli_args.positive_int, default=32)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar while predicting")
-    args = parser.parse_args(argv)
-    if (args.labels is None) != (args.images is None):
-        parser.error("--labels and --images go together: a labelled CSV and the folder of its images")
-    if args.labels is not None and args.split is not None:
-        parser.error("--split names a saved split of the run; with --labels the CSV is evaluated instead — pass one")
-    if (args.floor is not None or args.cap is not None) and not args.tune_thresholds:
-        parser.error("--floor and --cap bound threshold tuning; add --tune-thresholds")
-    try:
-        result = evaluate_run(
-            args.run, split=args.split or "test", labels_csv=args.labels, image_dir=args.images, out_dir=args.out,
-            tune_thresholds=args.tune_thresholds, checkpoint=args.checkpoint,
-            floor=DEFAULT_FLOOR if args.floor is None else args.floor, cap=DEFAULT_CAP if args.cap is None else args.cap,
-            batch_size=args.batch_size, progress=not args.no_progress,
-        )
-    except (FileNotFoundError, ValueError) as error:  # a missing run or CSV, a bad split: one line, as predict
-        print(f"fashion-hier evaluate: {error}", file=sys.stderr)
-        return 2
-    print(markdown_table(result))
-    print(_unseen_summary(result["unseen_labels"]))
-    if result.get("threshold_hint"):
-        print(result["threshold_hint"])
-    print(f"wrote {RunDir.METRICS_JSON}, {RunDir.METRICS_MD}, {RunDir.REPORT_HTML}, per_class_*.csv, {RunDir.PREDICTIONS} and "
-          f"{RunDir.PLOTS}/ to {args.out or args.run}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_curve
 
 from fashion_hier.metrics.calibration import expected_calibration_error, reliability_curve
+from fashion_hier.metrics.selective import accuracy_coverage_curve
 
 DPI = 100
 
@@ -261,4 +262,33 @@ def plot_reliability(
     histogram.axvline(accuracy, color="tab:blue", linestyle="-", label=f"accuracy {accuracy:.2f}")
     histogram.set(xlabel=f"confidence (top-label probability, {scores.shape[-1]} classes)", ylabel="samples")
     histogram.legend(loc="upper left", fontsize="x-small")
+    return _save(figure, path)
+
+
+def plot_accuracy_coverage(
+    levels: dict[str, tuple[np.ndarray, np.ndarray]],
+    path: str | Path,
+    *,
+    targets: Sequence[float] = (0.95, 0.98, 0.99),
+    title: str = "accuracy of the accepted answers against the share accepted",
+) -> Path:
+    """One accuracy-coverage curve per level (``{level: (y_true, y_score)}``), with the target accuracies drawn.
+
+    Accepting the rows whose top score reaches a confidence P (``metrics.accuracy_coverage_curve``): read
+    along a dashed target line to see how many rows a team can accept unseen at that accuracy.
+    """
+    figure = Figure(figsize=(6.5, 4.5), layout="constrained")
+    axes = figure.subplots()
+    lowest = 1.0
+    for level, (y_true, y_score) in levels.items():
+        curve = accuracy_coverage_curve(y_true, y_score)
+        axes.step(curve.coverage, curve.accuracy, where="post", label=level)
+        lowest = min(lowest, float(curve.accuracy.min()))
+    for target in targets:
+        axes.axhline(target, color="grey", linestyle="--", linewidth=0.8)
+        axes.annotate(f"{target:.0%}", (0.995, target), fontsize="x-small", color="grey", ha="right", va="bottom")
+    axes.set(xlim=(0, 1), ylim=(max(0.0, min(lowest, min(targets)) - 0.02), 1.005),
+             xlabel="coverage (share of rows accepted, most confident first)", ylabel="accuracy of the accepted rows",
+             title=title)
+    axes.legend(loc="lower left", fontsize="small")
     return _save(figure, path)

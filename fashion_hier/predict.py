@@ -358,8 +358,9 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 def write_predictions(predictor: Predictor, paths: Sequence[str], out: str | os.PathLike, *, batch_size: int = 32,
-                      consistent: bool = False, progress: bool = False) -> tuple[int, int]:
-    """Write one CSV row per image of ``paths`` (scored, or with its ``error``), atomically; (scored, unreadable).
+                      consistent: bool = False, progress: bool = False) -> tuple[int, int, int]:
+    """Write one CSV row per image of ``paths`` (scored, or with its ``error``), atomically;
+    (scored, unreadable, scored but marked ``needs_review``).
 
     Rows are written as batches finish into a temporary file renamed over ``out`` at the end, so an
     interrupted run never leaves a CSV that looks complete.
@@ -367,16 +368,17 @@ def write_predictions(predictor: Predictor, paths: Sequence[str], out: str | os.
     from fashion_hier.atomic import atomic_open
 
     columns = [*PREDICTION_COLUMNS, ERROR_COLUMN]
-    scored = unreadable = 0
+    scored = unreadable = review = 0
     with atomic_open(out, "w", newline="") as handle:
         pd.DataFrame(columns=columns).to_csv(handle, index=False)
         for batch in predictor.iter_batches(paths, batch_size=batch_size, progress=progress):
             table = predictor.decode(batch.scores, batch.paths, consistent=consistent).assign(**{ERROR_COLUMN: None})
+            review += int(table["needs_review"].sum())
             if batch.unreadable:
                 table = pd.concat([table, unreadable_rows(batch.unreadable)], ignore_index=True)
             table[columns].to_csv(handle, header=False, index=False)
             scored, unreadable = scored + len(batch.paths), unreadable + len(batch.unreadable)
-    return scored, unreadable
+    return scored, unreadable, review
 
 
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
@@ -393,6 +395,11 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     parser.add_argument("--path-column", default="image_path", help="column of image paths when --images is a CSV")
     parser.add_argument("--consistent", action="store_true",
                         help="pick the joint best (category, subcategory) pair, so the subcategory belongs to the category")
+    parser.add_argument("--min-confidence", type=cli_args.probability, metavar="P",
+                        help="answer the subcategory only where its score reaches P, else leave it to a person "
+                             "(empty cell, needs_review true); default: the model's own (evaluate --target-accuracy)")
+    parser.add_argument("--min-category-confidence", type=cli_args.probability, metavar="P",
+                        help="the same for the category (no category: no subcategory either)")
     parser.add_argument("--batch-size", type=cli_args.positive_int, default=32)
     parser.add_argument("--shard", type=_parse_shard, default=(0, 1), metavar="i/n",
                         help="score every n-th image of the sorted list starting at i (split a catalogue over n machines)")
@@ -402,6 +409,8 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
                         help="spark: score with pyspark (fashion_hier.spark); --out ending .parquet writes Parquet")
     parser.add_argument("--spark-master", default="local[2]", help="Spark master for --engine spark")
     args = parser.parse_args(argv)
+    min_confidence = {level: value for level, value in (("category", args.min_category_confidence),
+                                                        ("subcategory", args.min_confidence)) if value is not None}
     try:
         _check_batch_size(args.batch_size)
         paths = shard(list_images(args.images, path_column=args.path_column), *args.shard)
@@ -414,13 +423,16 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
 
         # the run directory itself when possible: its thresholds file then applies on Spark too
         model = args.run if args.checkpoint == RunDir.MODEL else RunDir(args.run) / args.checkpoint
-        count = predict_with_spark(paths, model, args.out, master=args.spark_master,
-                                   batch_size=args.batch_size, consistent=args.consistent)
+        count = predict_with_spark(paths, model, args.out, master=args.spark_master, batch_size=args.batch_size,
+                                   consistent=args.consistent, min_confidence=min_confidence)
         print(f"wrote {count} rows to {args.out} (spark, {args.spark_master})")
         return 0
-    scored, unreadable = write_predictions(predictor, paths, args.out, batch_size=args.batch_size,
-                                           consistent=args.consistent, progress=not args.no_progress)
+    if min_confidence:
+        predictor = Predictor(predictor.model.with_min_confidence(min_confidence))
+    scored, unreadable, review = write_predictions(predictor, paths, args.out, batch_size=args.batch_size,
+                                                   consistent=args.consistent, progress=not args.no_progress)
     print(f"wrote {scored + unreadable} rows to {args.out}: {scored} predictions"
+          + (f", {review} of them left (in part) to a person (needs_review)" if review else "")
           + (f", {unreadable} unreadable images (see the {ERROR_COLUMN!r} column)" if unreadable else ""))
     return 0
 

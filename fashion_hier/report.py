@@ -109,6 +109,7 @@ def report_html(result: dict[str, Any], table_markdown: str, plot_paths: Sequenc
             ["consistency (predicted subcategory under predicted category)", _percent(hierarchy.get("consistency"))],
             ["joint accuracy (category and subcategory both right)", _percent(hierarchy.get("joint_accuracy"))],
         ], table_id="hierarchy"),
+        _trust_html(result),
         "<h2>Plots</h2>",
         "".join(f'<figure><img src="{png_data_uri(path)}" alt="{escape(Path(path).stem)}">'
                 f"<figcaption>{escape(Path(path).name)}</figcaption></figure>" for path in plot_paths),
@@ -120,6 +121,32 @@ def report_html(result: dict[str, Any], table_markdown: str, plot_paths: Sequenc
 
 def _percent(value: Any) -> str:
     return "" if value is None else f"{100 * value:.2f}"
+
+
+def _trust_html(result: dict[str, Any]) -> str:
+    """Calibration per level, coverage at target accuracies and hP/hR/hF (evaluate's ``trust_report``)."""
+    if "calibration" not in result:
+        return ""
+    calibration = [[level, *(f"{figures[key]:.4f}" for key in ("ece", "adaptive_ece", "brier", "log_loss")),
+                    f"{figures['temperature']:.3f}"] for level, figures in result["calibration"].items()]
+    coverage = []
+    for level in ("category", "subcategory"):
+        points = result["selective"][level]["at_accuracy"]
+        coverage.append([level, *("unreachable" if point["min_confidence"] is None else
+                                  f"{100 * point['coverage']:.1f}% (confidence >= {point['min_confidence']:.3f})"
+                                  for point in points.values())])
+    micro, macro = result["hierarchical"]["micro"], result["hierarchical"]["macro"]
+    hierarchical = [[average, *(_percent(figures[key]) for key in ("hP", "hR", "hF"))]
+                    for average, figures in (("micro", micro), ("macro", macro)) if figures is not None]
+    targets = [f"coverage at {100 * float(target):.0f}% accuracy" for target in result["selective"]["category"]["at_accuracy"]]
+    return "\n".join([
+        "<h2>Calibration</h2>",
+        table(["level", "ECE", "adaptive ECE", "Brier", "log loss", "temperature"], calibration, table_id="calibration"),
+        "<h2>Answers a team can accept unseen</h2>",
+        table(["level", *targets], coverage, table_id="coverage"),
+        "<h2>Hierarchical precision, recall, F1 (%)</h2>",
+        table(["average", "hP", "hR", "hF"], hierarchical, table_id="hierarchical"),
+    ])
 
 
 def _markdown_table_html(markdown: str) -> str:

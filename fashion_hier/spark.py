@@ -34,7 +34,7 @@ def output_schema(id_column: str | None = None) -> str:
 
 def score_catalog(df, model_path: str | os.PathLike, *, path_column: str = "image_path",
                   content_column: str | None = None, id_column: str | None = None, batch_size: int = 64,
-                  consistent: bool = True):
+                  consistent: bool = True, min_confidence: dict[str, float | None] | None = None):
     """Predictions for every row of the Spark DataFrame ``df``; a lazy DataFrame of ``output_schema``.
 
     Args:
@@ -44,6 +44,7 @@ def score_catalog(df, model_path: str | os.PathLike, *, path_column: str = "imag
             be able to read it (shared storage, or the same path on every host).
         id_column: a column copied to the output (e.g. a product id); ``image_path`` is always kept.
         consistent: the joint best (category, subcategory) pair, as ``predict --consistent``.
+        min_confidence: ``{level: P}`` over the model's own, as ``predict --min-confidence``.
     Unreadable images give a row with empty predictions and the reason in ``error``.
     """
     missing = [c for c in (path_column, content_column, id_column) if c and c not in df.columns]
@@ -61,14 +62,15 @@ def score_catalog(df, model_path: str | os.PathLike, *, path_column: str = "imag
         for frame in frames:
             for start in range(0, len(frame), batch_size):
                 yield score_rows(predictor, frame.iloc[start:start + batch_size], path_column=path_column,
-                                 content_column=content_column, id_column=id_column, consistent=consistent)
+                                 content_column=content_column, id_column=id_column, consistent=consistent,
+                                 min_confidence=min_confidence)
 
     return df.select(*wanted).mapInPandas(score_partitions, schema=output_schema(id_column))
 
 
 def score_rows(predictor: Predictor, rows: pd.DataFrame, *, path_column: str = "image_path",
                content_column: str | None = None, id_column: str | None = None,
-               consistent: bool = True) -> pd.DataFrame:
+               consistent: bool = True, min_confidence: dict[str, float | None] | None = None) -> pd.DataFrame:
     """One batch of rows to prediction rows (what each Spark task runs; plain pandas, testable alone)."""
     from fashion_hier.data.images import ImageReadError, load_image
 
@@ -86,7 +88,8 @@ def score_rows(predictor: Predictor, rows: pd.DataFrame, *, path_column: str = "
     table = pd.DataFrame({name: [None] * len(rows) for name in PREDICTION_COLUMNS})
     if readable.any():
         scores = predictor.predict_scores(images[readable], batch_size=max(1, int(readable.sum())))
-        decoded = predictor.decode(scores, [p for p, ok in zip(paths, readable) if ok], consistent=consistent)
+        decoded = predictor.decode(scores, [p for p, ok in zip(paths, readable) if ok], consistent=consistent,
+                                   min_confidence=min_confidence)
         table.loc[readable, list(PREDICTION_COLUMNS)] = decoded[list(PREDICTION_COLUMNS)].to_numpy(dtype=object)
     table["image_path"] = paths
     table[list(SCORE_COLUMNS)] = table[list(SCORE_COLUMNS)].astype(float)
@@ -132,7 +135,7 @@ def spark_session(master: str = "local[2]", app_name: str = "fashion-hier"):
 
 def predict_with_spark(paths: list[str], model_path: str | os.PathLike, out: str | os.PathLike, *,
                        master: str = "local[2]", batch_size: int = 64, consistent: bool = False,
-                       partitions: int | None = None) -> int:
+                       min_confidence: dict[str, float | None] | None = None, partitions: int | None = None) -> int:
     """Score ``paths`` on Spark and write ``out`` (.parquet: Parquet, else CSV, same columns as ``predict``).
 
     Returns the number of rows written. The result is collected on the driver and written atomically,
@@ -144,7 +147,8 @@ def predict_with_spark(paths: list[str], model_path: str | os.PathLike, out: str
     spark = spark_session(master)
     frame = spark.createDataFrame(pd.DataFrame({"image_path": paths}))
     frame = frame.repartition(partitions or spark.sparkContext.defaultParallelism)
-    scored = score_catalog(frame, model_path, batch_size=batch_size, consistent=consistent).toPandas()
+    scored = score_catalog(frame, model_path, batch_size=batch_size, consistent=consistent,
+                           min_confidence=min_confidence).toPandas()
     failed = scored[scored[ERROR_COLUMN].notna()]
     for path, reason in zip(failed["image_path"], failed[ERROR_COLUMN]):
         logger.warning("skipped unreadable image %s: %s", path, reason)

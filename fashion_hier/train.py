@@ -58,9 +58,23 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
     config = dataclasses.replace(config, output_dir=chief_output_dir(config.output_dir))  # only the chief keeps files
     with RunDir(config.run_dir).training_lock():  # one process writes a run at a time
         if config.training.cache_features:  # frozen backbone: the head trains on cached features, same run directory
-            return _train_on_cached_features(config, overwrite=overwrite, resume=resume, callbacks=callbacks,
-                                             verbose=verbose)
-        return _train_images(config, overwrite=overwrite, resume=resume, callbacks=callbacks, verbose=verbose)
+            run_dir = _train_on_cached_features(config, overwrite=overwrite, resume=resume, callbacks=callbacks,
+                                                verbose=verbose)
+        else:
+            run_dir = _train_images(config, overwrite=overwrite, resume=resume, callbacks=callbacks, verbose=verbose)
+        if config.training.calibrate:
+            _calibrate(RunDir(run_dir))
+        return run_dir
+
+
+def _calibrate(run: RunDir) -> None:
+    """``training.calibrate``: temperatures fitted on the validation split, stored in the run's model."""
+    from fashion_hier.calibrate import calibrate_run
+
+    if not len(pd.read_csv(run.split("validation"), usecols=["image_path"])):
+        logger.warning("training.calibrate: the run has no validation rows (data.split); left uncalibrated")
+        return
+    calibrate_run(run.path, progress=sys.stderr.isatty())
 
 
 def _train_images(config: TrainConfig, *, overwrite: bool, resume: bool, callbacks: Sequence, verbose) -> Path:

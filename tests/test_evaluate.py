@@ -12,6 +12,7 @@ from PIL import Image
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 from fashion_hier import evaluate, metrics
+from fashion_hier.commands import evaluate as evaluate_command
 from fashion_hier.jsonio import to_json_data
 from fashion_hier.labels import LEVELS, LabelSpace
 from fashion_hier.thresholds import load_thresholds
@@ -168,7 +169,7 @@ def test_labels_never_seen_in_training_are_reported_not_fatal(evaluated, trained
     new_csv = tmp_path / "new_labels.csv"
     catalog.to_csv(new_csv, index=False)
 
-    code = evaluate.main(["--run", str(run_dir), "--labels", str(new_csv), "--images", str(labels_csv.parent / "images"),
+    code = evaluate_command.main(["--run", str(run_dir), "--labels", str(new_csv), "--images", str(labels_csv.parent / "images"),
                           "--out", str(tmp_path / "report"), "--no-progress"])
     assert code == 0
     result = read_json(tmp_path / "report" / "metrics.json")
@@ -185,7 +186,7 @@ def test_tuned_thresholds_are_saved_and_picked_up_by_the_predictor(trained_run, 
     from fashion_hier.predict import Predictor
 
     run_dir = shutil.copytree(trained_run[0], tmp_path / "run", ignore=shutil.ignore_patterns("eval*"))
-    code = evaluate.main(["--run", str(run_dir), "--tune-thresholds", "--floor", "0.2", "--cap", "0.8", "--no-progress"])
+    code = evaluate_command.main(["--run", str(run_dir), "--tune-thresholds", "--floor", "0.2", "--cap", "0.8", "--no-progress"])
     assert code == 0
     saved = read_json(run_dir / "thresholds.json")
     assert saved["split"] == "validation" and saved["floor"] == 0.2 and saved["cap"] == 0.8
@@ -230,7 +231,7 @@ def test_bad_arguments_get_clear_errors(evaluated, tmp_path):
                  ["--labels", labelled],                               # labels without images
                  ["--labels", labelled, "--images", ".", "--split", "validation"]):
         with pytest.raises(SystemExit):
-            evaluate.main(["--run", str(run_dir), *argv])
+            evaluate_command.main(["--run", str(run_dir), *argv])
 
 
 def test_a_catalogue_with_no_known_row_is_refused_with_the_unseen_labels(evaluated):
@@ -241,7 +242,7 @@ def test_a_catalogue_with_no_known_row_is_refused_with_the_unseen_labels(evaluat
     data = evaluate.prepare(frame, label_space, "new.csv")
     assert data.unseen_labels["category"] == {"Jewellery": 2} and data.rows_dropped == 2
     with pytest.raises(ValueError, match=r"new.csv: none of its 2 rows .*Jewellery.*nothing to evaluate"):
-        evaluate._check_not_empty(data)
+        evaluate.check_not_empty(data)
 
 
 def test_cli_reports_a_missing_run_in_one_line(tmp_path, capsys):

@@ -100,7 +100,9 @@ def test_report_html_in_a_browser(browser, evaluated_run):
     open_page(browser, report.report_html)
     assert count(browser, "#metrics tbody tr") == 3  # category, subcategory, attributes
     assert count(browser, "#hierarchy tbody tr") == 2
-    assert count(browser, "figure img") == len(plot_files) == 4
+    assert count(browser, "#calibration tbody tr") == 3 and count(browser, "#coverage tbody tr") == 2
+    assert count(browser, "#hierarchical tbody tr") == 2  # micro and macro
+    assert count(browser, "figure img") == len(plot_files) == 7  # 4 + two reliability diagrams + accuracy-coverage
     assert count(browser, "#confusions tbody tr") == len(worst)
     assert count(browser, "#confusions img") == thumbnails
     loaded = browser.execute_script("return Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")

@@ -63,3 +63,23 @@ def test_a_target_outside_zero_one_is_refused(target):
 
 def test_docstring_examples_hold():
     assert doctest.testmod(selective).failed == 0
+
+
+def test_the_accuracy_coverage_plot_draws_each_levels_curve_and_the_targets(tmp_path, monkeypatch):
+    from fashion_hier import plots
+
+    drawn = []
+    real_save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda figure, path: (drawn.append(figure), real_save(figure, path))[1])
+    levels = {"category": _data(0, classes=3), "subcategory": _data(1)}
+    path = plots.plot_accuracy_coverage(levels, tmp_path / "curve.png", targets=(0.9, 0.95))
+    assert path.is_file() and path.stat().st_size > 0
+    (axes,) = drawn[0].axes
+    curves = {line.get_label(): line for line in axes.get_lines() if not line.get_label().startswith("_")}
+    for level, (truth, scores) in levels.items():
+        expected = accuracy_coverage_curve(truth, scores)
+        np.testing.assert_allclose(curves[level].get_xdata(), expected.coverage)
+        np.testing.assert_allclose(curves[level].get_ydata(), expected.accuracy)
+    targets = sorted(line.get_ydata()[0] for line in axes.get_lines() if line.get_label().startswith("_"))
+    assert targets == [0.9, 0.95]
+    assert axes.get_xlabel().startswith("coverage") and axes.get_ylabel().startswith("accuracy")
