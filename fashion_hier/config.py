@@ -18,12 +18,12 @@ from typing import Any, Literal, Sequence
 
 import yaml
 
+from fashion_hier.config_checks import validate_config, yaml_error_message
 from fashion_hier.data.images import DEFAULT_MAX_PIXELS
+from fashion_hier.errors import ConfigError
 from fashion_hier.labels import LabelColumns
 
-
-class ConfigError(ValueError):
-    """A config key or value that does not fit: the message names the key and what is expected."""
+__all__ = ["ConfigError", "DataConfig", "TrainConfig"]  # ConfigError: fashion_hier.errors owns it
 
 
 @dataclass
@@ -148,8 +148,6 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "TrainConfig":
         """Build from nested plain data; unknown keys, wrongly typed values and values that cannot work are errors."""
-        from fashion_hier.config_checks import validate_config
-
         config = _build(cls, data or {}, "")
         validate_config(config)
         return config
@@ -162,8 +160,6 @@ class TrainConfig:
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as error:
-            from fashion_hier.config_checks import yaml_error_message
-
             raise ConfigError(yaml_error_message(path, error)) from error
         if data is not None and not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of sections (data, model, ...), got {type(data).__name__}")

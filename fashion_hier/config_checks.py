@@ -11,7 +11,7 @@ import math
 import os
 from typing import Any, Callable
 
-from fashion_hier.config import ConfigError
+from fashion_hier.errors import ConfigError
 from fashion_hier.data.images import DEFAULT_MAX_PIXELS
 
 # the names fashion_hier.models.BACKBONES registers (a test keeps the two equal)

@@ -8,6 +8,10 @@ from __future__ import annotations
 import os
 
 
+class ConfigError(ValueError):
+    """A config key or value that does not fit: the message names the key and what is expected."""
+
+
 class RunDirectoryError(RuntimeError):
     """The run directory holds something this call must not continue, overwrite or remove."""
 
