@@ -26,7 +26,7 @@ SUBCOMMANDS = {
     "demo": ("fashion_hier.demo", "generate a synthetic catalogue, train a small model and evaluate it"),
     "train": ("fashion_hier.train", "train a model from a YAML config into a run directory"),
     "evaluate": ("fashion_hier.commands.evaluate", "metrics, tables and plots for a run on a split or a labelled CSV"),
-    "predict": ("fashion_hier.predict", "score a folder or CSV of images with a trained run"),
+    "predict": ("fashion_hier.commands.predict", "score a folder or CSV of images with a trained run"),
     "features": ("fashion_hier.features", "cache frozen-backbone features and train the head on them"),
     "audit": ("fashion_hier.audit", "rank the catalogue rows whose labels are probably wrong (cleanlab, cross-validated)"),
     "experiments": ("fashion_hier.experiments", "train and evaluate several configs into one comparison table"),

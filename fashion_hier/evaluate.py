@@ -42,12 +42,10 @@ from fashion_hier.predict import Predictor
 from fashion_hier.report import threshold_hint, write_html_report
 from fashion_hier.task import LEVEL_ACTIVATIONS
 from fashion_hier.rundir import RunDir
-from fashion_hier.thresholds import DEFAULT_THRESHOLD, load_thresholds, save_thresholds
+from fashion_hier.thresholds import DEFAULT_CAP, DEFAULT_FLOOR, DEFAULT_THRESHOLD, load_thresholds, save_thresholds
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_FLOOR = 0.05  # bounds of tuned thresholds: one lucky validation sample cannot push a label to 0 or 1
-DEFAULT_CAP = 0.95
 SAMPLE_IMAGES = 12
 PR_TOP_LABELS = None  # a panel for every attribute
 SAMPLE_IMAGE_SIZE = (128, 128)

@@ -22,6 +22,8 @@ import pandas as pd
 
 import fashion_hier.losses  # noqa: F401  (registers the losses a compiled task is saved with)
 import fashion_hier.models  # noqa: F401  (registers the Preprocess layer inside the network)
+from fashion_hier import streaming
+from fashion_hier.decoding import PREDICTION_COLUMNS, decode_scores
 from fashion_hier.labels import LEVELS, LabelSpace
 from fashion_hier.models.calibration import TemperatureScaling
 from fashion_hier.thresholds import DEFAULT_THRESHOLD
@@ -142,23 +144,30 @@ class HierarchicalClassifier(keras.Model):
 
     # ---- catalogue entries -------------------------------------------------------------------
     def predict_scores(self, images_or_paths, *, batch_size: int = 32, progress: bool = False) -> dict[str, np.ndarray]:
-        """Probabilities per level: category (N, C), subcategory (N, S), attributes (N, A)."""
-        return self._predictor().predict_scores(images_or_paths, batch_size=batch_size, progress=progress)
+        """Probabilities per level: category (N, C), subcategory (N, S), attributes (N, A).
+
+        For paths, N counts the readable images only (unreadable ones are logged and skipped).
+        """
+        chunks = [scores for _, scores in streaming.iter_chunks(self, images_or_paths, batch_size=batch_size,
+                                                                progress=progress)]
+        return streaming.concatenate(chunks, self._label_space)
 
     def predict_catalog(self, images_or_paths, *, consistent: bool = True, batch_size: int = 32,
                         progress: bool = False) -> pd.DataFrame:
-        """One row per image: ``fashion_hier.predict.PREDICTION_COLUMNS`` (names, scores, attributes).
+        """One row per image: ``fashion_hier.decoding.PREDICTION_COLUMNS`` (names, scores, attributes).
 
         ``images_or_paths``: image paths (resized to ``image_size`` with ``resize`` on load) or an
         (N, h, w, 3) RGB 0..255 array. ``consistent``: the subcategory always belongs to the category.
         """
-        return self._predictor().predict(images_or_paths, batch_size=batch_size, consistent=consistent,
-                                         progress=progress)
+        tables = [self.decode(scores, paths, consistent=consistent) for paths, scores in
+                  streaming.iter_chunks(self, images_or_paths, batch_size=batch_size, progress=progress)]
+        return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(PREDICTION_COLUMNS))
 
-    def _predictor(self):
-        from fashion_hier.predict import Predictor
-
-        return Predictor(self)
+    def decode(self, scores: dict[str, np.ndarray], image_paths: Sequence[str | None] | None = None, *,
+               consistent: bool = False, min_confidence: dict[str, float | None] | None = None) -> pd.DataFrame:
+        """Scores to names with this task's thresholds and confidences (``min_confidence`` overrides them)."""
+        return decode_scores(scores, self._label_space, self._thresholds,
+                             {**self._min_confidence, **(min_confidence or {})}, image_paths, consistent=consistent)
 
     # ---- training ----------------------------------------------------------------------------
     def compile(self, optimizer: Any = "default", loss: Any = "default", metrics: Any = "default", **kwargs) -> None:

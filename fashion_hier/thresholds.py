@@ -16,6 +16,8 @@ import numpy as np
 from fashion_hier.atomic import atomic_write_text
 
 DEFAULT_THRESHOLD = 0.75  # the paper's attribute threshold; the one definition, imported everywhere
+DEFAULT_FLOOR = 0.05  # bounds of tuned thresholds: one lucky validation sample cannot push a label to 0 or 1
+DEFAULT_CAP = 0.95
 
 
 def save_thresholds(

@@ -244,7 +244,8 @@ def test_predictor_skips_and_reports_oversized_images(run_dir, bombs, recwarn):
 
 
 def test_predict_cli_writes_the_reason_and_prints_no_library_warning(run_dir, bombs, tmp_path, capfd, recwarn):
-    from fashion_hier.predict import ERROR_COLUMN, main
+    from fashion_hier.commands.predict import main
+    from fashion_hier.predict import ERROR_COLUMN
 
     folder = tmp_path / "catalogue"
     folder.mkdir()

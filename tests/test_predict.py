@@ -19,9 +19,9 @@ from fashion_hier.predict import (  # noqa: E402
     Predictor,
     consistent_decode,
     list_images,
-    main,
     shard,
 )
+from fashion_hier.commands.predict import main  # noqa: E402
 
 SIZE = 32
 

@@ -11,7 +11,7 @@ keras = pytest.importorskip("keras")
 from fashion_hier.config import TrainConfig  # noqa: E402
 from fashion_hier.labels import LabelSpace  # noqa: E402
 from fashion_hier.models import build_model  # noqa: E402
-from fashion_hier.predict import main  # noqa: E402
+from fashion_hier.commands.predict import main  # noqa: E402
 
 SIZE = 32
 

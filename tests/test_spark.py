@@ -13,7 +13,8 @@ if shutil.which("java") is None:
     pytest.skip("Spark needs Java and `java` is not on PATH (Debian: apt-get install openjdk-17-jre-headless)",
                 allow_module_level=True)
 
-from fashion_hier.predict import PREDICTION_COLUMNS, Predictor, main  # noqa: E402
+from fashion_hier.commands.predict import main  # noqa: E402
+from fashion_hier.predict import PREDICTION_COLUMNS, Predictor  # noqa: E402
 from fashion_hier.spark import ERROR_COLUMN, score_catalog, spark_session  # noqa: E402
 from tiny_run import train_tiny_run  # noqa: E402
 

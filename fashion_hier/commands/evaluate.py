@@ -6,16 +6,15 @@ import sys
 from typing import Sequence
 
 from fashion_hier import cli_args
-from fashion_hier.evaluate import DEFAULT_CAP, DEFAULT_FLOOR, evaluate_run, markdown_table, unseen_summary
-from fashion_hier.evaluation_data import SPLITS
-from fashion_hier.rundir import RunDir
+from fashion_hier.rundir import SPLIT_NAMES, RunDir
+from fashion_hier.thresholds import DEFAULT_CAP, DEFAULT_FLOOR
 
 
 def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     """``fashion-hier evaluate``: parse, call ``evaluate_run``, print the table."""
     parser = parser or argparse.ArgumentParser(prog="fashion-hier evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, type=cli_args.run_directory, help="run directory written by fashion-hier train")
-    parser.add_argument("--split", choices=SPLITS, help="saved split to evaluate (default: test)")
+    parser.add_argument("--split", choices=SPLIT_NAMES, help="saved split to evaluate (default: test)")
     parser.add_argument("--labels", type=cli_args.existing_file("a labelled CSV file"),
                         help="a new labelled CSV to evaluate instead of a saved split")
     parser.add_argument("--images", type=cli_args.existing_directory("the folder of the images of --labels"),
@@ -43,6 +42,8 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
         parser.error("--split names a saved split of the run; with --labels the CSV is evaluated instead — pass one")
     if (args.floor is not None or args.cap is not None) and not args.tune_thresholds:
         parser.error("--floor and --cap bound threshold tuning; add --tune-thresholds")
+    from fashion_hier.evaluate import evaluate_run, markdown_table, unseen_summary  # TensorFlow: after parsing
+
     try:
         result = evaluate_run(
             args.run, split=args.split or "test", labels_csv=args.labels, image_dir=args.images, out_dir=args.out,

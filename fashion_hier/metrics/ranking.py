@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from fashion_hier.metrics.checks import check_average, check_k, multi_label_inputs, single_label_inputs
-from fashion_hier.thresholds import DEFAULT_THRESHOLD
+from fashion_hier.thresholds import DEFAULT_CAP, DEFAULT_FLOOR, DEFAULT_THRESHOLD
 
 # Labels per block when walking attribute columns: bounds the transposed copy to ~50 MB at 100k rows.
 _LABELS_PER_BLOCK = 128
@@ -174,7 +174,7 @@ def average_precision(y_true, y_score, *, average: str | None = "macro"):
 
 
 def tune_thresholds(
-    y_true, y_score, *, floor: float = 0.05, cap: float = 0.95, default: float = DEFAULT_THRESHOLD
+    y_true, y_score, *, floor: float = DEFAULT_FLOOR, cap: float = DEFAULT_CAP, default: float = DEFAULT_THRESHOLD
 ) -> np.ndarray:
     """Per-label thresholds ``(A,)`` that maximise F1 of ``y_score >= threshold`` on validation data.
 

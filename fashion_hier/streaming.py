@@ -1,0 +1,114 @@
+"""Images through a task in batches: paths streamed from disk (unreadable ones skipped and reported) or arrays.
+
+The one scoring loop behind ``HierarchicalClassifier.predict_scores``/``predict_catalog`` and ``Predictor``
+(and so ``evaluate``, Spark, search). It uses only what a task exposes (``image_size``, ``resize``,
+``label_space``, ``predict_on_batch``), so the task calls it without this module importing the task.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Iterator, NamedTuple, Sequence
+
+import numpy as np
+
+from fashion_hier.labels import LEVELS
+
+logger = logging.getLogger(__name__)
+
+
+class ScoredBatch(NamedTuple):
+    """One batch of ``iter_batches``: readable paths, their scores, and the skipped images."""
+
+    paths: list[str]
+    scores: dict[str, np.ndarray]
+    unreadable: list  # fashion_hier.data.UnreadableImage(path, reason)
+
+
+def iter_batches(task, paths: Sequence[str | os.PathLike], *, batch_size: int = 32, progress: bool = False,
+                 image_size: tuple[int, int] | None = None, resize: str | None = None) -> Iterator[ScoredBatch]:
+    """Batch by batch: the readable paths, their scores, and the batch's unreadable images (skipped, never fatal).
+
+    One batch is in memory at a time. Each unreadable image is logged once with its reason. Images are
+    loaded at the task's size and resize policy unless ``image_size``/``resize`` say otherwise.
+    """
+    from fashion_hier.data import FashionSequence
+
+    paths = [str(p) for p in paths]
+    check_batch_size(batch_size)
+    if not paths:
+        return
+    sequence = FashionSequence(paths, None, batch_size=batch_size, image_size=image_size or task.image_size,
+                               resize=resize or task.resize, shuffle=False)
+    with progress_bar(len(paths), progress) as bar:
+        for index in range(len(sequence)):
+            batch = sequence.load_batch(index)
+            for image in batch.unreadable:
+                logger.warning("skipped unreadable image %s: %s", image.path, image.reason)
+            scores = score_images(task, batch.images) if batch.paths else empty_scores(task.label_space)
+            bar.update(len(batch.paths) + len(batch.unreadable))
+            yield ScoredBatch(list(batch.paths), scores, list(batch.unreadable))
+
+
+def iter_chunks(task, paths_or_images, *, batch_size: int = 32, progress: bool = False,
+                image_size: tuple[int, int] | None = None, resize: str | None = None
+                ) -> Iterator[tuple[list[str | None], dict[str, np.ndarray]]]:
+    """(paths, scores) per batch for paths (streamed from disk, unreadable ones skipped) or an array of images
+    (paths None)."""
+    if not (isinstance(paths_or_images, np.ndarray) and paths_or_images.dtype.kind in "fiu"):
+        if isinstance(paths_or_images, (str, os.PathLike)):
+            paths_or_images = [paths_or_images]
+        for batch in iter_batches(task, paths_or_images, batch_size=batch_size, progress=progress,
+                                  image_size=image_size, resize=resize):
+            if batch.paths:
+                yield batch.paths, batch.scores
+        return
+    images = check_images(paths_or_images, tuple(image_size or task.image_size))
+    check_batch_size(batch_size)
+    with progress_bar(len(images), progress) as bar:
+        for start in range(0, len(images), batch_size):
+            batch = images[start:start + batch_size]
+            bar.update(len(batch))
+            yield [None] * len(batch), score_images(task, batch)
+
+
+def score_images(task, images: np.ndarray) -> dict[str, np.ndarray]:
+    """The task's probabilities per level for one batch of RGB 0..255 images, as float32."""
+    outputs = task.predict_on_batch(images)
+    if not isinstance(outputs, dict):
+        outputs = dict(zip(task.output_names, outputs))
+    return {level: np.asarray(outputs[level], dtype=np.float32) for level in LEVELS}
+
+
+def empty_scores(label_space) -> dict[str, np.ndarray]:
+    sizes = (label_space.num_categories, label_space.num_subcategories, label_space.num_attributes)
+    return {level: np.zeros((0, size), np.float32) for level, size in zip(LEVELS, sizes)}
+
+
+def concatenate(chunks: list[dict[str, np.ndarray]], label_space) -> dict[str, np.ndarray]:
+    """Batches' scores as one array per level (empty arrays of the right width when there are none)."""
+    if not chunks:
+        return empty_scores(label_space)
+    return {level: np.concatenate([chunk[level] for chunk in chunks]) for level in LEVELS}
+
+
+def check_images(images: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """An (N, h, w, 3) array (or one (h, w, 3) image) of the model's size, as float32 0..255."""
+    images = images[None] if images.ndim == 3 else images
+    expected = (*image_size, 3)
+    if images.ndim != 4 or images.shape[1:] != expected:
+        raise ValueError(f"images have shape {images.shape}; this model takes (N, {', '.join(map(str, expected))}) "
+                         f"RGB 0..255 — pass image paths (resized on load) or resize the array to "
+                         f"{image_size[0]}x{image_size[1]}")
+    return images.astype(np.float32, copy=False)
+
+
+def check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
+def progress_bar(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="img", disable=not enabled, desc="predict")
