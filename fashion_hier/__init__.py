@@ -16,7 +16,7 @@ import importlib.util
 import sys
 from importlib import import_module
 
-__version__ = "0.1.0"
+__version__ = "0.3.0.dev0"  # the one definition: setup.cfg reads it (attr:)
 
 _LAZY = {
     "LabelSpace": "fashion_hier.labels",
