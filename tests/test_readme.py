@@ -86,3 +86,31 @@ def test_results_section_shows_the_committed_synthetic_comparison():
     command = (ROOT / "experiments" / "results" / "synthetic" / "README.md").read_text(encoding="utf-8")
     (shell,) = [body for lang, body in FENCE.findall(command) if lang == "bash"]
     assert shell.strip() in results  # the command that produced the table, verbatim
+
+
+def _readme_commands() -> list[tuple[str, list[str]]]:
+    """Every ``fashion-hier COMMAND --option ...`` line of the README's bash blocks (continuations joined)."""
+    import shlex
+
+    commands = []
+    for block in _blocks("bash"):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" #")[0].strip()
+            if line.startswith("fashion-hier "):
+                words = shlex.split(line.replace("*", "STAR"))
+                commands.append((words[1], [word.split("=")[0] for word in words[2:] if word.startswith("--")]))
+    return commands
+
+
+def test_every_option_the_readme_shows_is_one_its_command_takes(capsys):
+    from fashion_hier.cli import SUBCOMMANDS, main
+
+    commands = _readme_commands()
+    assert len(commands) >= 15 and {name for name, _ in commands} <= set(SUBCOMMANDS)
+    for name in sorted({name for name, _ in commands}):
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        help_text = capsys.readouterr().out
+        for _, options in filter(lambda command: command[0] == name, commands):
+            unknown = [option for option in options if option not in help_text]
+            assert not unknown, f"README: 'fashion-hier {name}' has no option {unknown}"
