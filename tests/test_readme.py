@@ -114,3 +114,16 @@ def test_every_option_the_readme_shows_is_one_its_command_takes(capsys):
         for _, options in filter(lambda command: command[0] == name, commands):
             unknown = [option for option in options if option not in help_text]
             assert not unknown, f"README: 'fashion-hier {name}' has no option {unknown}"
+
+
+def test_every_module_the_docs_name_exists():
+    """docs/architecture.md's table and docs/api.md's headings name files and packages that are there."""
+    package = ROOT / "fashion_hier"
+    architecture = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    table = [line.split("|")[1] for line in architecture.splitlines() if line.startswith("| `")]
+    named = [name for cell in table for name in re.findall(r"`([\w/]+(?:\.py|/))`", cell)]
+    api = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    named += re.findall(r"`fashion_hier/([\w/]+(?:\.py|/))`", api)
+    assert len(named) > 30
+    missing = sorted({name for name in named if not (package / name).exists()})
+    assert not missing, f"the docs name modules that do not exist: {missing}"
