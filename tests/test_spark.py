@@ -38,8 +38,8 @@ def _images(run_dir: Path) -> list[str]:
 def _assert_same_rows(scored: pd.DataFrame, expected: pd.DataFrame) -> None:
     scored = scored.sort_values("image_path").reset_index(drop=True)
     expected = expected.sort_values("image_path").reset_index(drop=True)
-    for column in ("image_path", "category", "subcategory"):
-        assert scored[column].tolist() == expected[column].tolist(), column
+    for column in ("image_path", "category", "subcategory"):  # an empty name (left for a person): None or NaN
+        assert scored[column].fillna("").tolist() == expected[column].fillna("").tolist(), column
     for column in ("category_score", "subcategory_score"):
         np.testing.assert_allclose(scored[column].astype(float), expected[column].astype(float), rtol=1e-5, atol=1e-6)
     for got, want in zip(scored["attribute_scores"].fillna(""), expected["attribute_scores"].fillna("")):
@@ -95,3 +95,21 @@ def test_score_catalog_names_a_missing_column(run_dir, spark):
     frame = spark.createDataFrame(pd.DataFrame({"file": ["a.jpg"]}))
     with pytest.raises(ValueError, match="no column 'image_path'"):
         score_catalog(frame, run_dir)
+
+
+def test_spark_answers_a_calibrated_models_scores_and_leaves_unsure_rows_to_a_person(run_dir, spark, tmp_path):
+    from fashion_hier.checkpoints import save_model_file
+    from fashion_hier.predict import load_classifier
+
+    calibrated = load_classifier(run_dir).with_temperatures({"category": 0.5, "subcategory": 2.0, "attributes": 1.5})
+    paths = _images(run_dir)
+    median = float(np.median(Predictor(calibrated).predict(paths, consistent=True)["category_score"]))
+    model_file = save_model_file(calibrated.with_min_confidence({"category": median}), tmp_path / "calibrated.keras")
+    frame = spark.createDataFrame(pd.DataFrame({"image_path": paths}))
+    scored = score_catalog(frame, model_file, batch_size=4).toPandas()
+    expected = Predictor.load(model_file).predict(paths, consistent=True)
+    _assert_same_rows(scored, expected)
+    raw = Predictor.load(run_dir).predict(paths, consistent=True)
+    assert not np.allclose(raw["subcategory_score"].astype(float), expected["subcategory_score"].astype(float))
+    review = scored.sort_values("image_path")["needs_review"].tolist()
+    assert review == expected.sort_values("image_path")["needs_review"].tolist()
