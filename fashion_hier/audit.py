@@ -513,7 +513,7 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
                              weights="imagenet" if args.weights is None else weights)
     result = audit_catalog(source, args.out, cache_dir=args.cache,
                            settings=HeadSettings(folds=args.folds, seed=args.seed), gallery_size=args.gallery,
-                           progress=not args.no_progress, allow_untrained_backbone=args.allow_untrained_backbone)
+                           progress=not args.no_progress and sys.stderr.isatty(), allow_untrained_backbone=args.allow_untrained_backbone)
     counts = result.table.groupby("level", sort=False)["flagged"].agg(["sum", "size"])
     for level, (flagged, judged) in counts.iterrows():
         quality = result.quality[level]

@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
                              "accuracy (e.g. 0.98) and store it in the model: predict then leaves less sure "
                              "answers to a person")
     parser.add_argument("--batch-size", type=cli_args.positive_int, default=32)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar while predicting")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar while predicting (there is none when stderr is not a terminal: a log file gets no bar frames)")
     args = parser.parse_args(argv)
     if (args.labels is None) != (args.images is None):
         parser.error("--labels and --images go together: a labelled CSV and the folder of its images")
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
             args.run, split=args.split or "test", labels_csv=args.labels, image_dir=args.images, out_dir=args.out,
             tune_thresholds=args.tune_thresholds, checkpoint=args.checkpoint,
             floor=DEFAULT_FLOOR if args.floor is None else args.floor, cap=DEFAULT_CAP if args.cap is None else args.cap,
-            batch_size=args.batch_size, progress=not args.no_progress, calibrate=args.calibrate,
+            batch_size=args.batch_size, progress=not args.no_progress and sys.stderr.isatty(), calibrate=args.calibrate,
             target_accuracy=args.target_accuracy,
         )
     except (FileNotFoundError, ValueError) as error:  # a missing run or CSV, a bad split: one line, as predict

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     parser.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="i/n",
                         help="score every n-th image of the sorted list starting at i (split a catalogue over n machines)")
     parser.add_argument("--checkpoint", default=RunDir.MODEL, help=f"model file in the run (default: {RunDir.MODEL})")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (none either when stderr is not a terminal)")
     parser.add_argument("--engine", choices=("local", "spark"), default="local",
                         help="spark: score with pyspark (fashion_hier.spark); --out ending .parquet writes Parquet")
     parser.add_argument("--spark-master", default="local[2]", help="Spark master for --engine spark")
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     if min_confidence:
         predictor = Predictor(predictor.model.with_min_confidence(min_confidence))
     scored, unreadable, review = write_predictions(predictor, paths, args.out, batch_size=args.batch_size,
-                                                   consistent=args.consistent, progress=not args.no_progress)
+                                                   consistent=args.consistent, progress=not args.no_progress and sys.stderr.isatty())
     print(f"wrote {scored + unreadable} rows to {args.out}: {scored} predictions"
           + (f", {review} of them left (in part) to a person (needs_review)" if review else "")
           + (f", {unreadable} unreadable images (see the {ERROR_COLUMN!r} column)" if unreadable else ""))
