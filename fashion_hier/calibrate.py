@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from fashion_hier import metrics
-from fashion_hier.evaluation_data import prepare, read_split
+from fashion_hier.evaluation_data import prepare, read_split, score_rows
 from fashion_hier.jsonio import read_json, write_json
 from fashion_hier.labels import LEVELS
 from fashion_hier.rundir import RunDir
@@ -74,7 +74,8 @@ def calibrate_run(run_dir: str | os.PathLike, *, split: str = "validation", chec
     """Fit the run's temperatures on ``split``, store them in its model file, and return what changed."""
     run = RunDir(run_dir)
     task = _load_task(run, checkpoint)
-    targets, scores = _split_scores(task.with_temperatures(UNCALIBRATED), run, split, batch_size, progress)
+    uncalibrated = task.with_temperatures(UNCALIBRATED)
+    targets, scores = _split_scores(uncalibrated, run, split, batch_size, progress, checkpoint)
     temperatures = fit_temperatures(targets, scores)
     calibrated = {level: metrics.apply_temperature(scores[level], temperatures[level],
                                                    activation="sigmoid" if level == "attributes" else "softmax")
@@ -100,7 +101,7 @@ def choose_min_confidence(run_dir: str | os.PathLike, target_accuracy: float, *,
     """
     run = RunDir(run_dir)
     task = _load_task(run, checkpoint)
-    targets, scores = _split_scores(task, run, split, batch_size, progress)
+    targets, scores = _split_scores(task, run, split, batch_size, progress, checkpoint)
     chosen = {level: metrics.confidence_for_accuracy(targets[level], scores[level], target_accuracy)[0]
               for level in SINGLE_LABEL_LEVELS}
     unreachable = [level for level, value in chosen.items() if value is None]
@@ -137,18 +138,17 @@ def _save_task(task, run: RunDir, checkpoint: str) -> Path:
     return save_model_file(task, run / checkpoint)
 
 
-def _split_scores(task, run: RunDir, split: str, batch_size: int, progress: bool
+def _split_scores(task, run: RunDir, split: str, batch_size: int, progress: bool, checkpoint: str
                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Targets and scores of the ``split`` rows whose labels the model knows and whose images can be read."""
+    """Targets and scores of the ``split`` rows whose labels the model knows and whose images can be read,
+    scored as ``evaluate`` scores them (a head-only run from its feature cache)."""
     from fashion_hier.predict import Predictor
 
     data = prepare(read_split(run.path, split), task.label_space, str(run.split(split)))
     if not len(data.frame):
         raise ValueError(f"{run.split(split)} has no row the model can be judged on; nothing to calibrate on")
-    paths = data.frame["image_path"].astype(str).tolist()
-    scores, kept, _ = Predictor(task).score_paths(paths, batch_size=batch_size, progress=progress)
-    targets = {level: np.asarray(values)[kept] for level, values in data.targets.items()}
-    return targets, {level: np.asarray(values, dtype=np.float64) for level, values in scores.items()}
+    scores, _, data = score_rows(Predictor(task), data, batch_size, progress, run.path, checkpoint)
+    return data.targets, {level: np.asarray(values, dtype=np.float64) for level, values in scores.items()}
 
 
 def _read_record(run: RunDir) -> dict[str, Any]:

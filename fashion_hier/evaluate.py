@@ -18,7 +18,6 @@ for the HTML page, ``thresholds``, ``calibrate``).
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -35,12 +34,12 @@ from fashion_hier.evaluation_data import (  # noqa: F401  (read_split, prepare: 
     prepare,
     read_labelled_csv,
     read_split,
+    score_rows,
 )
 from fashion_hier.jsonio import to_json_data, write_json
 from fashion_hier.labels import LEVELS, LabelSpace
 from fashion_hier.predict import Predictor
 from fashion_hier.report import threshold_hint, write_html_report
-from fashion_hier.task import LEVEL_ACTIVATIONS
 from fashion_hier.rundir import RunDir
 from fashion_hier.thresholds import DEFAULT_CAP, DEFAULT_FLOOR, DEFAULT_THRESHOLD, load_thresholds, save_thresholds
 
@@ -51,7 +50,6 @@ PR_TOP_LABELS = None  # a panel for every attribute
 SAMPLE_IMAGE_SIZE = (128, 128)
 TABLE_COLUMNS = ("OP", "OR", "OF1", "P@k", "R@k", "F1@k", "AP")
 COVERAGE_TARGETS = (0.95, 0.98, 0.99)  # the accuracies a team may require of the answers it accepts unseen
-FEATURE_CHECKPOINTS = (RunDir.MODEL, RunDir.BEST)  # a head-only run saves its head in both (and RunDir.HEAD)
 
 
 # ---- thresholds -----------------------------------------------------------------------------
@@ -70,7 +68,7 @@ def tune_run_thresholds(
     """Fit one threshold per attribute on the validation split and save them in the run."""
     data = prepare(read_split(run_dir, "validation"), predictor.label_space, str(RunDir(run_dir).split("validation")))
     check_not_empty(data)
-    scores, _, data = _scores(predictor, data, batch_size, progress, run_dir, checkpoint)
+    scores, _, data = score_rows(predictor, data, batch_size, progress, run_dir, checkpoint)
     thresholds = metrics.tune_thresholds(data.targets["attributes"], scores["attributes"], floor=floor, cap=cap)
     save_thresholds(RunDir(run_dir).thresholds, thresholds, predictor.label_space.attributes,
                     floor=floor, cap=cap, split="validation")
@@ -89,44 +87,6 @@ def _store_thresholds_in_model(run: RunDir, checkpoint: str, thresholds: np.ndar
 
 
 # ---- evaluation -----------------------------------------------------------------------------
-def _scores(predictor: Predictor, data: EvaluationData, batch_size: int, progress: bool,
-            run_dir: Path | None = None, checkpoint: str = RunDir.MODEL
-            ) -> tuple[dict[str, np.ndarray], str, EvaluationData]:
-    """Scores per level, where they came from, and the rows they belong to (unreadable images left out).
-
-    A head trained on cached features (``fashion-hier features``) is scored on those features: the same
-    numbers as its full model on the images, without a second backbone pass (minutes on a CPU).
-    """
-    paths = data.frame["image_path"].astype(str).tolist()
-    scores, source = None, "images"
-    if run_dir is not None and checkpoint in FEATURE_CHECKPOINTS:
-        scores, source = _cached_scores(RunDir(run_dir), paths)
-        if scores is not None:  # the head's own scores: the task's temperatures apply on top, as in the model
-            scores = {level: scores[level] if temperature == 1.0 else metrics.apply_temperature(
-                np.asarray(scores[level], dtype=np.float32), temperature, activation=LEVEL_ACTIVATIONS[level])
-                for level, temperature in predictor.model.temperatures.items()}
-    if scores is None:
-        scores, kept, unreadable = predictor.score_paths(paths, batch_size=batch_size, progress=progress)
-        data = data.without_unreadable(kept, unreadable)
-    return {level: np.asarray(scores[level], dtype=np.float32) for level in LEVELS}, source, data
-
-
-def _cached_scores(run: RunDir, paths: list[str]) -> tuple[dict[str, np.ndarray] | None, str]:
-    """Scores from the feature cache a head-only run was trained on, or (None, "images") when it cannot serve.
-
-    The one place evaluate reaches into the feature cache; imported here, on use, so that evaluating
-    a full-model run never imports the feature module (its lookup, not its head trainer, is what is used).
-    """
-    if not run.features_record.is_file():
-        return None, "images"
-    from fashion_hier.features.scoring import scores_from_feature_cache
-
-    scores = scores_from_feature_cache(run.path, paths)
-    if scores is None:
-        return None, "images"
-    return scores, "feature cache " + json.loads(run.features_record.read_text(encoding="utf-8"))["cache_dir"]
-
-
 def evaluate_run(
     run_dir: str | Path,
     *,
@@ -182,7 +142,7 @@ def evaluate_run(
     else:
         data = prepare(read_split(run_dir, split), label_space, str(RunDir(run_dir).split(split)))
     check_not_empty(data)
-    scores, scored_from, data = _scores(predictor, data, batch_size, progress, run_dir, checkpoint)
+    scores, scored_from, data = score_rows(predictor, data, batch_size, progress, run_dir, checkpoint)
     check_not_empty(data)
 
     report = metrics.hierarchical_report(data.targets, scores, parents=label_space.parent_index, threshold=thresholds)

@@ -1,10 +1,12 @@
 """The rows an evaluation scores: a run's saved split or a new labelled CSV, encoded with the run's label space.
 
-Shared by ``evaluate`` (the report) and ``calibrate`` (fitting on validation), so both judge the same rows:
-labels the model never saw are counted and left out, not fatal; unreadable images are recorded when scored.
+Shared by ``evaluate`` (the report) and ``calibrate`` (fitting on validation), so both judge the same rows,
+scored the same way (``score_rows``: a head-only run from its feature cache, else the images): labels the
+model never saw are counted and left out, not fatal; unreadable images are recorded when scored.
 """
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from dataclasses import dataclass, field, replace
@@ -13,12 +15,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fashion_hier.labels import LabelSpace
+from fashion_hier.labels import LEVELS, LabelSpace
+from fashion_hier.metrics.calibration import apply_temperature
 from fashion_hier.rundir import SPLIT_NAMES, RunDir
+from fashion_hier.task import LEVEL_ACTIVATIONS
 
 logger = logging.getLogger(__name__)
 
 SPLITS = SPLIT_NAMES
+FEATURE_CHECKPOINTS = (RunDir.MODEL, RunDir.BEST)  # a head-only run saves its head in both (and RunDir.HEAD)
 
 
 @dataclass
@@ -94,3 +99,42 @@ def check_not_empty(data: EvaluationData) -> None:
             f"{data.source}: none of its {data.rows_read} rows has a category and subcategory the model "
             f"was trained on (unseen: {data.unseen_labels}); nothing to evaluate"
         )
+
+
+def score_rows(predictor, data: EvaluationData, batch_size: int, progress: bool,
+            run_dir: Path | None = None, checkpoint: str = RunDir.MODEL
+            ) -> tuple[dict[str, np.ndarray], str, EvaluationData]:
+    """Scores per level of ``predictor`` (a ``Predictor``), where they came from, and the rows they belong to
+    (unreadable images left out).
+
+    A head trained on cached features (``fashion-hier features``) is scored on those features: the same
+    numbers as its full model on the images, without a second backbone pass (minutes on a CPU).
+    """
+    paths = data.frame["image_path"].astype(str).tolist()
+    scores, source = None, "images"
+    if run_dir is not None and checkpoint in FEATURE_CHECKPOINTS:
+        scores, source = _cached_scores(RunDir(run_dir), paths)
+        if scores is not None:  # the head's own scores: the task's temperatures apply on top, as in the model
+            scores = {level: scores[level] if temperature == 1.0 else apply_temperature(
+                np.asarray(scores[level], dtype=np.float32), temperature, activation=LEVEL_ACTIVATIONS[level])
+                for level, temperature in predictor.model.temperatures.items()}
+    if scores is None:
+        scores, kept, unreadable = predictor.score_paths(paths, batch_size=batch_size, progress=progress)
+        data = data.without_unreadable(kept, unreadable)
+    return {level: np.asarray(scores[level], dtype=np.float32) for level in LEVELS}, source, data
+
+
+def _cached_scores(run: RunDir, paths: list[str]) -> tuple[dict[str, np.ndarray] | None, str]:
+    """Scores from the feature cache a head-only run was trained on, or (None, "images") when it cannot serve.
+
+    The one place evaluate reaches into the feature cache; imported here, on use, so that evaluating
+    a full-model run never imports the feature module (its lookup, not its head trainer, is what is used).
+    """
+    if not run.features_record.is_file():
+        return None, "images"
+    from fashion_hier.features.scoring import scores_from_feature_cache
+
+    scores = scores_from_feature_cache(run.path, paths)
+    if scores is None:
+        return None, "images"
+    return scores, "feature cache " + json.loads(run.features_record.read_text(encoding="utf-8"))["cache_dir"]

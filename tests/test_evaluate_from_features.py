@@ -69,3 +69,19 @@ def test_without_its_cache_the_run_is_scored_on_images_with_the_same_metrics(hea
     for level in ("category", "subcategory"):
         assert on_images[level]["accuracy"] == pytest.approx(from_cache[level]["accuracy"])
     assert on_images["attributes"]["mAP"] == pytest.approx(from_cache["attributes"]["mAP"], abs=1e-6)
+
+
+def test_a_calibrated_head_run_is_scored_from_its_cache_with_the_calibrated_models_numbers(head_run, tmp_path):
+    from fashion_hier.calibrate import calibrate_run
+
+    run_dir, cache_dir = head_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns(".lock*"))
+    calibration = calibrate_run(copy)  # fitted on the validation rows' cached scores
+    assert any(value != 1.0 for value in calibration.temperatures.values())
+    result = evaluate_run(copy, out_dir=tmp_path / "report", progress=False)
+    assert result["data"]["scored_from"] == f"feature cache {cache_dir.resolve()}"
+    saved = np.load(tmp_path / "report" / "predictions.npz")
+    on_images = Predictor.load(copy).predict_scores(saved["image_path"].tolist(), batch_size=8)
+    for level in LEVELS:  # the model's temperature layers on images = the temperatures on the cached head
+        np.testing.assert_allclose(saved[f"{level}_score"], on_images[level], rtol=1e-4, atol=1e-5)
