@@ -77,6 +77,8 @@ def trust_summary(result: dict) -> str:
                      f"{coverage}")
     answered = result["selective"]["answered_in_full"]
     if answered["coverage"] < 1:
-        lines.append(f"with the model's min confidence: {answered['coverage']:.1%} of rows answered in full, "
-                     f"subcategory accuracy {answered['subcategory_accuracy']}")
+        accuracy = answered["subcategory_accuracy"]
+        lines.append(f"with the model's min confidence: {answered['coverage']:.1%} of rows answered in full"
+                     + ("" if accuracy is None else f", their subcategory accuracy {accuracy:.1%}")
+                     + "; the others are left to a person (predict marks them needs_review)")
     return "\n".join(lines)
