@@ -134,3 +134,14 @@ def test_an_explicit_min_confidence_overrides_the_stored_one(task):
     assert stored.decode(scores)["subcategory"].isna().tolist() == [True]
     overridden = stored.decode(scores, min_confidence={"subcategory": 0.5})
     assert overridden["subcategory"].tolist() == ["Backpacks"] and isinstance(overridden, pd.DataFrame)
+
+
+def test_the_tflite_export_answers_the_calibrated_scores(task, images, tmp_path):
+    from fashion_hier.export import export_tflite, tflite_scores
+
+    calibrated = task.with_temperatures(TEMPERATURES)
+    path = export_tflite(Predictor(calibrated), tmp_path / "model.tflite", quantization="none")
+    served = tflite_scores(path, images)
+    expected = Predictor(calibrated).predict_scores(images)
+    for level in ("category", "subcategory", "attributes"):
+        np.testing.assert_allclose(served[level], expected[level], atol=1e-5)
