@@ -70,8 +70,9 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
 def _calibrate(run: RunDir) -> None:
     """``training.calibrate``: temperatures fitted on the validation split, stored in the run's model."""
     from fashion_hier.calibrate import calibrate_run
+    from fashion_hier.evaluation_data import read_split
 
-    if not len(pd.read_csv(run.split("validation"), usecols=["image_path"])):
+    if not len(read_split(run.path, "validation")):
         logger.warning("training.calibrate: the run has no validation rows (data.split); left uncalibrated")
         return
     calibrate_run(run.path, progress=sys.stderr.isatty())
@@ -308,8 +309,9 @@ def check_same_splits(run: RunDir, splits, label_columns: Sequence[str]) -> None
         keyed_frame = frame[["image_path", *columns]].astype("string").fillna("")
         return keyed_frame.set_index("image_path")
 
-    saved = {name: keyed(pd.read_csv(run.split(name), dtype=str, keep_default_na=False))
-             for name in SPLIT_NAMES if run.split(name).is_file()}
+    from fashion_hier.evaluation_data import read_split  # the one reader of a run's split files
+
+    saved = {name: keyed(read_split(run.path, name)) for name in SPLIT_NAMES if run.split(name).is_file()}
     if len(saved) < len(SPLIT_NAMES):
         return  # a run of version 0.1.0 did not keep its splits: nothing to compare with
     current = {name: keyed(getattr(splits, name)) for name in SPLIT_NAMES}

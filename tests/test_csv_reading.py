@@ -234,8 +234,7 @@ def test_a_one_column_image_list_with_a_stray_quote_keeps_every_path(tmp_path):
 
 # Files the library wrote itself, read back with pandas (RUN/splits/*.csv, an index's images.csv).
 INTERNAL_CSV_READERS = {("evaluation_data.py", "read_split"), ("experiments.py", "_training_rows"),
-                        ("demo.py", "chance_levels"), ("search/index.py", "_read_image_paths"),
-                        ("train.py", "check_same_splits"), ("train.py", "_calibrate")}
+                        ("demo.py", "chance_levels"), ("search/index.py", "_read_image_paths")}
 
 
 def test_only_csvread_reads_csv_files_a_user_names():
