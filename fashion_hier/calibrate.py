@@ -12,7 +12,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -41,14 +41,21 @@ class Calibration:
     selective: dict[str, Any] = field(default_factory=dict)
 
 
-def calibration_figures(targets: dict[str, np.ndarray], scores: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+def calibrated_levels(label_space) -> tuple[str, ...]:
+    """The levels temperature scaling covers: all three, or category and subcategory with attribute columns
+    (one temperature cannot serve softmax groups, sigmoid groups and unknown entries at once)."""
+    return SINGLE_LABEL_LEVELS if label_space.grouped else LEVELS
+
+
+def calibration_figures(targets: dict[str, np.ndarray], scores: dict[str, np.ndarray],
+                        levels: Sequence[str] = LEVELS) -> dict[str, dict[str, float]]:
     """Per level: top-label ECE (15 equal-width bins, and adaptive), Brier score and log loss.
 
     The attributes are read as one binary prediction per (row, attribute) pair: their ECE is that of
     those yes/no answers.
     """
     figures = {}
-    for level in LEVELS:
+    for level in levels:
         truth, score = targets[level], np.asarray(scores[level], dtype=np.float64)
         if level == "attributes":
             truth = np.asarray(truth).ravel().astype(int)
@@ -62,11 +69,12 @@ def calibration_figures(targets: dict[str, np.ndarray], scores: dict[str, np.nda
     return figures
 
 
-def fit_temperatures(targets: dict[str, np.ndarray], scores: dict[str, np.ndarray]) -> dict[str, float]:
+def fit_temperatures(targets: dict[str, np.ndarray], scores: dict[str, np.ndarray],
+                     levels: Sequence[str] = LEVELS) -> dict[str, float]:
     """One temperature per level by maximum likelihood (softmax levels; one T shared by the attribute sigmoids)."""
     return {level: metrics.fit_temperature(scores[level], targets[level],
                                            activation="sigmoid" if level == "attributes" else "softmax")
-            for level in LEVELS}
+            for level in levels}
 
 
 def calibrate_run(run_dir: str | os.PathLike, *, split: str = "validation", checkpoint: str = RunDir.MODEL,
@@ -76,16 +84,17 @@ def calibrate_run(run_dir: str | os.PathLike, *, split: str = "validation", chec
     task = _load_task(run, checkpoint)
     uncalibrated = task.with_temperatures(UNCALIBRATED)
     targets, scores = _split_scores(uncalibrated, run, split, batch_size, progress, checkpoint)
-    temperatures = fit_temperatures(targets, scores)
+    levels = calibrated_levels(task.label_space)
+    temperatures = fit_temperatures(targets, scores, levels)
     calibrated = {level: metrics.apply_temperature(scores[level], temperatures[level],
                                                    activation="sigmoid" if level == "attributes" else "softmax")
-                  for level in LEVELS}
-    result = Calibration(split, len(targets["category"]), temperatures, calibration_figures(targets, scores),
-                         calibration_figures(targets, calibrated))
+                  for level in levels}
+    result = Calibration(split, len(targets["category"]), temperatures, calibration_figures(targets, scores, levels),
+                         calibration_figures(targets, calibrated, levels))
     # new temperatures move every score: a confidence chosen on the old ones no longer holds
     _save_task(task.with_temperatures(temperatures).with_min_confidence(NO_MIN_CONFIDENCE), run, checkpoint)
     _write_record(run, result)
-    for level in LEVELS:
+    for level in levels:
         logger.info("calibrated %s on %d %s rows: temperature %.3f, ECE %.4f -> %.4f", level, result.rows, split,
                     temperatures[level], result.before[level]["ece"], result.after[level]["ece"])
     return result

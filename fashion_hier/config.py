@@ -84,6 +84,7 @@ class LossConfig:
     beta: float = 0.999            # effective_number (Cui et al. 2019)
     tau: float = 1.0               # logit_adjustment (Menon et al. 2021)
     label_smoothing: float = 0.0   # category and subcategory targets
+    focal_gamma: float = 0.0       # attribute columns (data.columns.groups): focal loss (Lin et al. 2017), 0 = cross-entropy
 
 
 @dataclass
@@ -221,12 +222,19 @@ def _build(cls: type, data: Any, where: str) -> Any:
             values[key] = _build(hint, value, name)
         else:
             values[key] = _check_value(value, hint, name)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except ValueError as error:  # a dataclass's own check (e.g. LabelColumns), placed at its key
+        raise ConfigError(f"{where or 'config'}: {error}") from error
 
 
 def _check_value(value: Any, hint: Any, name: str) -> Any:
     """``value`` if it fits ``hint`` (ints accepted for floats; lists for tuples), else a clear error."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, name)
     if origin in (typing.Union, types.UnionType):
         for option in args:
             try:

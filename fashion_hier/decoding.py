@@ -13,6 +13,16 @@ import pandas as pd
 
 PREDICTION_COLUMNS = ("image_path", "category", "category_score", "subcategory", "subcategory_score",
                       "attributes", "attribute_scores", "needs_review")
+SCORE_SUFFIX = "_score"  # a group's score column: season -> season_score, as category -> category_score
+
+
+def prediction_columns(label_space=None) -> tuple[str, ...]:
+    """The columns of a decoded table: ``PREDICTION_COLUMNS`` for the flat tag set; with attribute columns,
+    per group its value (``multi``: "|"-joined, best first) and its score, in place of ``attributes``."""
+    if label_space is None or not label_space.grouped:
+        return PREDICTION_COLUMNS
+    groups = [column for group in label_space.groups for column in (group.name, group.name + SCORE_SUFFIX)]
+    return (*PREDICTION_COLUMNS[:5], *groups, "needs_review")
 
 
 def decode_scores(scores: dict[str, np.ndarray], label_space, thresholds: np.ndarray,
@@ -29,7 +39,11 @@ def decode_scores(scores: dict[str, np.ndarray], label_space, thresholds: np.nda
     else:
         category, subcategory = category_probs.argmax(axis=1), subcategory_probs.argmax(axis=1)
     rows = np.arange(len(category))
-    attributes, attribute_scores = attribute_columns(scores["attributes"], thresholds, label_space.attributes)
+    if label_space.grouped:
+        attribute_table = group_columns(scores["attributes"], thresholds, label_space, category)
+    else:
+        attributes, attribute_scores = attribute_columns(scores["attributes"], thresholds, label_space.attributes)
+        attribute_table = {"attributes": attributes, "attribute_scores": attribute_scores}
     category_score, subcategory_score = category_probs[rows, category], subcategory_probs[rows, subcategory]
     category_sure = category_score >= (min_confidence.get("category") or 0.0)
     subcategory_sure = category_sure & (subcategory_score >= (min_confidence.get("subcategory") or 0.0))
@@ -39,10 +53,33 @@ def decode_scores(scores: dict[str, np.ndarray], label_space, thresholds: np.nda
         "category_score": category_score,
         "subcategory": _kept(label_space.decode_subcategory(subcategory), subcategory_sure),
         "subcategory_score": subcategory_score,
-        "attributes": attributes,
-        "attribute_scores": attribute_scores,
+        **attribute_table,
         "needs_review": ~subcategory_sure,
     })
+
+
+def group_columns(scores: np.ndarray, thresholds: np.ndarray, label_space, category: np.ndarray) -> dict[str, list]:
+    """Per attribute group, its answer and score per row; None (and a NaN score) where the group does not
+    apply to the row's predicted ``category`` (indices), consistent with the hierarchy.
+
+    ``single``: the arg-max value and its probability. ``multi``: the values at or above their thresholds,
+    best first, "|"-joined, with their scores likewise (empty when none reaches its threshold).
+    """
+    applies = label_space.applicability()[np.asarray(category, dtype=int)]  # (N, G)
+    table: dict[str, list] = {}
+    for j, group in enumerate(label_space.groups):
+        block = np.asarray(scores)[:, group.slice]
+        if group.kind == "single":
+            best = block.argmax(axis=1)
+            values = [group.values[i] for i in best]
+            score = block[np.arange(len(block)), best].astype(float)
+            table[group.name] = [v if ok else None for v, ok in zip(values, applies[:, j])]
+            table[group.name + SCORE_SUFFIX] = np.where(applies[:, j], score, np.nan)
+        else:
+            values, value_scores = attribute_columns(block, thresholds[group.slice], group.values)
+            table[group.name] = [v if ok else None for v, ok in zip(values, applies[:, j])]
+            table[group.name + SCORE_SUFFIX] = [v if ok else None for v, ok in zip(value_scores, applies[:, j])]
+    return table
 
 
 def consistent_decode(category_probs: np.ndarray, subcategory_probs: np.ndarray,

@@ -27,7 +27,13 @@ import pandas as pd
 
 from fashion_hier import metrics, plots
 from fashion_hier.atomic import atomic_path, atomic_write_text
-from fashion_hier.calibrate import SINGLE_LABEL_LEVELS, calibrate_run, calibration_figures, choose_min_confidence
+from fashion_hier.calibrate import (
+    SINGLE_LABEL_LEVELS,
+    calibrate_run,
+    calibrated_levels,
+    calibration_figures,
+    choose_min_confidence,
+)
 from fashion_hier.evaluation_data import (  # noqa: F401  (read_split, prepare: part of evaluate's API)
     EvaluationData,
     check_not_empty,
@@ -178,9 +184,9 @@ def trust_report(targets: dict[str, np.ndarray], scores: dict[str, np.ndarray], 
                  ) -> dict[str, Any]:
     """What a team needs to act on the scores: calibration, hierarchical P/R/F, and accuracy against coverage."""
     model = predictor.model
-    calibration = calibration_figures(targets, scores)
-    for level, temperature in model.temperatures.items():
-        calibration[level]["temperature"] = temperature
+    calibration = calibration_figures(targets, scores, calibrated_levels(predictor.label_space))
+    for level in calibration:
+        calibration[level]["temperature"] = model.temperatures[level]
     decoded = predictor.decode(scores)
     category = np.where(decoded["category"].isna(), -1, scores["category"].argmax(axis=1))
     subcategory = np.where(decoded["subcategory"].isna(), -1, scores["subcategory"].argmax(axis=1))

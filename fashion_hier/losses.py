@@ -332,35 +332,191 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
                 "from_logits": self.from_logits}
 
 
+def group_counts(y_attributes) -> tuple[np.ndarray, np.ndarray]:
+    """Per attribute value: rows where it is present, and rows where it is known (target 0 or 1, not -1)."""
+    y = np.asarray(y_attributes)
+    if y.ndim != 2 or not np.isin(y, (-1, 0, 1)).all():
+        raise ValueError(f"attribute targets must be (samples, values) holding -1 (unknown), 0 and 1, "
+                         f"got shape {y.shape}")
+    return (y == 1).sum(axis=0).astype(np.int64), (y >= 0).sum(axis=0).astype(np.int64)
+
+
+@keras.saving.register_keras_serializable(package="fashion_hier")
+class GroupedAttributeLoss(keras.losses.Loss):
+    """The attribute loss of a catalogue with attribute columns: masked, weighted, optionally focal.
+
+    ``layout``: ``(kind, size)`` per group (``LabelSpace.attribute_layout``), the order of the groups'
+    slices on the attribute axis. Per sample the loss is the mean over groups of:
+
+    * ``single`` group: ``-w[y] * (1 - p_y) ** gamma * log p_y`` (softmax cross-entropy);
+    * ``multi`` group: the mean over its values of ``w * (1 - p_t) ** gamma * bce`` with
+      ``w = pos_weights`` for a present value and ``neg_weights`` for an absent one.
+
+    A target of -1 (``labels.UNKNOWN``: the cell was empty, or the group does not apply to the row's
+    category) contributes nothing: the loss and its gradient do not depend on the scores there.
+    ``gamma = focal_gamma`` (Lin et al. 2017; 0 is cross-entropy) down-weights values already learned,
+    the remedy for rare ones. ``log_prior`` (A,) with ``tau``: logit adjustment (Menon et al. 2021) per
+    group, ``log p + tau * log_prior`` for single groups and ``logit(p) + tau * log_prior`` (the log
+    prior odds) for multi groups. Weights: ``class_weights`` for single-group values, ``pos_weights`` /
+    ``neg_weights`` for multi-group values; None means ones.
+    """
+
+    def __init__(self, layout, class_weights: Sequence[float] | None = None,
+                 neg_weights: Sequence[float] | None = None, *, log_prior: Sequence[float] | None = None,
+                 tau: float = 1.0, focal_gamma: float = 0.0, name: str = "grouped_attribute_loss",
+                 reduction: str = "sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        from fashion_hier.models.attribute_groups import check_layout
+
+        self.layout = check_layout(layout)
+        width = sum(size for _, size in self.layout)
+        self.class_weights = _weight_list(class_weights, "class_weights")
+        self.neg_weights = _weight_list(neg_weights, "neg_weights")
+        self.log_prior = None if log_prior is None else _finite_list(log_prior, "log_prior")
+        for argument, values in (("class_weights", self.class_weights), ("neg_weights", self.neg_weights),
+                                 ("log_prior", self.log_prior)):
+            if values is not None and len(values) != width:
+                raise ValueError(f"{argument} has {len(values)} entries; the layout has {width} attribute values")
+        self.tau = float(tau)
+        if not (np.isfinite(focal_gamma) and focal_gamma >= 0):
+            raise ValueError(f"focal_gamma must be a number >= 0, got {focal_gamma!r}")
+        self.focal_gamma = float(focal_gamma)
+
+    def call(self, y_true, y_pred):
+        target = keras.ops.cast(keras.ops.convert_to_tensor(y_true), y_pred.dtype)
+        pos = self._vector(self.class_weights, y_pred)
+        neg = self._vector(self.neg_weights, y_pred)
+        prior = None if self.log_prior is None else keras.ops.convert_to_tensor(self.log_prior, dtype=y_pred.dtype)
+        total, start = 0.0, 0
+        for kind, size in self.layout:
+            part = slice(start, start + size)
+            y, p = target[:, part], y_pred[:, part]
+            known = keras.ops.cast(y >= 0, y_pred.dtype)
+            y = y * known  # unknown entries: target 0, then multiplied out below
+            adjust = None if prior is None else self.tau * prior[part]
+            if kind == "single":
+                total = total + self._single(y, p, known[:, 0], pos[part], adjust)
+            else:
+                total = total + self._multi(y, p, known, pos[part], neg[part], adjust)
+            start += size
+        return total / len(self.layout)
+
+    def _single(self, y, p, known_row, weights, adjust):
+        log_p = keras.ops.log(keras.ops.clip(p, _LOG_EPSILON, 1.0))
+        if adjust is not None:
+            log_p = keras.ops.log_softmax(log_p + adjust, axis=-1)
+        log_p_true = keras.ops.sum(y * log_p, axis=-1)
+        loss = -log_p_true * keras.ops.sum(y * weights, axis=-1)
+        if self.focal_gamma:
+            loss = loss * (1.0 - keras.ops.exp(log_p_true)) ** self.focal_gamma
+        return loss * known_row
+
+    def _multi(self, y, p, known, pos, neg, adjust):
+        clipped = keras.ops.clip(p, _LOG_EPSILON, 1.0 - _LOG_EPSILON)
+        logits = keras.ops.log(clipped) - keras.ops.log(1.0 - clipped)
+        if adjust is not None:
+            logits = logits + adjust
+        bce = keras.ops.binary_crossentropy(y, logits, from_logits=True)
+        loss = bce * (y * pos + (1.0 - y) * neg)
+        if self.focal_gamma:
+            p_true = keras.ops.exp(-bce)
+            loss = loss * (1.0 - p_true) ** self.focal_gamma
+        return keras.ops.sum(loss * known, axis=-1) / keras.ops.maximum(keras.ops.sum(known, axis=-1), 1.0)
+
+    @staticmethod
+    def _vector(weights: list[float] | None, y_pred):
+        return keras.ops.convert_to_tensor(1.0 if weights is None else weights, dtype=y_pred.dtype) * \
+            keras.ops.ones((y_pred.shape[-1],), dtype=y_pred.dtype)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "layout": [list(entry) for entry in self.layout],
+                "class_weights": self.class_weights, "neg_weights": self.neg_weights, "log_prior": self.log_prior,
+                "tau": self.tau, "focal_gamma": self.focal_gamma}
+
+
+def grouped_attribute_loss(loss_config, layout, y_attributes) -> GroupedAttributeLoss:
+    """The ``GroupedAttributeLoss`` that ``loss_config`` asks for, weighted from the known training targets.
+
+    Single-group values are weighted like classes (from their counts among the group's known rows),
+    multi-group values like the flat tag set's positives and negatives (known rows only); unknown
+    targets count nowhere.
+    """
+    positives, known = group_counts(y_attributes)
+    weighting, weights, negatives, log_prior = loss_config.weighting, [], [], []
+    start = 0
+    for kind, size in layout:
+        pos, seen = positives[start:start + size], known[start:start + size]
+        counts = pos if kind == "single" else np.concatenate([pos, seen - pos])
+        if weighting in ("none", "logit_adjustment"):
+            group_weights = np.ones(len(counts))
+        elif weighting == "effective_number":
+            group_weights = _effective_number(counts, loss_config.beta) if counts.sum() else np.ones(len(counts))
+        else:
+            power, cap = _power_and_cap(loss_config)
+            group_weights = (_normalised_weights(counts, power=power, cap=cap, empty_value=None) if counts.sum()
+                             else np.ones(len(counts)))
+        weights.append(group_weights[:size])
+        negatives.append(group_weights[size:] if kind == "multi" else np.ones(size))
+        if kind == "single":
+            log_prior.append(np.log(np.maximum(pos, 1.0) / max(pos.sum(), 1.0)))
+        else:
+            log_prior.append(np.log(np.maximum(pos, 1.0) / np.maximum(seen - pos, 1.0)))
+        start += size
+    return GroupedAttributeLoss(layout, np.concatenate(weights), np.concatenate(negatives),
+                                log_prior=np.concatenate(log_prior) if weighting == "logit_adjustment" else None,
+                                tau=loss_config.tau, focal_gamma=loss_config.focal_gamma)
+
+
 def losses_from_config(loss_config, label_space, train_labels: dict) -> dict:
     """The three per-level losses that ``loss_config`` (a ``LossConfig``) asks for, from the training labels.
 
-    ``train_labels``: the encoded training split (``category``/``subcategory`` indices,
-    ``attributes`` multi-hot). Label smoothing applies to category and subcategory.
+    ``train_labels``: the encoded training split (``category``/``subcategory`` indices, ``attributes``
+    multi-hot, or with -1 for unknown entries of attribute columns). Label smoothing applies to category
+    and subcategory; ``focal_gamma`` to attribute columns.
     """
     weighting, smoothing = loss_config.weighting, loss_config.label_smoothing
     if weighting not in WEIGHTINGS:
         raise ValueError(f"unknown loss.weighting {weighting!r}; expected one of {', '.join(WEIGHTINGS)}")
+    grouped = getattr(label_space, "grouped", False)
+    if getattr(loss_config, "focal_gamma", 0.0) and not grouped:
+        raise ValueError("loss.focal_gamma applies to attribute columns (data.columns.groups); the flat tag set "
+                         "is trained with (weighted) binary cross-entropy")
     counts = {"category": label_space.num_categories, "subcategory": label_space.num_subcategories}
     if weighting == "logit_adjustment":
         losses = {level: LogitAdjustedCrossentropy(class_log_prior(train_labels[level], n), tau=loss_config.tau,
                                                    label_smoothing=smoothing) for level, n in counts.items()}
-        losses["attributes"] = LogitAdjustedBinaryCrossentropy(attribute_log_prior_odds(train_labels["attributes"]),
-                                                               tau=loss_config.tau)
-        return losses
-    if weighting == "none":
-        weights = {level: None for level in counts}
-        pos = neg = None
-    elif weighting == "effective_number":
-        weights = {level: effective_number_weights(train_labels[level], n, beta=loss_config.beta)
-                   for level, n in counts.items()}
-        pos, neg = attribute_effective_number_weights(train_labels["attributes"], beta=loss_config.beta)
     else:
-        power, cap = ((loss_config.power, loss_config.cap) if weighting == "inverse_frequency"
-                      else (SMOOTHED_POWER, loss_config.cap or SMOOTHED_CAP))
-        weights = {level: inverse_frequency_weights(train_labels[level], n, power=power, cap=cap)
-                   for level, n in counts.items()}
-        pos, neg = attribute_weights(train_labels["attributes"], power=power, cap=cap)
-    losses = {level: WeightedCategoricalCrossentropy(weights[level], label_smoothing=smoothing) for level in counts}
-    losses["attributes"] = WeightedBinaryCrossentropy(pos, neg)
+        if weighting == "none":
+            weights = {level: None for level in counts}
+        elif weighting == "effective_number":
+            weights = {level: effective_number_weights(train_labels[level], n, beta=loss_config.beta)
+                       for level, n in counts.items()}
+        else:
+            power, cap = _power_and_cap(loss_config)
+            weights = {level: inverse_frequency_weights(train_labels[level], n, power=power, cap=cap)
+                       for level, n in counts.items()}
+        losses = {level: WeightedCategoricalCrossentropy(weights[level], label_smoothing=smoothing)
+                  for level in counts}
+    losses["attributes"] = _attribute_loss(loss_config, label_space, train_labels["attributes"])
     return losses
+
+
+def _power_and_cap(loss_config) -> tuple[float, float | None]:
+    """``inverse_frequency``'s configured power and cap, or ``smoothed``'s."""
+    if loss_config.weighting == "inverse_frequency":
+        return loss_config.power, loss_config.cap
+    return SMOOTHED_POWER, loss_config.cap or SMOOTHED_CAP
+
+
+def _attribute_loss(loss_config, label_space, y_attributes) -> keras.losses.Loss:
+    weighting = loss_config.weighting
+    if getattr(label_space, "grouped", False):
+        return grouped_attribute_loss(loss_config, label_space.attribute_layout, y_attributes)
+    if weighting == "logit_adjustment":
+        return LogitAdjustedBinaryCrossentropy(attribute_log_prior_odds(y_attributes), tau=loss_config.tau)
+    if weighting == "none":
+        return WeightedBinaryCrossentropy()
+    if weighting == "effective_number":
+        return WeightedBinaryCrossentropy(*attribute_effective_number_weights(y_attributes, beta=loss_config.beta))
+    power, cap = _power_and_cap(loss_config)
+    return WeightedBinaryCrossentropy(*attribute_weights(y_attributes, power=power, cap=cap))

@@ -21,7 +21,7 @@ from fashion_hier.data.catalog import IMAGE_EXTENSIONS
 from fashion_hier.data.csvread import read_frame
 from fashion_hier.errors import RunLockedError
 from fashion_hier import streaming
-from fashion_hier.decoding import PREDICTION_COLUMNS, consistent_decode  # noqa: F401  (part of predict's API)
+from fashion_hier.decoding import PREDICTION_COLUMNS, consistent_decode, prediction_columns  # noqa: F401  (part of predict's API)
 from fashion_hier.labels import LabelSpace
 from fashion_hier.rundir import RunDir
 from fashion_hier.streaming import ScoredBatch
@@ -31,9 +31,9 @@ logger = logging.getLogger(__name__)
 ERROR_COLUMN = "error"  # predict's CSV: why an image has no prediction (empty for every scored image)
 
 
-def unreadable_rows(unreadable: Sequence) -> pd.DataFrame:
+def unreadable_rows(unreadable: Sequence, label_space: LabelSpace | None = None) -> pd.DataFrame:
     """Prediction rows for images that could not be read: the path and the reason, no names or scores."""
-    rows = pd.DataFrame({column: [None] * len(unreadable) for column in PREDICTION_COLUMNS})
+    rows = pd.DataFrame({column: [None] * len(unreadable) for column in prediction_columns(label_space)})
     rows["image_path"] = [image.path for image in unreadable]
     rows["error"] = [image.reason for image in unreadable]
     return rows
@@ -118,10 +118,11 @@ class Predictor:
 
     def predict(self, paths_or_images, *, batch_size: int = 32, consistent: bool = False,
                 progress: bool = False) -> pd.DataFrame:
-        """One row per image: ``PREDICTION_COLUMNS`` (``image_path`` is empty for arrays)."""
+        """One row per image: ``prediction_columns(label_space)`` (``image_path`` is empty for arrays)."""
         tables = [self.decode(scores, names, consistent=consistent)
                   for names, scores in self._chunks(paths_or_images, batch_size, progress)]
-        return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(PREDICTION_COLUMNS))
+        return (pd.concat(tables, ignore_index=True) if tables
+                else pd.DataFrame(columns=list(prediction_columns(self.label_space))))
 
     def decode(self, scores: dict[str, np.ndarray], image_paths: Sequence[str | None] | None = None, *,
                consistent: bool = False, min_confidence: dict[str, float | None] | None = None) -> pd.DataFrame:
@@ -230,7 +231,7 @@ def write_predictions(predictor: Predictor, paths: Sequence[str], out: str | os.
     """
     from fashion_hier.atomic import atomic_open
 
-    columns = [*PREDICTION_COLUMNS, ERROR_COLUMN]
+    columns = [*prediction_columns(predictor.label_space), ERROR_COLUMN]
     scored = unreadable = review = 0
     with atomic_open(out, "w", newline="") as handle:
         pd.DataFrame(columns=columns).to_csv(handle, index=False)
@@ -238,7 +239,7 @@ def write_predictions(predictor: Predictor, paths: Sequence[str], out: str | os.
             table = predictor.decode(batch.scores, batch.paths, consistent=consistent).assign(**{ERROR_COLUMN: None})
             review += int(table["needs_review"].sum())
             if batch.unreadable:
-                table = pd.concat([table, unreadable_rows(batch.unreadable)], ignore_index=True)
+                table = pd.concat([table, unreadable_rows(batch.unreadable, predictor.label_space)], ignore_index=True)
             table[columns].to_csv(handle, header=False, index=False)
             scored, unreadable = scored + len(batch.paths), unreadable + len(batch.unreadable)
     return scored, unreadable, review

@@ -23,8 +23,9 @@ import pandas as pd
 import fashion_hier.losses  # noqa: F401  (registers the losses a compiled task is saved with)
 import fashion_hier.models  # noqa: F401  (registers the Preprocess layer inside the network)
 from fashion_hier import streaming
-from fashion_hier.decoding import PREDICTION_COLUMNS, decode_scores
+from fashion_hier.decoding import decode_scores, prediction_columns
 from fashion_hier.labels import LEVELS, LabelSpace
+from fashion_hier.losses import group_counts
 from fashion_hier.models.calibration import TemperatureScaling
 from fashion_hier.thresholds import DEFAULT_THRESHOLD
 
@@ -60,6 +61,9 @@ class HierarchicalClassifier(keras.Model):
                  min_confidence: dict[str, float | None] | None = None, **kwargs):
         label_space = label_space if isinstance(label_space, LabelSpace) else LabelSpace.from_dict(label_space)
         temperatures = _check_temperatures(temperatures)
+        if label_space.grouped and temperatures["attributes"] != 1.0:
+            raise ValueError("temperatures['attributes'] must be 1 with attribute columns: calibration covers "
+                             "category and subcategory (fashion_hier.calibrate.calibrated_levels)")
         image = keras.Input(shape=tuple(network.input_shape[1:]), name="image")
         scores = network(image)
         if not isinstance(scores, dict) or set(scores) != set(LEVELS):
@@ -154,14 +158,15 @@ class HierarchicalClassifier(keras.Model):
 
     def predict_catalog(self, images_or_paths, *, consistent: bool = True, batch_size: int = 32,
                         progress: bool = False) -> pd.DataFrame:
-        """One row per image: ``fashion_hier.decoding.PREDICTION_COLUMNS`` (names, scores, attributes).
+        """One row per image: ``fashion_hier.decoding.prediction_columns(label_space)`` (names, scores, attributes).
 
         ``images_or_paths``: image paths (resized to ``image_size`` with ``resize`` on load) or an
         (N, h, w, 3) RGB 0..255 array. ``consistent``: the subcategory always belongs to the category.
         """
         tables = [self.decode(scores, paths, consistent=consistent) for paths, scores in
                   streaming.iter_chunks(self, images_or_paths, batch_size=batch_size, progress=progress)]
-        return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(PREDICTION_COLUMNS))
+        return (pd.concat(tables, ignore_index=True) if tables
+                else pd.DataFrame(columns=list(prediction_columns(self._label_space))))
 
     def decode(self, scores: dict[str, np.ndarray], image_paths: Sequence[str | None] | None = None, *,
                consistent: bool = False, min_confidence: dict[str, float | None] | None = None) -> pd.DataFrame:
@@ -215,13 +220,19 @@ class HierarchicalClassifier(keras.Model):
 def class_counts_from_labels(targets: dict[str, np.ndarray], label_space: LabelSpace) -> dict[str, list[int]]:
     """Training counts per level from encoded targets (``label_space.encode``): what ``compile`` weights by.
 
-    ``attributes`` holds the positives per label followed by the number of samples.
+    ``attributes`` holds the positives per label followed by the number of samples (flat tag set), or the
+    positives per value followed by the rows where each value is known (attribute columns).
     """
     attributes = np.asarray(targets["attributes"])
+    if label_space.grouped:
+        positives, known = group_counts(attributes)
+        attribute_counts = [*positives.tolist(), *known.tolist()]
+    else:
+        attribute_counts = [*attributes.sum(axis=0).astype(int).tolist(), int(len(attributes))]
     return {
         "category": _counts(targets["category"], label_space.num_categories),
         "subcategory": _counts(targets["subcategory"], label_space.num_subcategories),
-        "attributes": [*attributes.sum(axis=0).astype(int).tolist(), int(len(attributes))],
+        "attributes": attribute_counts,
     }
 
 
@@ -246,11 +257,12 @@ def default_losses(label_space: LabelSpace, class_counts: dict[str, np.ndarray] 
 
     config = loss_config or LossConfig()
     if class_counts is None:
+        attributes = [0] * label_space.num_attributes + ([1] * label_space.num_attributes if label_space.grouped
+                                                         else [1])
         return losses_from_config(dataclasses.replace(config, weighting="none", label_smoothing=0.0), label_space,
                                   labels_from_counts({"category": [1] * label_space.num_categories,
                                                       "subcategory": [1] * label_space.num_subcategories,
-                                                      "attributes": [0] * label_space.num_attributes + [1]},
-                                                     label_space))
+                                                      "attributes": attributes}, label_space))
     return losses_from_config(config, label_space, labels_from_counts(class_counts, label_space))
 
 
@@ -258,19 +270,31 @@ def labels_from_counts(class_counts: dict[str, Sequence[int]], label_space: Labe
     """Encoded labels with exactly the stored counts (``class_counts_from_labels`` undone, up to row order)."""
     category = np.repeat(np.arange(label_space.num_categories), class_counts["category"])
     subcategory = np.repeat(np.arange(label_space.num_subcategories), class_counts["subcategory"])
-    *positives, samples = (int(v) for v in class_counts["attributes"])
-    multi_hot = (np.arange(samples)[:, None] < np.asarray(positives)[None, :]).astype(np.int8)
-    return {"category": category, "subcategory": subcategory, "attributes": multi_hot}
+    counts = [int(v) for v in class_counts["attributes"]]
+    if label_space.grouped:  # per column: its positives, then known negatives, then unknown (-1)
+        positives, known = np.asarray(counts[:label_space.num_attributes]), np.asarray(counts[label_space.num_attributes:])
+        rows = np.arange(max(int(known.max(initial=0)), 1))[:, None]
+        attributes = np.where(rows < positives[None, :], 1, np.where(rows < known[None, :], 0, -1)).astype(np.int8)
+    else:
+        *positives, samples = counts
+        attributes = (np.arange(samples)[:, None] < np.asarray(positives)[None, :]).astype(np.int8)
+    return {"category": category, "subcategory": subcategory, "attributes": attributes}
 
 
 def default_metrics(label_space: LabelSpace) -> dict[str, list]:
-    """Accuracy for the two single-label levels, PR-AUC over the attributes."""
-    return {
+    """Accuracy for the two single-label levels, PR-AUC over the flat tag set.
+
+    Attribute columns have none here (their unknown targets are -1, which Keras's AUC would count):
+    ``evaluate`` scores them per group.
+    """
+    metrics = {
         "category": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         "subcategory": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        "attributes": [keras.metrics.AUC(curve="PR", multi_label=True, num_labels=label_space.num_attributes,
-                                         name="pr_auc")],
     }
+    if not label_space.grouped:
+        metrics["attributes"] = [keras.metrics.AUC(curve="PR", multi_label=True,
+                                                   num_labels=label_space.num_attributes, name="pr_auc")]
+    return metrics
 
 
 # ---- saving a run's model as the task -------------------------------------------------------
@@ -347,11 +371,13 @@ def _check_widths(widths: dict[str, int], label_space: LabelSpace) -> None:
 
 
 def _check_counts(class_counts: dict[str, Sequence[int]], label_space: LabelSpace) -> dict[str, list[int]]:
+    attributes = 2 * label_space.num_attributes if label_space.grouped else label_space.num_attributes + 1
     expected = {"category": label_space.num_categories, "subcategory": label_space.num_subcategories,
-                "attributes": label_space.num_attributes + 1}
+                "attributes": attributes}
     counts = {level: [int(v) for v in class_counts.get(level, ())] for level in LEVELS}
     wrong = {level: len(counts[level]) for level in LEVELS if len(counts[level]) != expected[level]}
     if wrong:
         raise ValueError(f"class_counts lengths {wrong} do not match the label space {expected} "
-                         "(attributes: positives per label, then the number of samples)")
+                         "(attributes: positives per label, then the number of samples; attribute columns: "
+                         "positives per value, then known rows per value)")
     return counts

@@ -21,7 +21,6 @@ import logging
 import shutil
 import sys
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -223,7 +222,7 @@ def prepare_run(config: TrainConfig, *, overwrite: bool, resume: bool) -> Prepar
         check_same_splits(RunDir(run_dir), splits, config.data.columns.all)
     else:
         _save_splits(RunDir(run_dir), splits)
-    label_space = LabelSpace.from_frame(splits.train, **asdict(config.data.columns))
+    label_space = LabelSpace.from_columns(splits.train, config.data.columns)
     label_space.save(RunDir(run_dir).labels)
     train_frame, train_labels = _encode_known(label_space, splits.train, "train")
     validation_frame, validation_labels = _encode_known(label_space, splits.validation, "validation")

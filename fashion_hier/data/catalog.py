@@ -115,7 +115,7 @@ class Catalog:
 
     def label_space(self) -> LabelSpace:
         """The label space of every row in the catalogue."""
-        return LabelSpace.from_frame(self.frame, **asdict(self.columns))
+        return LabelSpace.from_columns(self.frame, self.columns)
 
     def split(self, fractions: Sequence[float] = (0.7, 0.15, 0.15), *, by: str = "subcategory", seed: int = 0):
         """Stratified train/validation/test split; ``by`` is a level name or a column name."""
@@ -194,7 +194,7 @@ def read_catalog(
     frame = _balance(frame, columns.subcategory, cap_factor, target_samples, seed, report)
     if not len(frame):
         raise CatalogError(f"{labels_csv}: none of its {report.rows_read} rows can be used:\n{report}")
-    report.conflicts = LabelSpace.from_frame(frame, **asdict(columns)).conflicts
+    report.conflicts = LabelSpace.from_columns(frame, columns).conflicts
     report.rows_kept = len(frame)
     return Catalog(frame.reset_index(drop=True), columns, report)
 

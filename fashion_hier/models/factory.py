@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import numbers
 import os
+from typing import Sequence
 
 import keras
 
 from fashion_hier.labels import LEVELS
+from fashion_hier.models.attribute_groups import check_layout
 from fashion_hier.models.backbones import backbone_spec, build_backbone
 from fashion_hier.models.heads import HEADS, HeadSettings, normalised_features
 from fashion_hier.models.preprocess import Preprocess
@@ -25,7 +27,8 @@ def build_model(num_categories: int, num_subcategories: int, num_attributes: int
                 input_shape: tuple[int, int, int] = (224, 224, 3), head: str = "message_passing",
                 units: int = 1024, l2: float = 5e-4, dropout: float = 0.3,
                 trainable_backbone: bool = True, top_down: bool = True,
-                bottom_up: bool = True, input_norm: str = "none") -> keras.Model:
+                bottom_up: bool = True, input_norm: str = "none",
+                attribute_layout: Sequence[tuple[str, int]] | None = None) -> keras.Model:
     """The unified structured-output model of Ferreira et al. 2018 (arXiv 1806.09445).
 
     Input ``image``: raw RGB, 0..255, shape ``input_shape``. Layers: ``preprocess`` (the backbone's
@@ -33,8 +36,11 @@ def build_model(num_categories: int, num_subcategories: int, num_attributes: int
     layers, and outputs ``category`` (softmax), ``subcategory`` (softmax), ``attributes`` (sigmoid).
     ``weights``: ``"imagenet"``, ``None`` or a local weights file for the backbone.
     ``input_norm``: ``"batchnorm"`` puts a BatchNormalization layer between the pooled features and the head.
+    ``attribute_layout``: ``(kind, size)`` per attribute column (``LabelSpace.attribute_layout``): the
+    attribute output is then a softmax per ``single`` group and sigmoids per ``multi`` group.
     """
     num_classes = _class_counts(num_categories, num_subcategories, num_attributes)
+    layout = _layout(attribute_layout, num_classes["attributes"])
     input_shape = _image_shape(input_shape)
     settings = _head_settings(head, units, l2, dropout)
     spec = backbone_spec(backbone)
@@ -44,24 +50,27 @@ def build_model(num_categories: int, num_subcategories: int, num_attributes: int
     features_model = build_backbone(backbone, weights, input_shape, model_name=BACKBONE_LAYER)
     features_model.trainable = bool(trainable_backbone)
     pooled = normalised_features(features_model(pixels), input_norm)
-    outputs = HEADS[head](pooled, num_classes, settings, top_down=top_down, bottom_up=bottom_up)
+    outputs = HEADS[head](pooled, num_classes, settings, top_down=top_down, bottom_up=bottom_up,
+                          attribute_layout=layout)
     return keras.Model(image, outputs, name=f"{backbone}_{head}")
 
 
 def build_head_model(num_categories: int, num_subcategories: int, num_attributes: int, *,
                      feature_dim: int = 2048, head: str = "message_passing", units: int = 1024,
                      l2: float = 5e-4, dropout: float = 0.3, top_down: bool = True,
-                     bottom_up: bool = True, input_norm: str = "none") -> keras.Model:
+                     bottom_up: bool = True, input_norm: str = "none",
+                     attribute_layout: Sequence[tuple[str, int]] | None = None) -> keras.Model:
     """The head of ``build_model`` alone, on an input ``features`` of ``feature_dim`` pooled features.
 
     Its layers carry the same names as in ``build_model``, so ``copy_head_weights`` moves them.
     """
     num_classes = _class_counts(num_categories, num_subcategories, num_attributes)
+    layout = _layout(attribute_layout, num_classes["attributes"])
     _check_positive_int("feature_dim", feature_dim)
     settings = _head_settings(head, units, l2, dropout)
     features = keras.Input(shape=(int(feature_dim),), name="features")
     outputs = HEADS[head](normalised_features(features, input_norm), num_classes, settings,
-                          top_down=top_down, bottom_up=bottom_up)
+                          top_down=top_down, bottom_up=bottom_up, attribute_layout=layout)
     return keras.Model(features, outputs, name=f"{head}_head")
 
 
@@ -86,13 +95,14 @@ def build_model_from_config(config, label_space) -> keras.Model:
     fine-tuning all build through here, so a new model key is wired once.
     """
     return build_model(label_space.num_categories, label_space.num_subcategories, label_space.num_attributes,
-                       **model_keywords(config))
+                       attribute_layout=getattr(label_space, "attribute_layout", None), **model_keywords(config))
 
 
 def build_head_model_from_config(config, label_space, feature_dim: int) -> keras.Model:
     """``build_head_model`` for a ``TrainConfig``: the head of ``build_model_from_config`` on features."""
     return build_head_model(label_space.num_categories, label_space.num_subcategories, label_space.num_attributes,
-                            feature_dim=feature_dim, **model_keywords(config, include_backbone=False))
+                            feature_dim=feature_dim, attribute_layout=getattr(label_space, "attribute_layout", None),
+                            **model_keywords(config, include_backbone=False))
 
 
 def network_of(model: keras.Model) -> keras.Model:
@@ -141,6 +151,17 @@ def _class_counts(num_categories, num_subcategories, num_attributes) -> dict[str
     for name, count in arguments.items():
         _check_positive_int(name, count)
     return {level: int(count) for level, count in zip(LEVELS, arguments.values())}
+
+
+def _layout(attribute_layout, num_attributes: int) -> tuple[tuple[str, int], ...] | None:
+    """The checked layout, whose sizes must add up to ``num_attributes``; None stays None (all sigmoid)."""
+    if attribute_layout is None:
+        return None
+    layout = check_layout(attribute_layout)
+    if sum(size for _, size in layout) != num_attributes:
+        raise ValueError(f"attribute_layout sizes add up to {sum(size for _, size in layout)} but num_attributes "
+                         f"is {num_attributes}; pass LabelSpace.attribute_layout with its num_attributes")
+    return layout
 
 
 def _check_positive_int(name: str, value) -> None:

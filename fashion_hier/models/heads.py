@@ -1,7 +1,8 @@
 """Heads on pooled backbone features: the message-passing block of Ferreira et al. 2018 and baselines.
 
 Each maps a pooled feature tensor to three outputs named ``category`` (softmax), ``subcategory``
-(softmax) and ``attributes`` (sigmoid). Layer names are fixed and meaningful, so a head trained on
+(softmax) and ``attributes`` (sigmoid; or, with an ``attribute_layout`` of attribute columns, a Dense
+``attributes_logits`` followed by ``GroupActivation``: softmax per single-valued group). Layer names are fixed and meaningful, so a head trained on
 cached features (``build_head_model``) transfers into a full image model by layer name.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Callable
 import keras
 
 from fashion_hier.labels import LEVELS
+from fashion_hier.models.attribute_groups import GroupActivation
 
 OUTPUT_ACTIVATIONS = {"category": "softmax", "subcategory": "softmax", "attributes": "sigmoid"}
 
@@ -78,17 +80,26 @@ def bottom_up_pass(branch: dict, settings: HeadSettings) -> dict:
     return {"category": category, "subcategory": subcategory, "attributes": attributes}
 
 
-def output_layers(states: list[dict], num_classes: dict[str, int], settings: HeadSettings) -> dict:
-    """Each level's output Dense (L2 too) reading the sum of that level's states (``{level}_sum``)."""
+def output_layer(level: str, state, num_classes: dict[str, int], settings: HeadSettings, attribute_layout=None):
+    """A level's output Dense (L2 too); attribute columns get linear logits and a per-group activation."""
+    if level == "attributes" and attribute_layout is not None:
+        logits = settings.dense("attributes_logits", num_classes[level], None, dtype="float32")(state)
+        return GroupActivation(attribute_layout, name=level, dtype="float32")(logits)
+    return settings.dense(level, num_classes[level], OUTPUT_ACTIVATIONS[level], dtype="float32")(state)
+
+
+def output_layers(states: list[dict], num_classes: dict[str, int], settings: HeadSettings,
+                  attribute_layout=None) -> dict:
+    """Each level's output reading the sum of that level's states (``{level}_sum``)."""
     return {
-        level: settings.dense(level, num_classes[level], OUTPUT_ACTIVATIONS[level], dtype="float32")(
-            _sum([state[level] for state in states], f"{level}_sum"))
+        level: output_layer(level, _sum([state[level] for state in states], f"{level}_sum"), num_classes, settings,
+                            attribute_layout)
         for level in LEVELS
     }
 
 
 def message_passing_head(features, num_classes: dict[str, int], settings: HeadSettings, *,
-                         top_down: bool = True, bottom_up: bool = True) -> dict:
+                         top_down: bool = True, bottom_up: bool = True, attribute_layout=None) -> dict:
     """The paper's structured-output block: branches, top-down and/or bottom-up pass, outputs.
 
     Each output reads ``top-down state + bottom-up state``; with one pass switched off (ablation)
@@ -100,22 +111,22 @@ def message_passing_head(features, num_classes: dict[str, int], settings: HeadSe
     branch = branches(features, settings)
     passes = [run(branch, settings) for run, on in ((top_down_pass, top_down), (bottom_up_pass, bottom_up))
               if on]
-    return output_layers(passes, num_classes, settings)
+    return output_layers(passes, num_classes, settings, attribute_layout)
 
 
 def independent_head(features, num_classes: dict[str, int], settings: HeadSettings, *,
-                     top_down: bool = True, bottom_up: bool = True) -> dict:
+                     top_down: bool = True, bottom_up: bool = True, attribute_layout=None) -> dict:
     """Baseline without message passing: per level one Dense branch, its dropout, its output."""
     if not (top_down and bottom_up):
         raise ValueError("top_down/bottom_up switch passes of head='message_passing'; "
                          "head='independent' has no passes to switch off")
     states = {level: settings.dropout_layer(f"{level}_branch_dropout")(hidden)
               for level, hidden in branches(features, settings).items()}
-    return output_layers([states], num_classes, settings)
+    return output_layers([states], num_classes, settings, attribute_layout)
 
 
 def linear_head(features, num_classes: dict[str, int], settings: HeadSettings, *,
-                top_down: bool = True, bottom_up: bool = True) -> dict:
+                top_down: bool = True, bottom_up: bool = True, attribute_layout=None) -> dict:
     """Baseline without hidden layers: dropout on the features, then each level's output Dense.
 
     A multinomial (category, subcategory) and per-label logistic (attributes) regression on the
@@ -125,8 +136,7 @@ def linear_head(features, num_classes: dict[str, int], settings: HeadSettings, *
         raise ValueError("top_down/bottom_up switch passes of head='message_passing'; "
                          "head='linear' has no passes to switch off")
     state = settings.dropout_layer("features_dropout")(features) if settings.dropout > 0 else features
-    return {level: settings.dense(level, num_classes[level], OUTPUT_ACTIVATIONS[level], dtype="float32")(state)
-            for level in LEVELS}
+    return {level: output_layer(level, state, num_classes, settings, attribute_layout) for level in LEVELS}
 
 
 HEADS: dict[str, Callable[..., dict]] = {
