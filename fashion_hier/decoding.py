@@ -72,7 +72,7 @@ def group_columns(scores: np.ndarray, thresholds: np.ndarray, label_space, categ
         if group.kind == "single":
             best = block.argmax(axis=1)
             values = [group.values[i] for i in best]
-            score = block[np.arange(len(block)), best].astype(float)
+            score = block[np.arange(len(block)), best]
             table[group.name] = [v if ok else None for v, ok in zip(values, applies[:, j])]
             table[group.name + SCORE_SUFFIX] = np.where(applies[:, j], score, np.nan)
         else:

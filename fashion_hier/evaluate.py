@@ -44,8 +44,9 @@ from fashion_hier.evaluation_data import (  # noqa: F401  (read_split, prepare: 
 )
 from fashion_hier.jsonio import to_json_data, write_json
 from fashion_hier.labels import LEVELS, LabelSpace
+from fashion_hier.metrics.groups import group_report, masked_attribute_report
 from fashion_hier.predict import Predictor
-from fashion_hier.report import threshold_hint, write_html_report
+from fashion_hier.report import group_table_cells, threshold_hint, write_html_report
 from fashion_hier.rundir import RunDir
 from fashion_hier.thresholds import DEFAULT_CAP, DEFAULT_FLOOR, DEFAULT_THRESHOLD, load_thresholds, save_thresholds
 
@@ -75,11 +76,27 @@ def tune_run_thresholds(
     data = prepare(read_split(run_dir, "validation"), predictor.label_space, str(RunDir(run_dir).split("validation")))
     check_not_empty(data)
     scores, _, data = score_rows(predictor, data, batch_size, progress, run_dir, checkpoint)
-    thresholds = metrics.tune_thresholds(data.targets["attributes"], scores["attributes"], floor=floor, cap=cap)
+    thresholds = tune_attribute_thresholds(data.targets["attributes"], scores["attributes"], predictor.label_space,
+                                           floor=floor, cap=cap)
     save_thresholds(RunDir(run_dir).thresholds, thresholds, predictor.label_space.attributes,
                     floor=floor, cap=cap, split="validation")
     _store_thresholds_in_model(RunDir(run_dir), checkpoint, thresholds)
     return np.asarray(thresholds, dtype=float)
+
+
+def tune_attribute_thresholds(targets: np.ndarray, scores: np.ndarray, label_space: LabelSpace, *,
+                              floor: float = DEFAULT_FLOOR, cap: float = DEFAULT_CAP) -> np.ndarray:
+    """F1-optimal thresholds per attribute (``metrics.tune_thresholds``); with attribute columns, per value of
+    each ``multi`` group on the rows where it is known (``single`` groups answer their arg-max: default kept)."""
+    if not label_space.grouped:
+        return metrics.tune_thresholds(targets, scores, floor=floor, cap=cap)
+    thresholds = np.full(label_space.num_attributes, DEFAULT_THRESHOLD)
+    for group in label_space.groups:
+        known = targets[:, group.start] >= 0  # a multi group's row is known or unknown as a whole
+        if group.kind == "multi" and known.any():
+            thresholds[group.slice] = metrics.tune_thresholds(targets[known, group.slice], scores[known, group.slice],
+                                                              floor=floor, cap=cap)
+    return thresholds
 
 
 def _store_thresholds_in_model(run: RunDir, checkpoint: str, thresholds: np.ndarray) -> None:
@@ -151,7 +168,7 @@ def evaluate_run(
     scores, scored_from, data = score_rows(predictor, data, batch_size, progress, run_dir, checkpoint)
     check_not_empty(data)
 
-    report = metrics.hierarchical_report(data.targets, scores, parents=label_space.parent_index, threshold=thresholds)
+    report = level_report(data.targets, scores, label_space, thresholds)
     result = {
         **to_json_data(report),
         "n_samples": len(data.frame),
@@ -173,11 +190,25 @@ def evaluate_run(
                  "scored_from": scored_from},
     }
     result.update(trust_report(data.targets, scores, predictor))
-    if threshold_source.startswith("default"):  # None, or one line saying what tuned thresholds would give
+    if threshold_source.startswith("default") and not label_space.grouped:  # None, or a line on tuned thresholds
         result["threshold_hint"] = threshold_hint(data.targets["attributes"], scores["attributes"], thresholds)
     write_report(out_dir, result, data, scores, thresholds, predictor)
     logger.info("wrote the evaluation report to %s", out_dir)
     return result
+
+
+def level_report(targets: dict[str, np.ndarray], scores: dict[str, np.ndarray], label_space: LabelSpace,
+                 thresholds: np.ndarray) -> dict[str, Any]:
+    """The paper's table (``metrics.hierarchical_report``); with attribute columns, its attribute row over the
+    known entries only (``masked_attribute_report``) and ``groups``: each column's own metrics."""
+    if not label_space.grouped:
+        return metrics.hierarchical_report(targets, scores, parents=label_space.parent_index, threshold=thresholds)
+    known_only = {**targets, "attributes": np.maximum(targets["attributes"], 0)}  # rows checked; replaced below
+    report = metrics.hierarchical_report(known_only, scores, parents=label_space.parent_index, threshold=thresholds)
+    report["attributes"] = masked_attribute_report(targets["attributes"], scores["attributes"], threshold=thresholds)
+    report["groups"] = group_report(targets["attributes"], scores["attributes"], label_space.groups,
+                                    thresholds=thresholds)
+    return report
 
 
 def trust_report(targets: dict[str, np.ndarray], scores: dict[str, np.ndarray], predictor: Predictor
@@ -251,6 +282,11 @@ def markdown_table(result: dict[str, Any]) -> str:
         row["AP"] = row.get("mAP")
         lines.append("| " + " | ".join([level, *(_percent(row.get(column)) for column in TABLE_COLUMNS)]) + " |")
     hierarchy = result["hierarchy"]
+    if result.get("groups"):
+        header, rows = group_table_cells(result["groups"])
+        lines += ["", "Attribute columns, each on the rows where its cell is known (in %):", "",
+                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                  *("| " + " | ".join(row) + " |" for row in rows)]
     lines += [
         "",
         f"Metrics in %, {result['n_samples']} samples from {result['data']['source']}; "
@@ -264,8 +300,7 @@ def markdown_table(result: dict[str, Any]) -> str:
 def trust_markdown(result: dict[str, Any]) -> str:
     """Calibration per level, the rows each single-label level can answer at 95/98/99% accuracy, and hP/hR/hF."""
     lines = ["| level | ECE | adaptive ECE | Brier | log loss | temperature |", "|---|---|---|---|---|---|"]
-    for level in LEVELS:
-        figures = result["calibration"][level]
+    for level, figures in result["calibration"].items():
         lines.append(f"| {level} | {figures['ece']:.4f} | {figures['adaptive_ece']:.4f} | {figures['brier']:.4f} | "
                      f"{figures['log_loss']:.4f} | {figures['temperature']:.3f} |")
     lines += ["", "| level | " + " | ".join(f"coverage at {target:.0%} accuracy" for target in COVERAGE_TARGETS)
@@ -306,14 +341,27 @@ def unseen_summary(unseen: dict[str, Any]) -> str:
 def per_class_tables(
     targets: dict[str, np.ndarray], scores: dict[str, np.ndarray], label_space: LabelSpace, thresholds: np.ndarray,
 ) -> dict[str, pd.DataFrame]:
-    """Per level, one row per class (index ``class``): precision, recall, f1, support (and AP for attributes)."""
+    """Per level, one row per class (index ``class``): precision, recall, f1, support (and AP for attributes).
+
+    With attribute columns, one table per group instead of ``attributes``, on the rows where it is known.
+    """
     names = {"category": label_space.categories, "subcategory": label_space.subcategories,
              "attributes": label_space.attributes}
-    return {
+    levels = SINGLE_LABEL_LEVELS if label_space.grouped else LEVELS
+    tables = {
         level: metrics.per_class_report(targets[level], scores[level], names[level], multilabel=level == "attributes",
                                         threshold=thresholds)
-        for level in LEVELS
+        for level in levels
     }
+    for group in label_space.groups if label_space.grouped else ():
+        truth, score = targets["attributes"][:, group.slice], scores["attributes"][:, group.slice]
+        known = truth[:, 0] >= 0
+        if known.any():
+            single = group.kind == "single"
+            tables[group.name] = metrics.per_class_report(
+                truth[known].argmax(axis=1) if single else truth[known], score[known], list(group.values),
+                multilabel=not single, threshold=DEFAULT_THRESHOLD if single else thresholds[group.slice])
+    return tables
 
 
 def write_plots(
@@ -323,9 +371,12 @@ def write_plots(
     """The evaluation figures as PNGs under ``plot_dir``: attribute PR curves, the category confusion matrix,
     subcategory F1, sample predictions, reliability diagrams and the accuracy-coverage curves."""
     targets, label_space = data.targets, predictor.label_space
+    attribute_plots = (_group_plots(plot_dir, targets["attributes"], scores["attributes"], label_space)
+                       if label_space.grouped else
+                       [plots.plot_precision_recall(targets["attributes"], scores["attributes"], label_space.attributes,
+                                                    plot_dir / "attributes_precision_recall.png", top=PR_TOP_LABELS)])
     return [
-        plots.plot_precision_recall(targets["attributes"], scores["attributes"], label_space.attributes,
-                                    plot_dir / "attributes_precision_recall.png", top=PR_TOP_LABELS),
+        *attribute_plots,
         plots.plot_confusion_matrix(targets["category"], scores["category"].argmax(axis=1), label_space.categories,
                                     plot_dir / "category_confusion_matrix.png"),
         plots.plot_per_class_f1(label_space.subcategories, subcategory_table["f1"].to_numpy(),
@@ -336,6 +387,26 @@ def write_plots(
         plots.plot_accuracy_coverage({level: (targets[level], scores[level]) for level in SINGLE_LABEL_LEVELS},
                                      plot_dir / "accuracy_coverage.png", targets=COVERAGE_TARGETS),
     ]
+
+
+def _group_plots(plot_dir: Path, targets: np.ndarray, scores: np.ndarray, label_space: LabelSpace) -> list[Path]:
+    """Per attribute column, on its known rows: a confusion matrix (single) or precision-recall curves (multi)."""
+    paths = []
+    for group in label_space.groups:
+        truth, score = targets[:, group.slice], scores[:, group.slice]
+        known = truth[:, 0] >= 0
+        if not known.any():
+            continue
+        path = plot_dir / f"group_{group.name}.png"
+        if group.kind == "single":
+            paths.append(plots.plot_confusion_matrix(
+                truth[known].argmax(axis=1), score[known].argmax(axis=1), list(group.values), path,
+                title=f"{group.name}: confusion matrix on {int(known.sum())} known rows\n"
+                      "(each cell: share of the true value, and rows)"))
+        else:
+            paths.append(plots.plot_precision_recall(truth[known], score[known], list(group.values), path,
+                                                     top=PR_TOP_LABELS))
+    return paths
 
 
 def _sample_grid(path: Path, data: EvaluationData, scores: dict[str, np.ndarray], label_space: LabelSpace,
@@ -350,16 +421,29 @@ def _sample_grid(path: Path, data: EvaluationData, scores: dict[str, np.ndarray]
     predicted = {
         "category": scores["category"][chosen].argmax(axis=1),
         "subcategory": scores["subcategory"][chosen].argmax(axis=1),
-        "attributes": (scores["attributes"][chosen] >= thresholds).astype(np.float32),
+        "attributes": predicted_attributes(scores["attributes"][chosen], thresholds, label_space),
     }
+    known = targets["attributes"] >= 0  # attribute columns: unknown entries are neither right nor wrong
     return plots.plot_sample_grid(
         images,
         _captions(targets, label_space),
         _captions(predicted, label_space),
         path,
         correct=np.stack([(targets["category"] == predicted["category"]) & (targets["subcategory"] == predicted["subcategory"]),
-                          (targets["attributes"] == predicted["attributes"]).all(axis=1)], axis=1),  # one per caption line
+                          ((targets["attributes"] == predicted["attributes"]) | ~known).all(axis=1)], axis=1),  # per line
     )
+
+
+def predicted_attributes(scores: np.ndarray, thresholds: np.ndarray, label_space: LabelSpace) -> np.ndarray:
+    """The answered attributes as 0/1 (N, A): at or above threshold; with attribute columns, the arg-max of
+    each ``single`` group."""
+    chosen = (scores >= thresholds).astype(np.float32)
+    for group in label_space.groups if label_space.grouped else ():
+        if group.kind == "single":
+            block = np.zeros_like(chosen[:, group.slice])
+            block[np.arange(len(block)), scores[:, group.slice].argmax(axis=1)] = 1.0
+            chosen[:, group.slice] = block
+    return chosen
 
 
 def _captions(labels: dict[str, np.ndarray], label_space: LabelSpace) -> list[str]:

@@ -171,12 +171,12 @@ def row_attributes(df: pd.DataFrame, columns: LabelColumns) -> list[list[str]]:
     per_row: list[list[str]] = [[] for _ in range(len(df))]
     for column in columns.attributes:
         for names, value in zip(per_row, df[column].tolist()):
-            text = label_text(value)
+            text = columns.cell_text(value)
             if text is None:
                 continue
             parts = text.split(columns.attribute_separator) if columns.attribute_separator else [text]
             for part in (p.strip() for p in parts):
-                if part and part not in names:
+                if part and part not in names and part not in columns.missing_values:
                     names.append(part)
     return per_row
 

@@ -36,11 +36,15 @@ applyFilter();
 
 # ---- audit.html ---------------------------------------------------------------------------------
 def audit_html(shown: pd.DataFrame, *, title: str, flagged: int, judged: int, resize: str = "pad",
-               quality: Sequence[dict[str, Any]] = (), warnings: Sequence[str] = ()) -> str:
+               quality: Sequence[dict[str, Any]] = (), warnings: Sequence[str] = (),
+               groups: Sequence[dict[str, Any]] = (), fill_in: pd.DataFrame | None = None) -> str:
     """A gallery of flagged labels (``fashion_hier.audit.CSV_COLUMNS`` rows), filterable by level.
 
     Above it: the warnings (the rankings are not to be trusted) and ``quality``, one dict per level
-    (``fashion_hier.audit.LevelQuality.as_dict`` plus ``flagged`` and ``judged``).
+    (``fashion_hier.audit.LevelQuality.as_dict`` plus ``flagged`` and ``judged``; an attribute group's
+    also has ``group``). With attribute columns: ``groups`` (``audit.json``'s per-group entries: empty
+    cells and fill-in suggestions) and ``fill_in``, the most confident suggestions to list
+    (``fashion_hier.audit.FILL_IN_COLUMNS`` rows).
     """
     levels = list(dict.fromkeys(shown["level"]))
     options = "".join(f'<option value="{escape(level)}">{escape(level)}</option>' for level in levels)
@@ -48,7 +52,7 @@ def audit_html(shown: pd.DataFrame, *, title: str, flagged: int, judged: int, re
     body = (
         "".join(f'<p class="warning" style="color: #b00; font-weight: bold">Warning: {escape(text)}</p>'
                 for text in warnings)
-        + _audit_quality_table(quality) +
+        + _audit_quality_table(quality) + _audit_fill_in(groups, fill_in) +
         f'<p class="note">{flagged} of {judged} labels flagged by cleanlab on out-of-fold predictions; '
         f"the {len(shown)} most suspicious (lowest label-quality score) are shown, most suspicious first. "
         f'Red: the catalogue\'s label; green: what the cross-validated model suggests. Full list: audit.csv.</p>'
@@ -61,21 +65,47 @@ def audit_html(shown: pd.DataFrame, *, title: str, flagged: int, judged: int, re
 
 
 def _audit_quality_table(quality: Sequence[dict[str, Any]]) -> str:
-    """How well each level's out-of-fold heads classify, against always answering the commonest label."""
+    """How well each level's (or attribute group's) out-of-fold heads classify, against the commonest label."""
     if not quality:
         return ""
-    rows = [(level["level"], level["metric"], f"{level['score']:.3f}", f"{level['baseline']:.3f}",
+    rows = [(f"{level['level']}: {level['group']}" if level.get("group") else level["level"], level["metric"],
+             f"{level['score']:.3f}", f"{level['baseline']:.3f}",
              f"{level['needed']:.3f}", "yes" if level["trusted"] else "NO", level["flagged"], level["judged"])
             for level in quality]
     return table(("level", "out-of-fold metric", "score", "baseline (commonest label)", "trusted from", "trusted",
                   "flagged", "judged"), rows, table_id="audit-quality")
 
 
+def _audit_fill_in(groups: Sequence[dict[str, Any]], fill_in: pd.DataFrame | None) -> str:
+    """Attribute columns: per group its empty cells and the suggestions made, then the most confident ones."""
+    from fashion_hier.audit import FILL_IN_CSV
+
+    if not groups:
+        return ""
+    counts = table(("group", "kind", "column", "empty cells (group applies)", "suggestions", "trusted"),
+                   [(group["group"], group["kind"], group["column"], group["blank"], group["fill_in"],
+                     "yes" if group.get("trusted") else "NO" if "trusted" in group else "not judged")
+                    for group in groups], table_id="audit-fill-in")
+    total, blank = (sum(int(group[key]) for group in groups) for key in ("fill_in", "blank"))
+    listed = "" if fill_in is None or not len(fill_in) else table(
+        ("rank", "id", "group", "suggested", "score"),
+        [(row.rank, row.id, row.group, row.suggested, f"{float(row.score):.3f}") for row in fill_in.itertuples()],
+        table_id="audit-fill-in-top")
+    shown = f"; the first {len(fill_in)} below" if fill_in is not None and len(fill_in) else ""
+    return (f'<h2>Fill-in suggestions</h2><p class="note">{total} suggestions for the {blank} empty cells where '
+            f"their group applies: the cross-validated model's value ({FILL_IN_CSV}, most confident first{shown}). "
+            "A multi-valued cell gets one only when some value is more likely than not, scored by the least sure "
+            "of its value decisions; a group not judged (fewer than two learnable values) gets none.</p>"
+            + counts + listed)
+
+
 def _audit_card(row: Any, resize: str) -> str:
+    group = getattr(row, "group", "")
+    where = f"{row.level}: {group}" if isinstance(group, str) and group and group != row.level else row.level
     return (
         f'<div class="card" data-level="{escape(row.level)}">'
         f"{image_tag(thumbnail_uri(row.image_path, THUMBNAIL_SIZE, resize), str(row.id))}"
-        f"<div>#{int(row.rank)} {escape(row.level)} · id {escape(row.id)}</div>"
+        f"<div>#{int(row.rank)} {escape(where)} · id {escape(row.id)}</div>"
         f'<div class="given">given: {escape(row.given)}</div>'
         f'<div class="suggested">suggested: {escape(row.suggested)}</div>'
         f"<div>score {float(row.score):.3g}</div></div>"
@@ -109,6 +139,9 @@ def report_html(result: dict[str, Any], table_markdown: str, plot_paths: Sequenc
             ["consistency (predicted subcategory under predicted category)", _percent(hierarchy.get("consistency"))],
             ["joint accuracy (category and subcategory both right)", _percent(hierarchy.get("joint_accuracy"))],
         ], table_id="hierarchy"),
+        *(["<h2>Attribute columns (%)</h2>", table(*group_table_cells(result["groups"]), table_id="groups"),
+            '<p class="note">Each column scored on the rows where its cell is known and it applies to the '
+            "category; hmean F1 is the harmonic mean of micro and macro F1.</p>"] if result.get("groups") else []),
         _trust_html(result),
         "<h2>Plots</h2>",
         "".join(f'<figure><img src="{png_data_uri(path)}" alt="{escape(Path(path).stem)}">'
@@ -149,9 +182,26 @@ def _trust_html(result: dict[str, Any]) -> str:
     ])
 
 
+GROUP_TABLE_HEADER = ("group", "kind", "known rows", "coverage", "accuracy", "macro F1", "micro F1", "hmean F1",
+                      "mAP", "OF1")
+
+
+def group_table_cells(groups: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The per-group table (``evaluate``'s ``groups``): header and rows, metrics in %; one source for
+    ``metrics.md`` and ``report.html``."""
+    rows = []
+    for name, figures in groups.items():
+        single = figures["kind"] == "single"
+        rows.append([name, figures["kind"], str(figures["known"]), _percent(figures["coverage"]),
+                     *(_percent(figures[key]) if single else "" for key in ("accuracy", "macro_f1", "micro_f1",
+                                                                             "hmean_f1")),
+                     *("" if single else _percent(figures[key]) for key in ("mAP", "OF1"))])
+    return list(GROUP_TABLE_HEADER), rows
+
+
 def _markdown_table_html(markdown: str) -> str:
     """The pipe table at the top of ``metrics.md`` as an HTML table (one source for both files)."""
-    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    lines = markdown.split("\n\n")[0].splitlines()
     cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
     return table(cells[0], [row for row in cells[2:]], table_id="metrics")
 

@@ -1,0 +1,111 @@
+"""Attribute columns end to end on the Meesho-shaped synthetic catalogue: train (images and cached features),
+evaluate, predict — each group's numbers recomputed here with scikit-learn from what the run wrote."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score, f1_score
+
+from fashion_hier.config import TrainConfig
+from fashion_hier.labels import UNKNOWN
+
+SIZE = 32
+GROUPS = [{"name": f"attr_{k}"} for k in range(1, 6)] + [{"name": "tags", "kind": "multi", "separator": "|"}]
+
+
+@pytest.fixture(scope="module")
+def meesho(tmp_path_factory):
+    from fashion_hier.data import make_synthetic_catalog
+
+    root = tmp_path_factory.mktemp("meesho")
+    return make_synthetic_catalog(root / "data", n=160, image_size=SIZE, seed=2, schema="meesho"), root
+
+
+def _config(meesho, name: str, *overrides: str) -> TrainConfig:
+    labels_csv, root = meesho
+    return TrainConfig.from_dict({
+        "data": {"labels_csv": str(labels_csv), "image_dir": str(labels_csv.parent / "images"),
+                 "image_size": [SIZE, SIZE], "augment": False, "split": [0.6, 0.2, 0.2],
+                 "columns": {"category": "category", "subcategory": "subcategory", "groups": GROUPS}},
+        "model": {"backbone": "small_cnn", "weights": None, "units": 8},
+        "loss": {"focal_gamma": 1.0},
+        "training": {"epochs": 1, "batch_size": 16, "jit_compile": False, "mixed_precision": "off",
+                     "run_eagerly": True},
+        "output_dir": str(root), "name": name,
+    }).with_overrides(list(overrides))
+
+
+@pytest.fixture(scope="module")
+def evaluated_run(meesho):
+    from fashion_hier.evaluate import evaluate_run
+    from fashion_hier.train import train
+
+    run = train(_config(meesho, "images"), verbose=0)
+    return run, evaluate_run(run, progress=False)
+
+
+def test_learned_applicability_matches_the_catalogue_map(evaluated_run):
+    from fashion_hier.data.synthetic_meesho import meesho_attribute_map
+    from fashion_hier.labels import LabelSpace
+    from fashion_hier.rundir import RunDir
+
+    space = LabelSpace.load(RunDir(evaluated_run[0]).labels)
+    applies = {category: set(columns) for category, columns in meesho_attribute_map().items()}
+    for group in space.groups[:5]:
+        assert set(group.applies_to) == {c for c in space.categories if group.name in applies[c]}, group.name
+
+
+def test_evaluate_scores_each_group_on_its_known_rows_as_scikit_learn_does(evaluated_run):
+    from fashion_hier.labels import LabelSpace
+    from fashion_hier.rundir import RunDir
+
+    run, result = evaluated_run
+    space = LabelSpace.load(RunDir(run).labels)
+    saved = np.load(RunDir(run).predictions)
+    truth, scores = saved["attributes_true"], saved["attributes_score"]
+    test = pd.read_csv(RunDir(run).split("test"))
+    for group in space.groups:
+        figures, block = result["groups"][group.name], truth[:, group.slice]
+        known = block[:, 0] != UNKNOWN
+        applies = test["category"].isin(group.applies_to).to_numpy()
+        # empty cells never count; a single value never seen in training is unknown too
+        cells = (test[group.name].isin(group.values) if group.kind == "single" else test[group.name].notna()).to_numpy()
+        assert figures["known"] == int(known.sum()) == int((applies & cells).sum())
+        if group.kind == "single" and known.any():
+            true, predicted = block[known].argmax(axis=1), scores[known, group.slice].argmax(axis=1)
+            assert figures["accuracy"] == pytest.approx(accuracy_score(true, predicted))
+            assert figures["macro_f1"] == pytest.approx(f1_score(true, predicted, average="macro"))
+    markdown = (RunDir(run).metrics_md).read_text()
+    assert "| attr_2 | single |" in markdown and "| tags | multi |" in markdown
+    assert 'id="groups"' in RunDir(run).report_html.read_text()
+    assert (RunDir(run).plots / "group_attr_1.png").stat().st_size > 0
+
+
+def test_predict_answers_per_column_and_blanks_columns_that_do_not_apply(evaluated_run, tmp_path):
+    from fashion_hier import Predictor
+    from fashion_hier.labels import LabelSpace
+    from fashion_hier.rundir import RunDir
+
+    run = evaluated_run[0]
+    space = LabelSpace.load(RunDir(run).labels)
+    paths = pd.read_csv(RunDir(run).split("test"))["image_path"].tolist()
+    table = Predictor.load(run).predict(paths)
+    assert list(table.columns) == ["image_path", "category", "category_score", "subcategory", "subcategory_score",
+                                   *[c for g in space.groups for c in (g.name, f"{g.name}_score")], "needs_review"]
+    for group in space.groups:
+        applies = table["category"].isin(group.applies_to)
+        assert table.loc[~applies, group.name].isna().all()
+        if group.kind == "single":
+            assert table.loc[applies, group.name].isin(group.values).all()
+            assert table.loc[applies, f"{group.name}_score"].between(0, 1).all()
+
+
+def test_cached_feature_head_trains_the_same_schema(meesho):
+    from fashion_hier.labels import LabelSpace
+    from fashion_hier.rundir import RunDir
+    from fashion_hier.train import train
+
+    run = RunDir(train(_config(meesho, "cached", "model.trainable_backbone=false", "training.cache_features=true",
+                               "loss.weighting=logit_adjustment"), verbose=0))
+    assert LabelSpace.load(run.labels).grouped and run.model.is_file()
