@@ -40,6 +40,7 @@ METRIC_COLUMNS = (
     *(f"attributes.{key}" for key in ATTRIBUTE_KEYS),
     *(f"hierarchy.{key}" for key in HIERARCHY_KEYS),
 )
+GROUP_COLUMNS = {"single": ("accuracy", "macro_f1", "hmean_f1"), "multi": ("mAP", "OF1")}
 COST_COLUMNS = ("epochs", "train_seconds", "images_per_second", "parameters", "trainable_parameters")
 
 
@@ -114,7 +115,8 @@ def run_experiment(config: TrainConfig, *, overwrite: bool = False, verbose: int
     report = evaluate_run(run_dir, split="test", progress=False)
     record = {
         "name": config.name,
-        "metrics": {level: report[level] for level in ("category", "subcategory", "attributes", "hierarchy")},
+        "metrics": {level: report[level] for level in ("category", "subcategory", "attributes", "hierarchy", "groups")
+                    if level in report},
         "n_test_samples": report["n_samples"],
         "epochs": len(meter.epoch_seconds),
         "train_seconds": train_seconds,
@@ -186,13 +188,18 @@ def synthetic_catalog(out_dir: str | os.PathLike, n: int, *, image_size: int, se
 # ---- the comparison table -------------------------------------------------------------------
 
 def comparison_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """One row per run (index ``run``): every metric of the evaluation report, then cost columns."""
-    rows = []
+    """One row per run (index ``run``): every metric of the evaluation report, each attribute column's
+    (``groups.<name>.<metric>``, runs with attribute columns), then cost columns."""
+    rows, group_columns = [], {}
     for record in records:
         row = {column: record["metrics"][column.split(".")[0]].get(column.split(".", 1)[1]) for column in METRIC_COLUMNS}
+        for group, figures in record["metrics"].get("groups", {}).items():
+            for key in GROUP_COLUMNS[figures["kind"]]:
+                group_columns[f"groups.{group}.{key}"] = row[f"groups.{group}.{key}"] = figures[key]
         row.update({column: record[column] for column in COST_COLUMNS})
         rows.append({"run": record["name"], **row})
-    return pd.DataFrame(rows, columns=["run", *METRIC_COLUMNS, *COST_COLUMNS]).set_index("run").astype(float)
+    columns = ["run", *METRIC_COLUMNS, *group_columns, *COST_COLUMNS]
+    return pd.DataFrame(rows, columns=columns).set_index("run").astype(float)
 
 
 def comparison_markdown(frame: pd.DataFrame) -> str:

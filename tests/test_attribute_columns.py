@@ -5,7 +5,6 @@ Every number is checked against a numpy oracle written here from the definitions
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import keras
 import numpy as np

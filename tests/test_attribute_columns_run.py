@@ -109,3 +109,23 @@ def test_cached_feature_head_trains_the_same_schema(meesho):
     run = RunDir(train(_config(meesho, "cached", "model.trainable_backbone=false", "training.cache_features=true",
                                "loss.weighting=logit_adjustment"), verbose=0))
     assert LabelSpace.load(run.labels).grouped and run.model.is_file()
+
+
+def test_the_readme_config_for_this_shape_reads_the_catalogue(meesho):
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from fashion_hier.labels import LabelSpace
+    from fashion_hier.train import read_config_catalog
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "groups:" in b)
+    labels_csv = meesho[0]
+    config = TrainConfig.from_dict(yaml.safe_load(block)).with_overrides(
+        [f"data.labels_csv={labels_csv}", f"data.image_dir={labels_csv.parent / 'images'}"])
+    catalog = read_config_catalog(config)
+    space = LabelSpace.from_columns(catalog.frame, config.data.columns)
+    assert [g.name for g in space.groups] == [f"attr_{k}" for k in range(1, 6)] + ["tags"]
+    assert space.group("attr_3").applies_to and len(space.group("attr_3").applies_to) < len(space.categories)

@@ -98,6 +98,17 @@ def test_comparison_table_has_every_metric_and_cost_per_run():
     assert "| images_per_second | 12.3 | 12.3 |" in markdown
 
 
+def test_comparison_table_adds_each_attribute_columns_figures_for_runs_that_have_them():
+    grouped = _record("grouped", 0.5)
+    grouped["metrics"]["groups"] = {"season": {"kind": "single", "accuracy": 0.8, "macro_f1": 0.6, "hmean_f1": 0.7},
+                                    "tags": {"kind": "multi", "mAP": 0.4, "OF1": 0.3}}
+    frame = comparison_frame([_record("flat", 0.5), grouped])
+    assert list(frame.columns) == [*METRIC_COLUMNS, "groups.season.accuracy", "groups.season.macro_f1",
+                                   "groups.season.hmean_f1", "groups.tags.mAP", "groups.tags.OF1", *COST_COLUMNS]
+    assert frame.loc["grouped", "groups.season.accuracy"] == 0.8 and np.isnan(frame.loc["flat", "groups.tags.mAP"])
+    assert "| groups.season.accuracy |  | 80.0 |" in comparison_markdown(frame).splitlines()
+
+
 def test_configs_sharing_a_name_are_refused_naming_both_files(tmp_path):
     for stem in ("one", "two"):
         (tmp_path / f"{stem}.yaml").write_text("name: same\n")
