@@ -5,8 +5,10 @@ string tensor), decodes and resizes them inside the graph the way ``fashion_hier
 (libjpeg reduced-scale decoding for big JPEGs, area averaging when shrinking, bilinear otherwise,
 "stretch" or white "pad" policy, uint8 rounding), runs the model and returns the category and
 subcategory names (constant string tensors inside the graph) with their scores, the attribute scores
-and the attributes at or above their thresholds. TensorFlow Serving answers it with no Python.
-TFLite takes pixels (the string ops have no TFLite kernels): ``(1, height, width, 3)`` float32 RGB 0..255.
+and the attributes at or above their thresholds; with attribute columns (``LabelSpace.grouped``), one answer
+per group, as the decoded table's columns (``serving_outputs`` names them). TensorFlow Serving answers it
+with no Python. TFLite takes pixels (the string ops have no TFLite kernels): ``(1, height, width, 3)``
+float32 RGB 0..255, and returns the three score arrays (``export_tflite`` says how to read groups from them).
 """
 from __future__ import annotations
 
@@ -18,13 +20,49 @@ from pathlib import Path
 
 import numpy as np
 
+from fashion_hier.decoding import SCORE_SUFFIX
 from fashion_hier.predict import Predictor
 
 FORMATS = ("savedmodel", "tflite")
 QUANTIZATIONS = ("float16", "dynamic", "none")
 SERVING_INPUT = "image_bytes"
+LEVEL_OUTPUTS = ("category", "category_score", "subcategory", "subcategory_score",
+                 "category_scores", "subcategory_scores", "attribute_scores", "attribute_names")
+FLAT_OUTPUTS = (*LEVEL_OUTPUTS, "attributes")  # the flat tag set: "|"-joined thresholded attributes as well
+GROUP_SCORES_SUFFIX = "_scores"  # a multi group's (N, k) scores of all its values: tags -> tags_scores
+GROUP_VALUES_SUFFIX = "_values"  # ... and the (N, k) value names they belong to: tags -> tags_values
+NOT_APPLICABLE = ""  # a group's answer where it does not apply to the predicted category (decoding's None)
 _JPEG_RATIOS = (8, 4, 2)  # libjpeg's reduced decoding scales, as images.py tries them (largest first)
 _DCT = "INTEGER_ACCURATE"  # libjpeg's JDCT_ISLOW, what OpenCV uses: decoded pixels are then identical
+
+
+def serving_outputs(label_space) -> tuple[str, ...]:
+    """The output names of the ``serving_default`` signature for ``label_space`` (one owner of the contract).
+
+    Flat tag set: ``FLAT_OUTPUTS``. Attribute columns: ``LEVEL_OUTPUTS`` and, per group, the decoded
+    table's columns ``<group>`` and ``<group>_score`` (``decoding.prediction_columns``), plus for a
+    ``multi`` group ``<group>_scores`` and ``<group>_values``. Group names are used as they are: a
+    SavedModel takes any string as an output key (spaces, ``=``, non-ASCII alike), so a client reads
+    the same names as the CSV. Raises ``ValueError`` when a group's names clash with another output.
+    """
+    if not label_space.grouped:
+        return FLAT_OUTPUTS
+    names = list(LEVEL_OUTPUTS)
+    for group in label_space.groups:
+        names += _group_output_names(group)
+    clashes = sorted({name for name in names if names.count(name) > 1})
+    if clashes:
+        raise ValueError(f"attribute groups {[g.name for g in label_space.groups]} give the serving outputs "
+                         f"{clashes} twice (a group's outputs are <group>, <group>{SCORE_SUFFIX} and, for multi "
+                         f"groups, <group>{GROUP_SCORES_SUFFIX}, <group>{GROUP_VALUES_SUFFIX}; fixed outputs: "
+                         f"{list(LEVEL_OUTPUTS)}); rename a group in data.columns.groups and retrain")
+    return tuple(names)
+
+
+def _group_output_names(group) -> tuple[str, ...]:
+    names = (group.name, group.name + SCORE_SUFFIX)
+    return names if group.kind == "single" else (*names, group.name + GROUP_SCORES_SUFFIX,
+                                                 group.name + GROUP_VALUES_SUFFIX)
 
 
 def export_savedmodel(model_or_run, out_dir: str | os.PathLike, *, consistent: bool = True) -> Path:
@@ -34,7 +72,18 @@ def export_savedmodel(model_or_run, out_dir: str | os.PathLike, *, consistent: b
     joint best (category, subcategory) pair, as ``predict --consistent``. Outputs (batch first):
     ``category``, ``category_score``, ``subcategory``, ``subcategory_score`` (names and scores),
     ``category_scores`` (N, C), ``subcategory_scores`` (N, S), ``attribute_scores`` (N, A),
-    ``attribute_names`` (N, A), ``attributes`` ("|"-joined, best first, thresholded).
+    ``attribute_names`` (N, A); the flat tag set adds ``attributes`` ("|"-joined, best first, thresholded).
+
+    With attribute columns, per group instead of ``attributes``, as ``decoding.group_columns`` decodes it:
+
+    - ``single``: ``<group>`` (string, the arg-max value) and ``<group>_score`` (float32, its probability);
+    - ``multi``: ``<group>`` (its values at or above their thresholds, best first, "|"-joined, "" when
+      none is) and ``<group>_score`` (their scores likewise, ``"%.4f"``, as in the CSV); ``<group>_scores``
+      (N, k) float32, every value's score in the order of ``<group>_values`` (N, k) string.
+
+    Where a group does not apply to the predicted category (the answer the decoded table leaves empty),
+    its string outputs are "" and its float outputs NaN. ``min_confidence`` is not applied (every row
+    gets its names; compare the scores with it), and applicability follows the predicted category.
     """
     import keras
     import tensorflow as tf
@@ -43,6 +92,7 @@ def export_savedmodel(model_or_run, out_dir: str | os.PathLike, *, consistent: b
 
     predictor = _predictor(model_or_run)
     space, model = predictor.label_space, predictor.model
+    outputs = serving_outputs(space)  # a clash of group names fails here, before anything is traced
     category_names = tf.constant(space.categories)
     subcategory_names = tf.constant(space.subcategories)
     attribute_names = tf.constant(space.attributes)
@@ -53,9 +103,9 @@ def export_savedmodel(model_or_run, out_dir: str | os.PathLike, *, consistent: b
     def serve(image_bytes):
         images = tf.map_fn(lambda data: decode_and_resize(data, size, resize), image_bytes,
                            fn_output_signature=tf.TensorSpec((*size, 3), tf.float32))
-        outputs = model(images, training=False)
+        scores = model(images, training=False)
         category_scores, subcategory_scores, attribute_scores = (
-            tf.cast(outputs[level], tf.float32) for level in ("category", "subcategory", "attributes"))
+            tf.cast(scores[level], tf.float32) for level in ("category", "subcategory", "attributes"))
         if consistent:
             subcategory = tf.argmax(tf.gather(category_scores, parent_index, axis=1) * subcategory_scores,
                                     axis=1, output_type=tf.int32)
@@ -63,11 +113,8 @@ def export_savedmodel(model_or_run, out_dir: str | os.PathLike, *, consistent: b
         else:
             category = tf.argmax(category_scores, axis=1, output_type=tf.int32)
             subcategory = tf.argmax(subcategory_scores, axis=1, output_type=tf.int32)
-        order = tf.argsort(-attribute_scores, axis=1, stable=True)
-        sorted_scores = tf.gather(attribute_scores, order, batch_dims=1)
-        chosen = sorted_scores >= tf.gather(thresholds, order)
         batch = tf.shape(image_bytes)[0]
-        return {
+        answers = {
             "category": tf.gather(category_names, category),
             "category_score": tf.gather(category_scores, category, batch_dims=1),
             "subcategory": tf.gather(subcategory_names, subcategory),
@@ -76,9 +123,13 @@ def export_savedmodel(model_or_run, out_dir: str | os.PathLike, *, consistent: b
             "subcategory_scores": subcategory_scores,
             "attribute_scores": attribute_scores,
             "attribute_names": tf.tile(attribute_names[None], [batch, 1]),
-            "attributes": tf.strings.reduce_join(
-                tf.ragged.boolean_mask(tf.gather(attribute_names, order), chosen), axis=1, separator="|"),
         }
+        if space.grouped:
+            answers.update(_group_answers(attribute_scores, category, space, thresholds))
+        else:
+            answers["attributes"] = _thresholded(attribute_scores, thresholds, attribute_names)[0]
+        assert sorted(answers) == sorted(outputs), (sorted(answers), sorted(outputs))
+        return answers
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -87,6 +138,44 @@ def export_savedmodel(model_or_run, out_dir: str | os.PathLike, *, consistent: b
     with atomic_directory(out_dir) as target:
         archive.write_out(str(target), verbose=False)
     return Path(out_dir)
+
+
+def _group_answers(attribute_scores, category, space, thresholds) -> dict:
+    """``decoding.group_columns`` in tensors: per group its answer and score per row, "" / NaN where the
+    group does not apply to the row's predicted ``category`` (indices)."""
+    import tensorflow as tf
+
+    applies = tf.gather(tf.constant(space.applicability()), category)  # (N, G)
+    nan = tf.constant(float("nan"), tf.float32)
+    answers = {}
+    for j, group in enumerate(space.groups):
+        block, values, here = attribute_scores[:, group.start:group.stop], tf.constant(group.values), applies[:, j]
+        if group.kind == "single":
+            best = tf.argmax(block, axis=1, output_type=tf.int32)
+            answers[group.name] = tf.where(here, tf.gather(values, best), NOT_APPLICABLE)
+            answers[group.name + SCORE_SUFFIX] = tf.where(here, tf.gather(block, best, batch_dims=1), nan)
+        else:
+            chosen, chosen_scores = _thresholded(block, thresholds[group.start:group.stop], values)
+            answers[group.name] = tf.where(here, chosen, NOT_APPLICABLE)
+            answers[group.name + SCORE_SUFFIX] = tf.where(here, chosen_scores, NOT_APPLICABLE)
+            answers[group.name + GROUP_SCORES_SUFFIX] = tf.where(here[:, None], block, nan)
+            answers[group.name + GROUP_VALUES_SUFFIX] = tf.tile(values[None], [tf.shape(block)[0], 1])
+    return answers
+
+
+def _thresholded(scores, thresholds, names):
+    """``decoding.attribute_columns`` in tensors: per row the names at or above their thresholds, best first,
+    "|"-joined, and their scores likewise (``"%.4f"``, the same digits as Python's formatting)."""
+    import tensorflow as tf
+
+    order = tf.argsort(-scores, axis=1, stable=True)
+    sorted_scores = tf.gather(scores, order, batch_dims=1)
+    chosen = sorted_scores >= tf.gather(thresholds, order)
+
+    def joined(strings):
+        return tf.strings.reduce_join(tf.ragged.boolean_mask(strings, chosen), axis=1, separator="|")
+
+    return joined(tf.gather(names, order)), joined(tf.strings.as_string(sorted_scores, precision=4))
 
 
 def decode_and_resize(data, size: tuple[int, int], resize: str = "stretch"):
@@ -150,7 +239,15 @@ def export_tflite(model_or_run, out_path: str | os.PathLike, *, quantization: st
     """Write a ``.tflite`` file of the model on pixels; ``quantization``: float16, dynamic (int8 weights) or none.
 
     Input ``(1, height, width, 3)`` float32 RGB 0..255; outputs the three score arrays. The label
-    names and thresholds are not in the file: ship the run's label space beside it.
+    names and thresholds are not in the file: ship the run's label space (``labels.json``) and
+    ``thresholds.json`` beside it.
+
+    With attribute columns, ``attributes`` holds the groups side by side: ``labels.json`` lists them
+    under ``"groups"`` in axis order, so group g's values sit at ``start = sum of the earlier groups'
+    len(values)`` up to ``start + len(values)`` (``"attributes"`` names the same axis ``group=value``;
+    ``LabelSpace.groups[g].slice`` in Python). A ``single`` slice is already a softmax: its arg-max is
+    the answer; a ``multi`` slice holds sigmoids, answered where they reach their thresholds. A group
+    answers only for the categories in its ``"applies_to"``, as ``decoding.group_columns`` does.
     """
     import keras
     import tensorflow as tf

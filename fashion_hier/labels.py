@@ -27,7 +27,8 @@ LEVELS = ("category", "subcategory", "attributes")
 GROUP_KINDS = ("single", "multi")
 UNKNOWN = -1.0  # an attribute target nobody knows: an empty cell, or a group that does not apply to the row
 DEFAULT_MIN_KNOWN_SHARE = 0.1  # a group applies to a category when this share of its training rows has a value
-RESERVED_GROUP_NAMES = ("image_path", "category", "subcategory", "attributes", "needs_review", "id")
+RESERVED_GROUP_NAMES = ("image_path", "category", "category_score", "subcategory", "subcategory_score", "attributes",
+                        "attribute_scores", "needs_review", "error", "id")  # the prediction table's other columns
 
 MISSING_LABEL = "<missing>"  # how a missing category/subcategory is named in unknown-label reports
 _FORMAT = "fashion_hier.LabelSpace"
@@ -131,6 +132,10 @@ class LabelColumns:
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"columns.groups: group names must be unique; repeated: {repeated}")
+        clashes = sorted(n for n in names if f"{n}_score" in names)
+        if clashes:
+            raise ValueError(f"columns.groups: {[f'{n}_score' for n in clashes]} would be both a group and the score "
+                             f"column of group {clashes}; rename one")
         if not 0 < float(self.min_known_share) <= 1:
             raise ValueError(f"columns.min_known_share must lie in (0, 1], got {self.min_known_share!r}")
 

@@ -17,7 +17,8 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from fashion_hier.predict import ERROR_COLUMN, PREDICTION_COLUMNS, Predictor
+from fashion_hier.decoding import SCORE_SUFFIX
+from fashion_hier.predict import ERROR_COLUMN, Predictor, prediction_columns
 
 logger = logging.getLogger(__name__)
 
@@ -25,11 +26,27 @@ SCORE_COLUMNS = ("category_score", "subcategory_score")
 COLUMN_TYPES = {**{name: "double" for name in SCORE_COLUMNS}, "needs_review": "boolean"}  # the others are strings
 
 
-def output_schema(id_column: str | None = None) -> str:
-    """The DDL schema of ``score_catalog``'s rows: ``PREDICTION_COLUMNS`` (+ the id column) + ``error``."""
-    columns = [f"`{id_column}` string"] if id_column else []
-    columns += [f"{name} {COLUMN_TYPES.get(name, 'string')}" for name in PREDICTION_COLUMNS]
+def score_columns(label_space=None) -> tuple[str, ...]:
+    """The double columns of the rows: ``SCORE_COLUMNS`` and each ``single`` group's score.
+
+    A ``multi`` group's score column is a string ("|"-joined, as its values), like ``attribute_scores``.
+    """
+    groups = label_space.groups if label_space is not None and label_space.grouped else ()
+    return (*SCORE_COLUMNS, *(group.name + SCORE_SUFFIX for group in groups if group.kind == "single"))
+
+
+def output_schema(id_column: str | None = None, label_space=None) -> str:
+    """The DDL schema of ``score_catalog``'s rows: ``prediction_columns(label_space)`` (+ the id column)
+    + ``error``; without ``label_space``, the flat tag set's ``PREDICTION_COLUMNS``."""
+    types = {**COLUMN_TYPES, **{name: "double" for name in score_columns(label_space)}}
+    columns = [f"{_quoted(id_column)} string"] if id_column else []
+    columns += [f"{_quoted(name)} {types.get(name, 'string')}" for name in prediction_columns(label_space)]
     return ", ".join(columns + [f"{ERROR_COLUMN} string"])
+
+
+def _quoted(name: str) -> str:
+    """A column name for DDL: attribute groups are named by shops (spaces, dots, accents)."""
+    return "`" + name.replace("`", "``") + "`"
 
 
 def score_catalog(df, model_path: str | os.PathLike, *, path_column: str = "image_path",
@@ -54,7 +71,8 @@ def score_catalog(df, model_path: str | os.PathLike, *, path_column: str = "imag
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     model_path = str(Path(model_path).resolve())
-    Predictor.load(model_path)  # fail on the driver, with one clear message, before any task starts
+    # fail on the driver, with one clear message, before any task starts; the label space gives the columns
+    label_space = Predictor.load(model_path).label_space
     wanted = [c for c in dict.fromkeys((path_column, content_column, id_column)) if c]
 
     def score_partitions(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -65,7 +83,7 @@ def score_catalog(df, model_path: str | os.PathLike, *, path_column: str = "imag
                                  content_column=content_column, id_column=id_column, consistent=consistent,
                                  min_confidence=min_confidence)
 
-    return df.select(*wanted).mapInPandas(score_partitions, schema=output_schema(id_column))
+    return df.select(*wanted).mapInPandas(score_partitions, schema=output_schema(id_column, label_space))
 
 
 def score_rows(predictor: Predictor, rows: pd.DataFrame, *, path_column: str = "image_path",
@@ -85,14 +103,16 @@ def score_rows(predictor: Predictor, rows: pd.DataFrame, *, path_column: str = "
             except ImageReadError as error:
                 errors[row] = error.reason
     readable = np.array([error is None for error in errors])
-    table = pd.DataFrame({name: [None] * len(rows) for name in PREDICTION_COLUMNS})
+    columns = list(prediction_columns(predictor.label_space))
+    table = pd.DataFrame({name: [None] * len(rows) for name in columns})
     if readable.any():
         scores = predictor.predict_scores(images[readable], batch_size=max(1, int(readable.sum())))
         decoded = predictor.decode(scores, [p for p, ok in zip(paths, readable) if ok], consistent=consistent,
                                    min_confidence=min_confidence)
-        table.loc[readable, list(PREDICTION_COLUMNS)] = decoded[list(PREDICTION_COLUMNS)].to_numpy(dtype=object)
+        table.loc[readable, columns] = decoded[columns].to_numpy(dtype=object)
     table["image_path"] = paths
-    table[list(SCORE_COLUMNS)] = table[list(SCORE_COLUMNS)].astype(float)
+    doubles = list(score_columns(predictor.label_space))
+    table[doubles] = table[doubles].astype(float)
     table["needs_review"] = table["needs_review"].astype("boolean")  # unreadable rows: null, like their names
     table[ERROR_COLUMN] = errors
     if id_column:
@@ -152,7 +172,7 @@ def predict_with_spark(paths: list[str], model_path: str | os.PathLike, out: str
     failed = scored[scored[ERROR_COLUMN].notna()]
     for path, reason in zip(failed["image_path"], failed[ERROR_COLUMN]):
         logger.warning("skipped unreadable image %s: %s", path, reason)
-    table = scored[[*PREDICTION_COLUMNS, ERROR_COLUMN]]  # unreadable images keep their row, as in local predict
+    table = scored  # prediction_columns + error, as local predict writes; unreadable images keep their row
     order = {path: position for position, path in enumerate(paths)}  # the local command's row order
     table = table.sort_values("image_path", key=lambda column: column.map(order), kind="stable")
     out = Path(out)

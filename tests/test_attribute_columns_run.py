@@ -129,3 +129,27 @@ def test_the_readme_config_for_this_shape_reads_the_catalogue(meesho):
     space = LabelSpace.from_columns(catalog.frame, config.data.columns)
     assert [g.name for g in space.groups] == [f"attr_{k}" for k in range(1, 6)] + ["tags"]
     assert space.group("attr_3").applies_to and len(space.group("attr_3").applies_to) < len(space.categories)
+
+
+@pytest.mark.slow
+def test_partial_fine_tune_from_cached_maps_trains_and_answers_the_same_schema(meesho):
+    from fashion_hier import Predictor
+    from fashion_hier.rundir import RunDir
+    from fashion_hier.train import train
+
+    run = RunDir(train(_config(meesho, "partial", "model.backbone=resnet50", "model.trainable_backbone=false",
+                               "training.cache_features=true", "model.trainable_from=conv4_block6_out",
+                               "training.finetune_epochs=1"), verbose=0))
+    assert run.finished_info()["finetune"]["epochs"] == 1
+    table = Predictor.load(run.path).predict(pd.read_csv(run.split("test"))["image_path"].tolist()[:4])
+    assert {"attr_1", "attr_1_score", "tags", "tags_score"} <= set(table.columns)
+
+
+@pytest.mark.parametrize("head", ["independent", "linear"])
+def test_every_head_ends_in_the_per_group_activation(head):
+    from fashion_hier.models import build_head_model
+
+    model = build_head_model(2, 3, 5, feature_dim=4, units=4, head=head, attribute_layout=[("single", 2), ("multi", 3)])
+    scores = model.predict(np.random.default_rng(0).random((3, 4)).astype(np.float32), verbose=0)["attributes"]
+    np.testing.assert_allclose(scores[:, :2].sum(axis=1), 1.0, rtol=1e-5)
+    assert model.get_layer("attributes").__class__.__name__ == "GroupActivation"
