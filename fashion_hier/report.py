@@ -37,14 +37,15 @@ applyFilter();
 # ---- audit.html ---------------------------------------------------------------------------------
 def audit_html(shown: pd.DataFrame, *, title: str, flagged: int, judged: int, resize: str = "pad",
                quality: Sequence[dict[str, Any]] = (), warnings: Sequence[str] = (),
-               groups: Sequence[dict[str, Any]] = (), fill_in: pd.DataFrame | None = None) -> str:
+               groups: Sequence[dict[str, Any]] = (), fill_in: pd.DataFrame | None = None,
+               fill_in_csv: str = "") -> str:
     """A gallery of flagged labels (``fashion_hier.audit.CSV_COLUMNS`` rows), filterable by level.
 
     Above it: the warnings (the rankings are not to be trusted) and ``quality``, one dict per level
     (``fashion_hier.audit.LevelQuality.as_dict`` plus ``flagged`` and ``judged``; an attribute group's
     also has ``group``). With attribute columns: ``groups`` (``audit.json``'s per-group entries: empty
     cells and fill-in suggestions) and ``fill_in``, the most confident suggestions to list
-    (``fashion_hier.audit.FILL_IN_COLUMNS`` rows).
+    (``fashion_hier.audit.FILL_IN_COLUMNS`` rows), all of them in the file named ``fill_in_csv``.
     """
     levels = list(dict.fromkeys(shown["level"]))
     options = "".join(f'<option value="{escape(level)}">{escape(level)}</option>' for level in levels)
@@ -52,7 +53,7 @@ def audit_html(shown: pd.DataFrame, *, title: str, flagged: int, judged: int, re
     body = (
         "".join(f'<p class="warning" style="color: #b00; font-weight: bold">Warning: {escape(text)}</p>'
                 for text in warnings)
-        + _audit_quality_table(quality) + _audit_fill_in(groups, fill_in) +
+        + _audit_quality_table(quality) + _audit_fill_in(groups, fill_in, fill_in_csv) +
         f'<p class="note">{flagged} of {judged} labels flagged by cleanlab on out-of-fold predictions; '
         f"the {len(shown)} most suspicious (lowest label-quality score) are shown, most suspicious first. "
         f'Red: the catalogue\'s label; green: what the cross-validated model suggests. Full list: audit.csv.</p>'
@@ -76,10 +77,8 @@ def _audit_quality_table(quality: Sequence[dict[str, Any]]) -> str:
                   "flagged", "judged"), rows, table_id="audit-quality")
 
 
-def _audit_fill_in(groups: Sequence[dict[str, Any]], fill_in: pd.DataFrame | None) -> str:
+def _audit_fill_in(groups: Sequence[dict[str, Any]], fill_in: pd.DataFrame | None, fill_in_csv: str) -> str:
     """Attribute columns: per group its empty cells and the suggestions made, then the most confident ones."""
-    from fashion_hier.audit import FILL_IN_CSV
-
     if not groups:
         return ""
     counts = table(("group", "kind", "column", "empty cells (group applies)", "suggestions", "trusted"),
@@ -92,8 +91,10 @@ def _audit_fill_in(groups: Sequence[dict[str, Any]], fill_in: pd.DataFrame | Non
         [(row.rank, row.id, row.group, row.suggested, f"{float(row.score):.3f}") for row in fill_in.itertuples()],
         table_id="audit-fill-in-top")
     shown = f"; the first {len(fill_in)} below" if fill_in is not None and len(fill_in) else ""
+    where = f"{fill_in_csv}, " if fill_in_csv else ""
     return (f'<h2>Fill-in suggestions</h2><p class="note">{total} suggestions for the {blank} empty cells where '
-            f"their group applies: the cross-validated model's value ({FILL_IN_CSV}, most confident first{shown}). "
+            f"their group applies: the cross-validated model's value ({escape(where)}most "
+            f"confident first{shown}). "
             "A multi-valued cell gets one only when some value is more likely than not, scored by the least sure "
             "of its value decisions; a group not judged (fewer than two learnable values) gets none.</p>"
             + counts + listed)
