@@ -65,10 +65,12 @@ def group_columns(scores: np.ndarray, thresholds: np.ndarray, label_space, categ
     ``single``: the arg-max value and its probability. ``multi``: the values at or above their thresholds,
     best first, "|"-joined, with their scores likewise (empty when none reaches its threshold).
     """
-    applies = label_space.applicability()[np.asarray(category, dtype=int)]  # (N, G)
+    category = np.asarray(category, dtype=int)
+    applies = label_space.applicability()[category]  # (N, G)
+    scores = category_scores(scores, category, label_space)
     table: dict[str, list] = {}
     for j, group in enumerate(label_space.groups):
-        block = np.asarray(scores)[:, group.slice]
+        block = scores[:, group.slice]
         if group.kind == "single":
             best = block.argmax(axis=1)
             values = [group.values[i] for i in best]
@@ -99,6 +101,22 @@ def consistent_decode(category_probs: np.ndarray, subcategory_probs: np.ndarray,
     joint = category_probs[:, parent_index] * subcategory_probs
     subcategory = joint.argmax(axis=1)
     return parent_index[subcategory], subcategory
+
+
+def category_scores(scores: np.ndarray, category: np.ndarray, label_space) -> np.ndarray:
+    """Attribute scores limited to the values each row's ``category`` (indices) can have (``value_mask``):
+    others 0, each ``single`` group renormalised over what is left — a column whose meaning depends on the
+    category never answers another category's value. The flat tag set is returned unchanged."""
+    scores = np.asarray(scores)
+    if not label_space.grouped:
+        return scores
+    limited = np.where(label_space.value_mask()[np.asarray(category, dtype=int)], scores, 0).astype(scores.dtype)
+    for group in label_space.groups:
+        if group.kind == "single":
+            total = limited[:, group.slice].sum(axis=1, keepdims=True)
+            limited[:, group.slice] = np.divide(limited[:, group.slice], total, out=np.zeros_like(limited[:, group.slice]),
+                                                where=total > 0)
+    return limited
 
 
 def attribute_columns(scores: np.ndarray, thresholds: np.ndarray, names: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -43,6 +43,7 @@ from fashion_hier.evaluation_data import (  # noqa: F401  (read_split, prepare: 
     score_rows,
 )
 from fashion_hier.jsonio import to_json_data, write_json
+from fashion_hier.decoding import category_scores
 from fashion_hier.labels import LEVELS, LabelSpace
 from fashion_hier.metrics.groups import group_report, masked_attribute_report
 from fashion_hier.predict import Predictor
@@ -200,14 +201,15 @@ def evaluate_run(
 def level_report(targets: dict[str, np.ndarray], scores: dict[str, np.ndarray], label_space: LabelSpace,
                  thresholds: np.ndarray) -> dict[str, Any]:
     """The paper's table (``metrics.hierarchical_report``); with attribute columns, its attribute row over the
-    known entries only (``masked_attribute_report``) and ``groups``: each column's own metrics."""
+    known entries only (``masked_attribute_report``) and ``groups``: each column's own metrics, both on the
+    scores ``predict`` answers from (limited to the predicted category's values, ``decoding.category_scores``)."""
     if not label_space.grouped:
         return metrics.hierarchical_report(targets, scores, parents=label_space.parent_index, threshold=thresholds)
     known_only = {**targets, "attributes": np.maximum(targets["attributes"], 0)}  # rows checked; replaced below
     report = metrics.hierarchical_report(known_only, scores, parents=label_space.parent_index, threshold=thresholds)
-    report["attributes"] = masked_attribute_report(targets["attributes"], scores["attributes"], threshold=thresholds)
-    report["groups"] = group_report(targets["attributes"], scores["attributes"], label_space.groups,
-                                    thresholds=thresholds)
+    answered = category_scores(scores["attributes"], scores["category"].argmax(axis=1), label_space)
+    report["attributes"] = masked_attribute_report(targets["attributes"], answered, threshold=thresholds)
+    report["groups"] = group_report(targets["attributes"], answered, label_space.groups, thresholds=thresholds)
     return report
 
 

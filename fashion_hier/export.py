@@ -142,15 +142,19 @@ def export_savedmodel(model_or_run, out_dir: str | os.PathLike, *, consistent: b
 
 def _group_answers(attribute_scores, category, space, thresholds) -> dict:
     """``decoding.group_columns`` in tensors: per group its answer and score per row, "" / NaN where the
-    group does not apply to the row's predicted ``category`` (indices)."""
+    group does not apply to the row's predicted ``category`` (indices), the scores limited to the values that
+    category can have (``decoding.category_scores``)."""
     import tensorflow as tf
 
     applies = tf.gather(tf.constant(space.applicability()), category)  # (N, G)
+    allowed = tf.gather(tf.constant(space.value_mask()), category)  # (N, A): decoding.category_scores
+    limited = tf.where(allowed, attribute_scores, tf.zeros_like(attribute_scores))
     nan = tf.constant(float("nan"), tf.float32)
     answers = {}
     for j, group in enumerate(space.groups):
-        block, values, here = attribute_scores[:, group.start:group.stop], tf.constant(group.values), applies[:, j]
+        block, values, here = limited[:, group.start:group.stop], tf.constant(group.values), applies[:, j]
         if group.kind == "single":
+            block = tf.math.divide_no_nan(block, tf.reduce_sum(block, axis=1, keepdims=True))
             best = tf.argmax(block, axis=1, output_type=tf.int32)
             answers[group.name] = tf.where(here, tf.gather(values, best), NOT_APPLICABLE)
             answers[group.name + SCORE_SUFFIX] = tf.where(here, tf.gather(block, best, batch_dims=1), nan)

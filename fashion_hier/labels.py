@@ -75,13 +75,19 @@ class AttributeGroup:
 
 @dataclass(frozen=True)
 class GroupSlice:
-    """A learned attribute group: its values, where they sit on the attribute axis, where it applies."""
+    """A learned attribute group: its values, where they sit on the attribute axis, where it applies.
+
+    ``values_by_category``: per category it applies to, the values its training rows had there (a column
+    whose meaning depends on the category, like Meesho's ``attr_2``, then never answers another category's
+    value); None allows every value everywhere it applies.
+    """
 
     name: str
     kind: str
     values: tuple[str, ...]
     start: int
     applies_to: tuple[str, ...]
+    values_by_category: dict[str, tuple[str, ...]] | None = None
 
     @property
     def stop(self) -> int:
@@ -236,11 +242,16 @@ def _learn_group(df: pd.DataFrame, columns: LabelColumns, group: AttributeGroup,
         applies_to = [c for c in categories if c in set(group.applies_to)]
     in_scope = row_categories.isin(applies_to).to_numpy()
     values = sorted({v for cell, ok in zip(cells, in_scope) if ok for v in cell})
+    seen: dict[str, set[str]] = {category: set() for category in applies_to}
+    for cell, category, ok in zip(cells, row_categories.tolist(), in_scope):
+        if ok:
+            seen[category].update(cell)
     if not values:
         raise ValueError(f"attribute group {group.name!r}: column {group.source!r} has no value in the training rows "
                          f"of the categories it applies to ({applies_to or 'none'}); check the column, "
                          f"missing_values and min_known_share ({columns.min_known_share})")
-    return {"name": group.name, "kind": group.kind, "values": values, "applies_to": applies_to}
+    return {"name": group.name, "kind": group.kind, "values": values, "applies_to": applies_to,
+            "values_by_category": {category: sorted(seen[category]) or values for category in applies_to}}
 
 
 class LabelSpace:
@@ -284,7 +295,8 @@ class LabelSpace:
     def _group_slices(self, groups: Sequence[GroupSlice | dict] | None) -> tuple[GroupSlice, ...]:
         """The learned groups, checked against ``columns.groups``, laid side by side on the attribute axis."""
         entries = [g if isinstance(g, dict) else {"name": g.name, "kind": g.kind, "values": g.values,
-                                                   "applies_to": g.applies_to} for g in (groups or ())]
+                                                   "applies_to": g.applies_to,
+                                                   "values_by_category": g.values_by_category} for g in (groups or ())]
         expected = [(g.name, g.kind) for g in self.columns.groups]
         if [(e.get("name"), e.get("kind")) for e in entries] != expected:
             raise ValueError(f"groups {[(e.get('name'), e.get('kind')) for e in entries]} do not match "
@@ -297,7 +309,13 @@ class LabelSpace:
             strangers = sorted(set(applies_to) - set(self.categories))
             if strangers:
                 raise ValueError(f"attribute group {entry['name']!r} applies to unknown categories {strangers}")
-            slices.append(GroupSlice(entry["name"], entry["kind"], values, start, applies_to))
+            by_category = entry.get("values_by_category")
+            if by_category is not None:
+                by_category = {c: tuple(by_category.get(c, values)) for c in applies_to}
+                unknown = sorted({v for vs in by_category.values() for v in vs} - set(values))
+                if unknown:
+                    raise ValueError(f"attribute group {entry['name']!r}: values_by_category names unknown values {unknown}")
+            slices.append(GroupSlice(entry["name"], entry["kind"], values, start, applies_to, by_category))
             start += len(values)
         return tuple(slices)
 
@@ -405,6 +423,18 @@ class LabelSpace:
     def attribute_layout(self) -> tuple[tuple[str, int], ...] | None:
         """``(kind, size)`` per group for the model's attribute output; None for the flat tag set (all sigmoid)."""
         return tuple((g.kind, len(g.values)) for g in self.groups) if self.grouped else None
+
+    def value_mask(self) -> np.ndarray:
+        """(C, A) bool: the attribute values each category can be answered (its groups' values seen with it)."""
+        if not self.grouped:
+            return np.ones((self.num_categories, self.num_attributes), dtype=bool)
+        mask = np.zeros((self.num_categories, self.num_attributes), dtype=bool)
+        for group in self.groups:
+            index = {value: group.start + i for i, value in enumerate(group.values)}
+            for category in group.applies_to:
+                allowed = group.values if group.values_by_category is None else group.values_by_category[category]
+                mask[self._index["category"][category], [index[v] for v in allowed]] = True
+        return mask
 
     def applicability(self) -> np.ndarray:
         """(C, G) bool: whether each group applies to each category."""
@@ -570,7 +600,9 @@ class LabelSpace:
         }
         if self.grouped:
             data["groups"] = [{"name": g.name, "kind": g.kind, "values": list(g.values),
-                               "applies_to": list(g.applies_to)} for g in self.groups]
+                               "applies_to": list(g.applies_to),
+                               "values_by_category": None if g.values_by_category is None else
+                               {c: list(vs) for c, vs in g.values_by_category.items()}} for g in self.groups]
         return data
 
     @classmethod

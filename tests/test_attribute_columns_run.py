@@ -99,6 +99,9 @@ def test_predict_answers_per_column_and_blanks_columns_that_do_not_apply(evaluat
         if group.kind == "single":
             assert table.loc[applies, group.name].isin(group.values).all()
             assert table.loc[applies, f"{group.name}_score"].between(0, 1).all()
+            # attr_2 is a pattern for tops and a size for bags: a category is only ever answered its own values
+            for category, value in table.loc[applies, ["category", group.name]].itertuples(index=False):
+                assert value in group.values_by_category[category], (group.name, category, value)
 
 
 def test_cached_feature_head_trains_the_same_schema(meesho):
