@@ -17,6 +17,8 @@ from typing import Sequence
 import keras
 import numpy as np
 
+from fashion_hier.models.attribute_groups import check_layout
+
 
 def inverse_frequency_weights(y, num_classes: int, *, power: float = 1.0, cap: float | None = None,
                               empty_value: float | None = None) -> np.ndarray:
@@ -366,8 +368,6 @@ class GroupedAttributeLoss(keras.losses.Loss):
                  tau: float = 1.0, focal_gamma: float = 0.0, name: str = "grouped_attribute_loss",
                  reduction: str = "sum_over_batch_size", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        from fashion_hier.models.attribute_groups import check_layout
-
         self.layout = check_layout(layout)
         width = sum(size for _, size in self.layout)
         self.class_weights = _weight_list(class_weights, "class_weights")
