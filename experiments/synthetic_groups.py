@@ -21,6 +21,15 @@ targets: the arg-max over the column's values (within the slice for multi varian
 macro-F1 and Meesho score (harmonic mean of micro- and macro-F1), the mean over attr_1..attr_5, and the
 macro-F1 over the rare values (below 8% of their column's known training cells).
 
+Each head variant is scored a second time "as predict answers" (rows ``<variant>+category_values``, same training,
+same seed): ``fashion_hier.decoding.category_scores`` with the head's predicted category (arg-max of its category
+output) first — a column answers only the values its category had in training, single groups renormalised — then
+the same scorer (a column that does not apply to the predicted category gets no answer, scored wrong). The
+logistic regression has no category model, so ``logistic_regression+true_category_values``
+restricts it with the row's *true* category; ``masked_single+true_category_values`` does the same to the head
+(rescored from its kept scores), the like-for-like comparison. The heads' validation/test scores are kept in
+``--work``/scores/<variant>_seed<k>.npz, so a later rescoring needs no retraining.
+
     python experiments/synthetic_groups.py --work /work/runs/synthetic_groups      # everything
     python experiments/synthetic_groups.py --work /work/runs/synthetic_groups --summary
 """
@@ -59,8 +68,13 @@ VARIANTS = {  # name -> (kind of the attr_k groups, config overrides, empty appl
     "masked_multi": ("multi", {}, False),
     "missing_as_negative": ("multi", {}, True),
 }
+RESTRICTED = "+category_values"  # suffix of the rows scored as predict answers (predicted category)
+TRUE_RESTRICTED = "+true_category_values"  # the same with the row's true category
+LR_RESTRICTED = "logistic_regression" + TRUE_RESTRICTED  # LR has no category model: only the true category
+TRUE_CATEGORY_HEADS = ("masked_single",)  # heads also scored with the true category (from their kept scores)
 TABLE = {"accuracy": "accuracy", "macro_f1": "macro-F1", "hmean_f1": "Meesho score",
-         "rare_macro_f1": "rare macro-F1", "true_at_half": "true value ≥ 0.5", "tags_mAP": "tags mAP"}
+         "rare_macro_f1": "rare macro-F1", "true_at_half": "true value ≥ 0.5", "tags_mAP": "tags mAP",
+         "category_accuracy": "category accuracy"}
 NOTES = "<!-- written by hand below; --summary keeps it -->"
 
 
@@ -155,6 +169,18 @@ def rare_values(train_targets: np.ndarray, label_space) -> dict[str, np.ndarray]
     return rare
 
 
+def unanswered_metrics(true: np.ndarray, predicted: np.ndarray) -> dict:
+    """``single_group_metrics`` of the known rows' value indices, ``predicted`` -1 where no answer was given:
+    accuracy counts it wrong; macro-F1 over the values seen in truth or in the answers (not the -1)."""
+    from sklearn.metrics import f1_score
+
+    labels = np.union1d(true, predicted[predicted >= 0])
+    accuracy = float((predicted == true).mean())
+    macro_f1 = float(f1_score(true, predicted, labels=labels, average="macro", zero_division=0))
+    hmean = 0.0 if accuracy + macro_f1 == 0 else 2 * accuracy * macro_f1 / (accuracy + macro_f1)
+    return {"known": len(true), "accuracy": accuracy, "macro_f1": macro_f1, "hmean_f1": hmean}
+
+
 def scores(targets: np.ndarray, probabilities: np.ndarray, label_space, rare: dict) -> dict:
     """Per attr_k group on its known rows: accuracy, macro-F1, Meesho score, rare-value F1, the share whose true
     value scores >= 0.5; their means over the groups; tags mAP."""
@@ -168,10 +194,18 @@ def scores(targets: np.ndarray, probabilities: np.ndarray, label_space, rare: di
         if not group.name.startswith("attr_"):
             row[f"{group.name}_mAP"] = multi_group_metrics(block, score)["mAP"]
             continue
-        figures = single_group_metrics(block, score)
-        row.update({f"{group.name}_{key}": figures[key] for key in ("known", "accuracy", "macro_f1", "hmean_f1")})
         known = block[:, 0] >= 0
         true, predicted = block[known].argmax(1), score[known].argmax(1)
+        # a row whose scores are all 0 gets no answer: category_scores with a predicted category the column does
+        # not apply to (predict leaves the cell empty). Wrong for accuracy and the true value's recall, but no
+        # value of its own in macro-F1. Never the case for unrestricted scores (softmax/sigmoid > 0).
+        unanswered = score[known].sum(1) == 0
+        if unanswered.any():
+            predicted = np.where(unanswered, -1, predicted)
+            figures = unanswered_metrics(true, predicted)
+        else:
+            figures = single_group_metrics(block, score)
+        row.update({f"{group.name}_{key}": figures[key] for key in ("known", "accuracy", "macro_f1", "hmean_f1")})
         # what a 0.5 threshold would decode: an empty cell trained as "no" pulls every value's score down
         row[f"{group.name}_true_at_half"] = float((score[known][np.arange(len(true)), true] >= 0.5).mean())
         present = np.intersect1d(rare[group.name], true)
@@ -184,7 +218,9 @@ def scores(targets: np.ndarray, probabilities: np.ndarray, label_space, rare: di
     return row
 
 
-def run_head(data, spaces, name: str, seed: int) -> list[dict]:
+def run_head(data, spaces, name: str, seed: int, work: Path) -> list[dict]:
+    """Train the head ``name`` with ``seed``; per split a row scored on the raw arg-max and a ``+category_values``
+    row scored as predict answers (the predicted category's values only). The scores go to ``work``/scores."""
     from fashion_hier.config import TrainConfig
     from fashion_hier.features import fit_head, predict_from_features
 
@@ -201,17 +237,57 @@ def run_head(data, spaces, name: str, seed: int) -> list[dict]:
                       data["validation"]["features"], space["validation"])
     seconds = time.perf_counter() - started
     history = fitted.history["val_subcategory_accuracy"]
+    probabilities = {split: predict_from_features(fitted.model, data[split]["features"])
+                     for split in ("validation", "test")}
+    kept = work / "scores" / f"{name}_seed{seed}.npz"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(kept, **{f"{split}_{level}": p[level] for split, p in probabilities.items()
+                                 for level in ("category", "subcategory", "attributes")})
     rows = []
-    for split in ("validation", "test"):
-        probabilities = predict_from_features(fitted.model, data[split]["features"])
+    for split, p in probabilities.items():
         row = {"run": name, "seed": seed, "split": split, "seconds": round(seconds, 1), "epochs": len(history),
                "restored_epoch": int(np.argmax(history)) + 1,
-               "subcategory_accuracy": float((probabilities["subcategory"].argmax(1) == space[split]["subcategory"])
-                                             .mean())}
-        # one scorer, one set of targets: the single label space's (same values, same order)
-        row.update(scores(spaces["single"][split]["attributes"], probabilities["attributes"],
-                          spaces["single"]["space"], spaces["rare"]))
-        rows.append(row)
+               "subcategory_accuracy": float((p["subcategory"].argmax(1) == space[split]["subcategory"]).mean())}
+        rows += restricted_pair(row, spaces, split, p["attributes"], space["space"], p["category"].argmax(1),
+                                RESTRICTED, category_accuracy=category_accuracy(p["category"], space[split]))
+    return rows
+
+
+def category_accuracy(category_scores_: np.ndarray, targets: dict) -> float:
+    return float((category_scores_.argmax(1) == targets["category"]).mean())
+
+
+def restricted_pair(row: dict, spaces, split: str, attributes: np.ndarray, label_space, category: np.ndarray,
+                    suffix: str, **extra) -> list[dict]:
+    """``row`` scored on ``attributes`` as they are, and a copy (run + ``suffix``) scored on
+    ``category_scores(attributes, category, label_space)``: what predict answers with those categories."""
+    from fashion_hier.decoding import category_scores
+
+    # one scorer, one set of targets: the single label space's (same values, same order)
+    targets, single, rare = spaces["single"][split]["attributes"], spaces["single"]["space"], spaces["rare"]
+    plain = {**row, **scores(targets, attributes, single, rare)}
+    limited = {**row, "run": row["run"] + suffix, **extra,
+               **scores(targets, category_scores(attributes, category, label_space), single, rare)}
+    return [plain, limited]
+
+
+def rescore(csv: Path, work: Path, spaces, name: str, seed: int, suffix: str) -> list[dict]:
+    """The head ``name`` (seed) restricted from its kept scores, no retraining: with its predicted categories
+    (``suffix`` RESTRICTED) or the rows' true ones (TRUE_RESTRICTED, like the logistic regression's). Its
+    training figures come from the stored plain row."""
+    kept = np.load(work / "scores" / f"{name}_seed{seed}.npz")
+    space = spaces[VARIANTS[name][0]]
+    stored = pd.read_csv(csv).set_index(["run", "seed", "split"])
+    rows = []
+    for split in ("validation", "test"):
+        plain = stored.loc[(name, seed, split)]
+        row = {"run": name, "seed": seed, "split": split,
+               **{k: float(plain[k]) for k in ("seconds", "epochs", "restored_epoch", "subcategory_accuracy")}}
+        predicted = kept[f"{split}_category"]
+        category, extra = ((predicted.argmax(1), {"category_accuracy": category_accuracy(predicted, space[split])})
+                           if suffix == RESTRICTED else (space[split]["category"], {}))
+        rows.append(restricted_pair(row, spaces, split, kept[f"{split}_attributes"], space["space"], category,
+                                    suffix, **extra)[1])
     return rows
 
 
@@ -243,9 +319,10 @@ def run_logistic_regression(data, spaces) -> list[dict]:
     rows = []
     for split, scored in probabilities.items():
         row = {"run": "logistic_regression", "seed": 0, "split": split, "seconds": round(seconds, 1)}
-        row.update(scores(single[split]["attributes"], scored, space, spaces["rare"]))
-        row.pop("tags_mAP")
-        rows.append({**row, **chosen})
+        # no category model here: the restricted row uses the row's true category (an upper bound for LR)
+        for part in restricted_pair(row, spaces, split, scored, space, single[split]["category"], TRUE_RESTRICTED):
+            part.pop("tags_mAP")
+            rows.append({**part, **chosen})
     return rows
 
 
@@ -265,15 +342,18 @@ def _paired(runs: pd.DataFrame, split: str, pairs: list[tuple[str, str]], column
     table = runs[runs["split"] == split].set_index(["run", "seed"])[column]
     for a, b in pairs:
         if a in table.index.get_level_values(0) and b in table.index.get_level_values(0):
-            difference = (table[a] - table[b].reindex(table[a].index) if b != "logistic_regression"
+            difference = (table[a] - table[b].reindex(table[a].index) if not b.startswith("logistic_regression")
                           else table[a] - table[b].iloc[0]).dropna() * 100
-            lines.append(f"| {a} − {b} | {difference.mean():+.1f} ± {difference.std():.1f} | "
+            spread = f" ± {difference.std():.1f}" if len(difference) > 1 else ""
+            lines.append(f"| {a} − {b} | {difference.mean():+.1f}{spread} | "
                          + " ".join(f"{v:+.1f}" for v in difference) + " |")
     return lines
 
 
 def summary(runs: pd.DataFrame, command: str, setup: str) -> str:
-    order = [*VARIANTS, "logistic_regression"]
+    order = [*VARIANTS, *(name + RESTRICTED for name in VARIANTS), *(name + TRUE_RESTRICTED for name in
+                                                                       TRUE_CATEGORY_HEADS),
+             "logistic_regression", LR_RESTRICTED]
     runs = runs.assign(order=runs["run"].map(order.index)).sort_values(["order", "seed"]).drop(columns="order")
     groups = [c.removesuffix("_hmean_f1") for c in runs.columns if c.startswith("attr_") and c.endswith("_hmean_f1")]
     lines = ["# Attribute columns on the Meesho-shaped synthetic catalogue (issue 20, item 7)", "",
@@ -296,11 +376,17 @@ def summary(runs: pd.DataFrame, command: str, setup: str) -> str:
                   "Rare-value macro-F1 per column:", "", _markdown(rare.reset_index()), ""]
     pairs = [("masked_multi", "missing_as_negative"), ("masked_single", "missing_as_negative"),
              ("masked_single_focal", "masked_single"), ("masked_single", "masked_multi"),
-             *((name, "logistic_regression") for name in VARIANTS)]
+             *((name, "logistic_regression") for name in VARIANTS),
+             *((name + RESTRICTED, name) for name in VARIANTS),
+             *((name + TRUE_RESTRICTED, name) for name in TRUE_CATEGORY_HEADS),
+             *((name + RESTRICTED, name + TRUE_RESTRICTED) for name in TRUE_CATEGORY_HEADS),
+             (LR_RESTRICTED, "logistic_regression"), ("masked_single" + RESTRICTED, "logistic_regression"),
+             *((name + TRUE_RESTRICTED, LR_RESTRICTED) for name in TRUE_CATEGORY_HEADS)]
     lines += ["## Paired differences (same seed), points", ""]
-    for column in ("hmean_f1", "rare_macro_f1"):
+    for column in ("hmean_f1", "rare_macro_f1", "attr_2_hmean_f1"):
         for split in ("validation", "test"):
-            lines += [f"{TABLE[column]}, {split}:", "", "| a − b | mean ± std | per seed |", "|---|---|---|",
+            title = TABLE.get(column, column.replace("_hmean_f1", " Meesho score"))
+            lines += [f"{title}, {split}:", "", "| a − b | mean ± std | per seed |", "|---|---|---|",
                       *_paired(runs, split, pairs, column), ""]
     return "\n".join(lines)
 
@@ -326,12 +412,37 @@ def setup_text(data, spaces, n: int, image_size: int) -> str:
         f"- head: `fit_head` with {head}; early stopping (library: monitors val subcategory "
         "accuracy, restores its best epoch). `tags` is a multi group in every head variant.",
         "- scorer (every row): on the cells known in the split, the arg-max over the column's values (within "
-        "the slice, for multi variants too); accuracy, macro-F1 (values seen in truth or prediction), Meesho "
+        "the slice, for multi variants too; no answer where every score is 0, see below); accuracy, macro-F1 "
+        "(values seen in truth or prediction), Meesho "
         "score = harmonic mean of micro-F1 (= accuracy) and macro-F1; mean over attr_1..attr_5. `true value ≥ 0.5`: "
         "share of known cells whose true value scores at least 0.5 (softmax or sigmoid), what a 0.5 threshold "
         "would decode.",
+        f"- `<variant>{RESTRICTED}`: the same training and seed, scored as `predict` answers: "
+        "`fashion_hier.decoding.category_scores` with the head's predicted category (arg-max of its category "
+        "output) — values the category never had in training set to 0, single groups renormalised — then the same "
+        "scorer; where the predicted category has no such column (all its scores 0) the cell gets no answer, as "
+        "`predict` leaves it empty: wrong for accuracy and recall, no value of its own in macro-F1. "
+        f"`{LR_RESTRICTED}`: the logistic regression restricted with the row's *true* category (the script "
+        "fits no category model for it), so it is an upper bound of what LR would get as predict answers; "
+        f"{', '.join(f'`{n}{TRUE_RESTRICTED}`' for n in TRUE_CATEGORY_HEADS)} restricts the head the same way "
+        "(rescored from its kept scores), the like-for-like comparison. `category accuracy %`: how often the "
+        "head's predicted category is right.",
         "- logistic_regression: deterministic, one row per split; C chosen on validation accuracy per column, so "
         "its validation row is optimistic (test is not); `tags mAP` not fitted."])
+
+
+def add_row(csv: Path, row: dict, done: set) -> None:
+    """Append ``row`` unless its (run, seed) is in the CSV already; then print how far the stored row is from it
+    (the existing rows are kept as they are: a retraining for the new rows checks that it reproduces them)."""
+    if (row["run"], row["seed"]) not in done:
+        append_row(csv, row)
+        return
+    stored = pd.read_csv(csv).set_index(["run", "seed", "split"]).loc[(row["run"], row["seed"], row["split"])]
+    keys = [k for k, v in row.items() if isinstance(v, float) and k != "seconds" and k in stored.index
+            and not (np.isnan(v) and np.isnan(stored[k]))]
+    gap = max(abs(row[k] - float(stored[k])) for k in keys)
+    print(f"{row['run']} seed {row['seed']} {row['split']}: kept the stored row; largest gap to this rerun "
+          f"{gap:.2g} over {len(keys)} figures", flush=True)
 
 
 def main() -> None:
@@ -352,15 +463,21 @@ def main() -> None:
     spaces["rare"] = rare_values(spaces["single"]["train"]["attributes"], spaces["single"]["space"])
     if not args.summary:
         done = set(zip(*pd.read_csv(csv)[["run", "seed"]].to_numpy().T)) if csv.is_file() else set()
-        if args.stage in ("lr", "all") and ("logistic_regression", 0) not in done:
+        if args.stage in ("lr", "all") and {("logistic_regression", 0), (LR_RESTRICTED, 0)} - done:
             for row in run_logistic_regression(data, spaces):
-                append_row(csv, row)
+                add_row(csv, row, done)
         if args.stage in ("heads", "all"):
             for seed in SEEDS:
                 for name in VARIANTS:
-                    if (name, seed) not in done:
-                        for row in run_head(data, spaces, name, seed):
-                            append_row(csv, row)
+                    kept = (args.work / "scores" / f"{name}_seed{seed}.npz").is_file()
+                    if (name, seed) not in done or ((name + RESTRICTED, seed) not in done and not kept):
+                        for row in run_head(data, spaces, name, seed, args.work):
+                            add_row(csv, row, done)
+                        done = set(zip(*pd.read_csv(csv)[["run", "seed"]].to_numpy().T))
+                    for suffix in (RESTRICTED, *([TRUE_RESTRICTED] if name in TRUE_CATEGORY_HEADS else [])):
+                        if (name + suffix, seed) not in done:  # from the kept scores
+                            for row in rescore(csv, args.work, spaces, name, seed, suffix):
+                                add_row(csv, row, done)
     command = f"python experiments/synthetic_groups.py --work {args.work}" + (
         "" if (args.n, args.image_size) == (N, IMAGE_SIZE) else f" --n {args.n} --image-size {args.image_size}")
     notes = markdown.read_text(encoding="utf-8").partition(NOTES)[2] if markdown.is_file() else "\n"
