@@ -27,7 +27,10 @@ output) first — a column answers only the values its category had in training,
 the same scorer (a column that does not apply to the predicted category gets no answer, scored wrong). The
 logistic regression has no category model, so ``logistic_regression+true_category_values``
 restricts it with the row's *true* category; ``masked_single+true_category_values`` does the same to the head
-(rescored from its kept scores), the like-for-like comparison. The heads' validation/test scores are kept in
+(rescored from its kept scores), the like-for-like comparison. ``<variant>+soft_category_values`` (from the kept
+scores) restricts softly instead of trusting the arg-max category: each value's score is weighted by the
+probability that the row's category can have it, score'(v) = p(v) * sum_c p(c | x) * value_mask[c, v], single
+groups renormalised (see ``soft_category_scores``). The heads' validation/test scores are kept in
 ``--work``/scores/<variant>_seed<k>.npz, so a later rescoring needs no retraining.
 
     python experiments/synthetic_groups.py --work /work/runs/synthetic_groups      # everything
@@ -70,6 +73,7 @@ VARIANTS = {  # name -> (kind of the attr_k groups, config overrides, empty appl
 }
 RESTRICTED = "+category_values"  # suffix of the rows scored as predict answers (predicted category)
 TRUE_RESTRICTED = "+true_category_values"  # the same with the row's true category
+SOFT_RESTRICTED = "+soft_category_values"  # weighted by the category probabilities instead (from the kept scores)
 LR_RESTRICTED = "logistic_regression" + TRUE_RESTRICTED  # LR has no category model: only the true category
 TRUE_CATEGORY_HEADS = ("masked_single",)  # heads also scored with the true category (from their kept scores)
 TABLE = {"accuracy": "accuracy", "macro_f1": "macro-F1", "hmean_f1": "Meesho score",
@@ -257,24 +261,41 @@ def category_accuracy(category_scores_: np.ndarray, targets: dict) -> float:
     return float((category_scores_.argmax(1) == targets["category"]).mean())
 
 
+def soft_category_scores(scores: np.ndarray, category_probs: np.ndarray, label_space) -> np.ndarray:
+    """``category_scores`` marginalised over the category instead of at its arg-max: each value's score times the
+    probability that the row's category can have it, score'(v) = p(v) * sum_c p(c | x) * value_mask[c, v]; each
+    ``single`` group renormalised over its values (all 0 where the sum is 0: no answer, as there), ``multi`` groups
+    weighted only (as ``category_scores`` leaves them unnormalised). Computed in float64."""
+    scores, category_probs = np.asarray(scores, dtype=np.float64), np.asarray(category_probs, dtype=np.float64)
+    weighted = scores * (category_probs @ label_space.value_mask().astype(np.float64))  # (N, C) @ (C, A)
+    for group in label_space.groups:
+        if group.kind == "single":
+            block = weighted[:, group.slice]
+            total = block.sum(axis=1, keepdims=True)
+            weighted[:, group.slice] = np.divide(block, total, out=np.zeros_like(block), where=total > 0)
+    return weighted
+
+
 def restricted_pair(row: dict, spaces, split: str, attributes: np.ndarray, label_space, category: np.ndarray,
                     suffix: str, **extra) -> list[dict]:
     """``row`` scored on ``attributes`` as they are, and a copy (run + ``suffix``) scored on
-    ``category_scores(attributes, category, label_space)``: what predict answers with those categories."""
+    ``category_scores(attributes, category, label_space)``: what predict answers with those categories (indices);
+    for ``SOFT_RESTRICTED``, ``category`` is the (N, C) category probabilities and ``soft_category_scores`` used."""
     from fashion_hier.decoding import category_scores
 
     # one scorer, one set of targets: the single label space's (same values, same order)
     targets, single, rare = spaces["single"][split]["attributes"], spaces["single"]["space"], spaces["rare"]
+    restrict = soft_category_scores if suffix == SOFT_RESTRICTED else category_scores
     plain = {**row, **scores(targets, attributes, single, rare)}
     limited = {**row, "run": row["run"] + suffix, **extra,
-               **scores(targets, category_scores(attributes, category, label_space), single, rare)}
+               **scores(targets, restrict(attributes, category, label_space), single, rare)}
     return [plain, limited]
 
 
 def rescore(csv: Path, work: Path, spaces, name: str, seed: int, suffix: str) -> list[dict]:
     """The head ``name`` (seed) restricted from its kept scores, no retraining: with its predicted categories
-    (``suffix`` RESTRICTED) or the rows' true ones (TRUE_RESTRICTED, like the logistic regression's). Its
-    training figures come from the stored plain row."""
+    (``suffix`` RESTRICTED), its category probabilities (SOFT_RESTRICTED) or the rows' true categories
+    (TRUE_RESTRICTED, like the logistic regression's). Its training figures come from the stored plain row."""
     kept = np.load(work / "scores" / f"{name}_seed{seed}.npz")
     space = spaces[VARIANTS[name][0]]
     stored = pd.read_csv(csv).set_index(["run", "seed", "split"])
@@ -284,8 +305,8 @@ def rescore(csv: Path, work: Path, spaces, name: str, seed: int, suffix: str) ->
         row = {"run": name, "seed": seed, "split": split,
                **{k: float(plain[k]) for k in ("seconds", "epochs", "restored_epoch", "subcategory_accuracy")}}
         predicted = kept[f"{split}_category"]
-        category, extra = ((predicted.argmax(1), {"category_accuracy": category_accuracy(predicted, space[split])})
-                           if suffix == RESTRICTED else (space[split]["category"], {}))
+        extra = {} if suffix == TRUE_RESTRICTED else {"category_accuracy": category_accuracy(predicted, space[split])}
+        category = {RESTRICTED: predicted.argmax(1), SOFT_RESTRICTED: predicted}.get(suffix, space[split]["category"])
         rows.append(restricted_pair(row, spaces, split, kept[f"{split}_attributes"], space["space"], category,
                                     suffix, **extra)[1])
     return rows
@@ -351,9 +372,8 @@ def _paired(runs: pd.DataFrame, split: str, pairs: list[tuple[str, str]], column
 
 
 def summary(runs: pd.DataFrame, command: str, setup: str) -> str:
-    order = [*VARIANTS, *(name + RESTRICTED for name in VARIANTS), *(name + TRUE_RESTRICTED for name in
-                                                                       TRUE_CATEGORY_HEADS),
-             "logistic_regression", LR_RESTRICTED]
+    order = [*VARIANTS, *(name + RESTRICTED for name in VARIANTS), *(name + SOFT_RESTRICTED for name in VARIANTS),
+             *(name + TRUE_RESTRICTED for name in TRUE_CATEGORY_HEADS), "logistic_regression", LR_RESTRICTED]
     runs = runs.assign(order=runs["run"].map(order.index)).sort_values(["order", "seed"]).drop(columns="order")
     groups = [c.removesuffix("_hmean_f1") for c in runs.columns if c.startswith("attr_") and c.endswith("_hmean_f1")]
     lines = ["# Attribute columns on the Meesho-shaped synthetic catalogue (issue 20, item 7)", "",
@@ -378,10 +398,14 @@ def summary(runs: pd.DataFrame, command: str, setup: str) -> str:
              ("masked_single_focal", "masked_single"), ("masked_single", "masked_multi"),
              *((name, "logistic_regression") for name in VARIANTS),
              *((name + RESTRICTED, name) for name in VARIANTS),
+             *((name + SOFT_RESTRICTED, name) for name in VARIANTS),
+             *((name + SOFT_RESTRICTED, name + RESTRICTED) for name in VARIANTS),
              *((name + TRUE_RESTRICTED, name) for name in TRUE_CATEGORY_HEADS),
              *((name + RESTRICTED, name + TRUE_RESTRICTED) for name in TRUE_CATEGORY_HEADS),
+             *((name + SOFT_RESTRICTED, name + TRUE_RESTRICTED) for name in TRUE_CATEGORY_HEADS),
              (LR_RESTRICTED, "logistic_regression"), ("masked_single" + RESTRICTED, "logistic_regression"),
              *((name + TRUE_RESTRICTED, LR_RESTRICTED) for name in TRUE_CATEGORY_HEADS)]
+    lines += soft_section(runs)
     lines += ["## Paired differences (same seed), points", ""]
     for column in ("hmean_f1", "rare_macro_f1", "attr_2_hmean_f1"):
         for split in ("validation", "test"):
@@ -389,6 +413,36 @@ def summary(runs: pd.DataFrame, command: str, setup: str) -> str:
             lines += [f"{title}, {split}:", "", "| a − b | mean ± std | per seed |", "|---|---|---|",
                       *_paired(runs, split, pairs, column), ""]
     return "\n".join(lines)
+
+
+def soft_section(runs: pd.DataFrame, head: str = "masked_single") -> list[str]:
+    """``head`` plain, restricted with its arg-max category (hard), softly and with the true category: mean ± std
+    over seeds per split; then the paired differences soft − plain and soft − hard."""
+    names = {head: "plain", head + RESTRICTED: "hard (arg-max category)",
+             head + SOFT_RESTRICTED: "soft (category probabilities)", head + TRUE_RESTRICTED: "true category"}
+    columns = {"hmean_f1": "Meesho score", "accuracy": "accuracy", "rare_macro_f1": "rare macro-F1"}
+    runs = runs[runs["run"].isin(list(names))]
+    if head + SOFT_RESTRICTED not in set(runs["run"]):
+        return []
+    table = pd.concat({split: _cells(runs[runs["split"] == split], list(columns)).rename(columns=columns)
+                       for split in ("validation", "test")}, axis=1)
+    table.columns = [f"{metric} % ({split})" for split, metric in table.columns]
+    table.index = [f"{names[run]}: {run}" for run in table.index]
+    pairs = [(head + SOFT_RESTRICTED, head), (head + SOFT_RESTRICTED, head + RESTRICTED)]
+    differences = ["| a − b | split | " + " | ".join(columns.values()) + " |", "|---|---|" + "---|" * len(columns)]
+    for a, b in pairs:
+        for split in ("validation", "test"):
+            frame = runs[runs["split"] == split].set_index(["run", "seed"])
+            cells = []
+            for column in columns:
+                difference = (frame.loc[a, column] - frame.loc[b, column]) * 100
+                cells.append(f"{difference.mean():+.1f} ± {difference.std():.1f} ("
+                             + " ".join(f"{v:+.1f}" for v in difference) + ")")
+            differences.append(f"| {a} − {b} | {split} | " + " | ".join(cells) + " |")
+    return [f"## Soft restriction: {head}", "",
+            "Mean ± std over seeds, means over attr_1..attr_5:", "",
+            _markdown(table.reset_index().rename(columns={"index": "run"})), "",
+            "Paired differences (same seed), points: mean ± std (per seed):", "", *differences, ""]
 
 
 def setup_text(data, spaces, n: int, image_size: int) -> str:
@@ -427,6 +481,13 @@ def setup_text(data, spaces, n: int, image_size: int) -> str:
         f"{', '.join(f'`{n}{TRUE_RESTRICTED}`' for n in TRUE_CATEGORY_HEADS)} restricts the head the same way "
         "(rescored from its kept scores), the like-for-like comparison. `category accuracy %`: how often the "
         "head's predicted category is right.",
+        f"- `<variant>{SOFT_RESTRICTED}`: the same kept scores restricted softly: each value's score times the "
+        "probability that the row's category can have it, p(v) · Σ_c p(c | x) · value_mask[c, v] (p(c | x) the "
+        "head's category output), single columns renormalised over their values, then the same scorer; a cell "
+        "gets no answer only where that sum is 0 (never here: every category keeps some probability), so unlike "
+        "the hard rows a column the arg-max category lacks is still answered. multi columns (masked_multi, "
+        "missing_as_negative) are weighted, not renormalised, as `category_scores` leaves them; their arg-max is "
+        "the same either way. `category accuracy %` as in the hard row.",
         "- logistic_regression: deterministic, one row per split; C chosen on validation accuracy per column, so "
         "its validation row is optimistic (test is not); `tags mAP` not fitted."])
 
@@ -474,7 +535,8 @@ def main() -> None:
                         for row in run_head(data, spaces, name, seed, args.work):
                             add_row(csv, row, done)
                         done = set(zip(*pd.read_csv(csv)[["run", "seed"]].to_numpy().T))
-                    for suffix in (RESTRICTED, *([TRUE_RESTRICTED] if name in TRUE_CATEGORY_HEADS else [])):
+                    for suffix in (RESTRICTED, SOFT_RESTRICTED,
+                                   *([TRUE_RESTRICTED] if name in TRUE_CATEGORY_HEADS else [])):
                         if (name + suffix, seed) not in done:  # from the kept scores
                             for row in rescore(csv, args.work, spaces, name, seed, suffix):
                                 add_row(csv, row, done)
