@@ -85,6 +85,17 @@ class LossConfig:
     tau: float = 1.0               # logit_adjustment (Menon et al. 2021)
     label_smoothing: float = 0.0   # category and subcategory targets
     focal_gamma: float = 0.0       # attribute columns (data.columns.groups): focal loss (Lin et al. 2017), 0 = cross-entropy
+    attribute_weight: float = 1.0  # the attribute level's share of the total loss (category and subcategory: 1)
+
+    def __post_init__(self) -> None:
+        if not self.attribute_weight >= 0 or not self.focal_gamma >= 0:
+            raise ConfigError(f"loss.attribute_weight and loss.focal_gamma must be >= 0, got "
+                              f"{self.attribute_weight} and {self.focal_gamma}")
+
+    @property
+    def level_weights(self) -> dict[str, float]:
+        """Keras ``loss_weights``: each level's share of the total loss."""
+        return {"category": 1.0, "subcategory": 1.0, "attributes": float(self.attribute_weight)}
 
 
 @dataclass

@@ -400,8 +400,8 @@ def compile_model(model, config: TrainConfig, losses: dict, label_space: LabelSp
 
     optimizer = build_optimizer(config.optimizer, steps_per_epoch=steps_per_epoch, epochs=epochs,
                                 learning_rate=learning_rate)
-    model.compile(optimizer=optimizer, loss=losses, metrics=default_metrics(label_space), jit_compile=jit_compile,
-                  run_eagerly=config.training.run_eagerly)
+    model.compile(optimizer=optimizer, loss=losses, loss_weights=config.loss.level_weights,
+                  metrics=default_metrics(label_space), jit_compile=jit_compile, run_eagerly=config.training.run_eagerly)
 
 
 def _stages(config: TrainConfig) -> list[tuple[bool, int, int, float]]:

@@ -270,3 +270,27 @@ def test_answers_per_group_leave_out_groups_that_do_not_apply_to_the_predicted_c
     assert by_category == {"Shoe": ("c",), "Top": ("a", "b", "c")}
     mask = space.value_mask()
     np.testing.assert_array_equal(mask[space.categories.index("Shoe")], [False, True, False, False, False, False, True])
+
+
+@pytest.mark.parametrize("attribute_weight, moves", [(0.0, False), (1.0, True)])
+def test_attribute_weight_is_the_attribute_levels_share_of_the_loss(attribute_weight, moves):
+    """With weight 0 (and no L2) the attribute output layer gets no gradient: its weights stay as built."""
+    from fashion_hier.features import fit_head
+
+    space = _space()
+    targets = space.encode(_frame())
+    features = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+    config = TrainConfig.from_dict({
+        "model": {"head": "independent", "units": 4, "l2": 0.0, "dropout": 0.0},
+        "loss": {"weighting": "none", "attribute_weight": attribute_weight},
+        "training": {"epochs": 2, "batch_size": 3, "seed": 0, "run_eagerly": True},
+    })
+    keras.utils.set_random_seed(0)
+    initial = build_head_model(space.num_categories, space.num_subcategories, space.num_attributes, feature_dim=8,
+                               units=4, l2=0.0, dropout=0.0, head="independent",
+                               attribute_layout=space.attribute_layout).get_layer("attributes_logits").get_weights()
+    fitted = fit_head(config, space, features, targets)
+    trained = fitted.model.get_layer("attributes_logits").get_weights()
+    changed = any(not np.array_equal(a, b) for a, b in zip(initial, trained))
+    assert changed is moves
+    assert config.loss.level_weights == {"category": 1.0, "subcategory": 1.0, "attributes": attribute_weight}

@@ -72,7 +72,8 @@ def fit_head(config: TrainConfig, label_space: LabelSpace, train_features: np.nd
     # float32 head: the cached features are float32 and the head is too small for mixed precision to pay
     jit_compile, _ = resolve_runtime(config.training.jit_compile, "off")
     head.compile(optimizer=build_optimizer(config.optimizer, steps_per_epoch=steps_per_epoch, epochs=epochs),
-                 loss=losses_from_config(config.loss, label_space, train_labels), metrics=_level_metrics(),
+                 loss=losses_from_config(config.loss, label_space, train_labels),
+                 loss_weights=config.loss.level_weights, metrics=_level_metrics(),
                  jit_compile=jit_compile, run_eagerly=config.training.run_eagerly)
     has_validation = validation_features is not None and len(validation_features) > 0
     validation_data = (validation_features, validation_labels) if has_validation else None
