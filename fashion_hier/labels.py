@@ -36,6 +36,29 @@ _FORMAT_VERSION = 2
 _READABLE_VERSIONS = (1, 2)  # 1: 0.1/0.2 label spaces (flat attributes only)
 
 
+def check_layout(layout: Sequence[Sequence]) -> tuple[tuple[str, int], ...]:
+    """``layout`` as ``((kind, size), ...)``, each kind ``single``/``multi`` and size >= 1."""
+    checked = []
+    for entry in layout:
+        kind, size = entry
+        if kind not in GROUP_KINDS or isinstance(size, bool) or int(size) != size or size < 1:
+            raise ValueError(f"attribute_layout entries must be (kind, size) with kind in "
+                             f"{GROUP_KINDS} and size >= 1, got {tuple(entry)!r}")
+        checked.append((str(kind), int(size)))
+    if not checked:
+        raise ValueError("attribute_layout must name at least one group")
+    return tuple(checked)
+
+
+def group_counts(y_attributes) -> tuple[np.ndarray, np.ndarray]:
+    """Per attribute value: rows where it is present, and rows where it is known (target 0 or 1, not -1)."""
+    y = np.asarray(y_attributes)
+    if y.ndim != 2 or not np.isin(y, (-1, 0, 1)).all():
+        raise ValueError(f"attribute targets must be (samples, values) holding -1 (unknown), 0 and 1, "
+                         f"got shape {y.shape}")
+    return (y == 1).sum(axis=0).astype(np.int64), (y >= 0).sum(axis=0).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class AttributeGroup:
     """One attribute column of a catalogue, as configured (``data.columns.groups`` in YAML).

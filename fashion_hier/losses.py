@@ -17,7 +17,7 @@ from typing import Sequence
 import keras
 import numpy as np
 
-from fashion_hier.models.attribute_groups import check_layout
+from fashion_hier.labels import check_layout, group_counts
 
 
 def inverse_frequency_weights(y, num_classes: int, *, power: float = 1.0, cap: float | None = None,
@@ -332,15 +332,6 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
     def get_config(self) -> dict:
         return {**super().get_config(), "pos_weights": self.pos_weights, "neg_weights": self.neg_weights,
                 "from_logits": self.from_logits}
-
-
-def group_counts(y_attributes) -> tuple[np.ndarray, np.ndarray]:
-    """Per attribute value: rows where it is present, and rows where it is known (target 0 or 1, not -1)."""
-    y = np.asarray(y_attributes)
-    if y.ndim != 2 or not np.isin(y, (-1, 0, 1)).all():
-        raise ValueError(f"attribute targets must be (samples, values) holding -1 (unknown), 0 and 1, "
-                         f"got shape {y.shape}")
-    return (y == 1).sum(axis=0).astype(np.int64), (y >= 0).sum(axis=0).astype(np.int64)
 
 
 @keras.saving.register_keras_serializable(package="fashion_hier")

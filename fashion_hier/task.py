@@ -24,8 +24,7 @@ import fashion_hier.losses  # noqa: F401  (registers the losses a compiled task 
 import fashion_hier.models  # noqa: F401  (registers the Preprocess layer inside the network)
 from fashion_hier import streaming
 from fashion_hier.decoding import decode_scores, prediction_columns
-from fashion_hier.labels import LEVELS, LabelSpace
-from fashion_hier.losses import group_counts
+from fashion_hier.labels import LEVELS, LabelSpace, group_counts
 from fashion_hier.models.calibration import TemperatureScaling
 from fashion_hier.thresholds import DEFAULT_THRESHOLD
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "fashion_hier"
 
 
@@ -74,3 +76,29 @@ def test_the_checker_finds_a_cycle_hidden_in_a_function():
 def test_the_package_has_no_import_cycle():
     found = cycles(import_graph())
     assert not found, f"import cycles (a command belongs in fashion_hier.commands, a shared error in errors): {found}"
+
+
+def _modules_importing_keras_at_the_top() -> list[str]:
+    modules = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        if any(isinstance(node, ast.Import) and any(alias.name == "keras" for alias in node.names) for node in tree.body):
+            modules.append(".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts))
+    return modules
+
+
+def test_every_module_that_imports_keras_can_be_imported_first_in_a_fresh_interpreter():
+    """The package registers its Keras objects (``REGISTERING_MODULES``) when keras is first imported: a module whose
+    own ``import keras`` comes first must not be needed, half initialised, by those (the cycle the quickstart
+    notebook once hit through ``from fashion_hier import build_model``)."""
+    import subprocess
+    import sys
+
+    statements = [f"import {module}" for module in _modules_importing_keras_at_the_top()]
+    statements.append("from fashion_hier import build_model")
+    assert "import fashion_hier.losses" in statements and len(statements) > 5
+    running = {statement: subprocess.Popen([sys.executable, "-c", statement], stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.PIPE, text=True) for statement in statements}
+    failed = {statement: process.communicate(timeout=300)[1][-1500:] for statement, process in running.items()}
+    failed = {statement: error for statement, error in failed.items() if running[statement].returncode != 0}
+    assert not failed, failed

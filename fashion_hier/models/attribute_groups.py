@@ -11,21 +11,9 @@ from typing import Sequence
 
 import keras
 
+from fashion_hier.labels import check_layout
+
 GROUP_ACTIVATIONS = {"single": "softmax", "multi": "sigmoid"}
-
-
-def check_layout(layout: Sequence[Sequence]) -> tuple[tuple[str, int], ...]:
-    """``layout`` as ``((kind, size), ...)``, each kind ``single``/``multi`` and size >= 1."""
-    checked = []
-    for entry in layout:
-        kind, size = entry
-        if kind not in GROUP_ACTIVATIONS or isinstance(size, bool) or int(size) != size or size < 1:
-            raise ValueError(f"attribute_layout entries must be (kind, size) with kind in "
-                             f"{tuple(GROUP_ACTIVATIONS)} and size >= 1, got {tuple(entry)!r}")
-        checked.append((str(kind), int(size)))
-    if not checked:
-        raise ValueError("attribute_layout must name at least one group")
-    return tuple(checked)
 
 
 @keras.saving.register_keras_serializable(package="fashion_hier")

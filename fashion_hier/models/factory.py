@@ -13,8 +13,7 @@ from typing import Sequence
 
 import keras
 
-from fashion_hier.labels import LEVELS
-from fashion_hier.models.attribute_groups import check_layout
+from fashion_hier.labels import LEVELS, check_layout
 from fashion_hier.models.backbones import backbone_spec, build_backbone
 from fashion_hier.models.heads import HEADS, HeadSettings, normalised_features
 from fashion_hier.models.preprocess import Preprocess
