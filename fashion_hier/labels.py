@@ -23,6 +23,8 @@ from typing import Any, Iterable, Literal, Sequence
 import numpy as np
 import pandas as pd
 
+from fashion_hier.jsonio import to_json_data
+
 LEVELS = ("category", "subcategory", "attributes")
 GROUP_KINDS = ("single", "multi")
 UNKNOWN = -1.0  # an attribute target nobody knows: an empty cell, or a group that does not apply to the row
@@ -213,15 +215,6 @@ def row_attributes(df: pd.DataFrame, columns: LabelColumns) -> list[list[str]]:
                 if part and part not in names and part not in columns.missing_values:
                     names.append(part)
     return per_row
-
-
-def _plain(value: Any) -> Any:
-    """Tuples as lists, recursively: what JSON writes and reads back."""
-    if isinstance(value, dict):
-        return {key: _plain(v) for key, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _level_texts(df: pd.DataFrame, column: str) -> pd.Series:
@@ -614,7 +607,7 @@ class LabelSpace:
         data = {
             "format": _FORMAT,
             "version": _FORMAT_VERSION,
-            "columns": _plain(asdict(self.columns)),
+            "columns": to_json_data(asdict(self.columns)),
             "categories": self.categories,
             "subcategories": self.subcategories,
             "attributes": self.attributes,
