@@ -205,3 +205,21 @@ def as_text(rule: Rule) -> Callable[[str], str]:
         return text
 
     return checked
+
+
+# ---- the inference engine -------------------------------------------------------------------
+def add_engine_arguments(parser: argparse.ArgumentParser, *, spark: bool = True) -> None:
+    """``--engine`` and ``--precision`` (fashion_hier.engine), the same for every command that scores photos.
+
+    ``spark``: also accept 0.3's ``--engine local|spark`` (predict's former meaning of the option).
+    """
+    from fashion_hier.engine import ENGINES, PRECISIONS
+
+    parser.add_argument("--engine", choices=(*ENGINES, "local", "spark") if spark else ENGINES, default="keras",
+                        help="what runs the model: keras (default) or openvino (pip install 'fashion-hier[openvino]'; "
+                             "the converted model is kept in RUN/openvino/)"
+                             + (". 'local' and 'spark' are 0.3's spellings of keras and --spark" if spark else ""))
+    parser.add_argument("--precision", choices=PRECISIONS, default="f32",
+                        help="with --engine openvino: f32 (equals keras), bf16, or int8 (calibrated on the run's "
+                             "training photos); see the README for the speed and accuracy of each")
+

@@ -44,6 +44,7 @@ from fashion_hier.evaluation_data import (  # noqa: F401  (read_split, prepare: 
 )
 from fashion_hier.jsonio import to_json_data, write_json
 from fashion_hier.decoding import category_scores
+from fashion_hier.engine import EngineSpec, engine_spec
 from fashion_hier.labels import LEVELS, LabelSpace
 from fashion_hier.metrics.groups import group_report, masked_attribute_report
 from fashion_hier.predict import Predictor
@@ -126,6 +127,7 @@ def evaluate_run(
     progress: bool = True,
     calibrate: bool = False,
     target_accuracy: float | None = None,
+    engine: EngineSpec | str | None = None,
 ) -> dict[str, Any]:
     """Score a run on a split (or a labelled CSV), write the report files, and return ``metrics.json``'s content.
 
@@ -154,7 +156,8 @@ def evaluate_run(
     if target_accuracy is not None:
         choose_min_confidence(run_dir, target_accuracy, checkpoint=checkpoint, batch_size=batch_size,
                               progress=progress)
-    predictor = Predictor.load(run_dir, checkpoint=checkpoint)
+    engine = engine_spec(engine)
+    predictor = Predictor.load(run_dir, checkpoint=checkpoint, engine=engine)
     label_space = predictor.label_space
     if tune_thresholds:
         tune_run_thresholds(predictor, run_dir, floor=floor, cap=cap, batch_size=batch_size, progress=progress,
@@ -166,7 +169,9 @@ def evaluate_run(
     else:
         data = prepare(read_split(run_dir, split), label_space, str(RunDir(run_dir).split(split)))
     check_not_empty(data)
-    scores, scored_from, data = score_rows(predictor, data, batch_size, progress, run_dir, checkpoint)
+    # another engine scores the photos themselves (a head-only run's feature cache holds Keras's numbers)
+    scores, scored_from, data = score_rows(predictor, data, batch_size, progress,
+                                           run_dir if engine.is_keras else None, checkpoint)
     check_not_empty(data)
 
     report = level_report(data.targets, scores, label_space, thresholds)
@@ -187,6 +192,7 @@ def evaluate_run(
             "attributes": {name: float(t) for name, t in zip(label_space.attributes, thresholds)},
         },
         "checkpoint": str(run_dir / checkpoint),
+        "engine": predictor.engine.describe(),
         "data": {"source": data.source, "split": None if labels_csv is not None else split, "rows_read": data.rows_read,
                  "scored_from": scored_from},
     }

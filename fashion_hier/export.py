@@ -13,6 +13,7 @@ float32 RGB 0..255, and returns the three score arrays (``export_tflite`` says h
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -23,7 +24,8 @@ import numpy as np
 from fashion_hier.decoding import SCORE_SUFFIX
 from fashion_hier.predict import Predictor
 
-FORMATS = ("savedmodel", "tflite")
+FORMATS = ("savedmodel", "tflite", "openvino")
+OPENVINO_TASK_FILE = "task.json"  # beside an OpenVINO IR: what turns its three score arrays into names
 QUANTIZATIONS = ("float16", "dynamic", "none")
 SERVING_INPUT = "image_bytes"
 LEVEL_OUTPUTS = ("category", "category_score", "subcategory", "subcategory_score",
@@ -321,6 +323,42 @@ def tflite_scores(tflite_path: str | os.PathLike, images: np.ndarray) -> dict[st
     return {level: np.concatenate([row[level] for row in rows]) for level in rows[0]} if rows else {}
 
 
+def export_openvino(model_or_run, out_dir: str | os.PathLike, *, precision: str = "f32") -> Path:
+    """Write the task as an OpenVINO IR (``model.xml`` + ``model.bin``) and ``task.json`` into ``out_dir``.
+
+    The IR is the one ``--engine openvino`` runs (``fashion_hier.engine``): input ``image`` (N, height, width, 3)
+    float32 RGB 0..255, outputs the three score arrays by level name. ``precision`` int8 writes the NNCF-quantized
+    model (calibrated on the run's training photos); bf16 is a run-time hint (``INFERENCE_PRECISION_HINT``), so
+    its IR is the f32 one and ``task.json`` says to ask for bf16. ``task.json`` holds the label space, the
+    thresholds, the image size and resize policy: read the scores as ``export_tflite``'s docstring says.
+    """
+    from fashion_hier.atomic import atomic_write_text
+    from fashion_hier.engine import IR_FILE, save_ir
+    from fashion_hier.jsonio import to_json_data
+
+    predictor = model_or_run if isinstance(model_or_run, Predictor) else Predictor.load(
+        model_or_run, engine="openvino", precision=precision)
+    if predictor.engine.engine != "openvino":
+        predictor = Predictor(predictor.model, engine="openvino", precision=precision)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".openvino_", dir=out_dir) as scratch:
+        save_ir(predictor.forward.ir, Path(scratch) / "ir")
+        for name in (Path(IR_FILE).with_suffix(".bin").name, IR_FILE):  # the .xml last: it is only there with its weights
+            os.replace(Path(scratch) / "ir" / name, out_dir / name)
+    task = predictor.model
+    atomic_write_text(out_dir / OPENVINO_TASK_FILE, json.dumps(to_json_data({
+        "precision": predictor.engine.precision,
+        "inference_precision_hint": "bf16" if predictor.engine.precision == "bf16" else "f32",
+        "input": {"name": "image", "image_size": list(task.image_size), "resize": task.resize,
+                  "pixels": "RGB float32 0..255"},
+        "outputs": ["category", "subcategory", "attributes"],
+        "label_space": task.label_space.to_dict(),
+        "thresholds": [float(t) for t in task.thresholds],
+    }), indent=2) + "\n")
+    return out_dir
+
+
 def _predictor(model_or_run) -> Predictor:
     return model_or_run if isinstance(model_or_run, Predictor) else Predictor.load(model_or_run)
 
@@ -335,15 +373,20 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     parser.add_argument("--out", required=True, type=cli_args.output_directory_or_file(".tflite"),
                         help="SavedModel directory, or for tflite a directory (model.tflite inside) or a .tflite file")
     parser.add_argument("--quantization", choices=QUANTIZATIONS, default="float16", help="tflite only")
+    parser.add_argument("--precision", choices=("f32", "bf16", "int8"), default="f32",
+                        help="openvino only: int8 is quantized with NNCF on the run's training photos")
     parser.add_argument("--independent", action="store_true",
                         help="savedmodel: arg-max per level instead of the joint best (category, subcategory) pair")
     args = parser.parse_args(argv)
     try:
-        predictor = Predictor.load(args.run)
-    except (ValueError, FileNotFoundError) as error:
+        predictor = (Predictor.load(args.run, engine="openvino", precision=args.precision)
+                     if args.format == "openvino" else Predictor.load(args.run))
+    except (ValueError, FileNotFoundError, ImportError) as error:
         print(f"fashion-hier export: {error}", file=sys.stderr)
         return 2
-    if args.format == "savedmodel":
+    if args.format == "openvino":
+        written = export_openvino(predictor, args.out)
+    elif args.format == "savedmodel":
         written = export_savedmodel(predictor, args.out, consistent=not args.independent)
     else:
         out = args.out if args.out.suffix == ".tflite" else args.out / f"model_{args.quantization}.tflite"

@@ -9,6 +9,7 @@ memory flat, and ``fashion-hier predict`` (``fashion_hier.commands.predict``) wr
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from pathlib import Path
@@ -19,6 +20,7 @@ import pandas as pd
 
 from fashion_hier.data.catalog import IMAGE_EXTENSIONS
 from fashion_hier.data.csvread import read_frame
+from fashion_hier.engine import EngineSpec, compile_engine, engine_spec
 from fashion_hier.errors import RunLockedError
 from fashion_hier import streaming
 from fashion_hier.decoding import PREDICTION_COLUMNS, consistent_decode, prediction_columns  # noqa: F401  (part of predict's API)
@@ -44,11 +46,17 @@ class Predictor:
 
     ``model`` is the task, or a bare ``build_model`` network together with its ``label_space`` (it is
     then wrapped as the task). ``thresholds``, ``image_size`` and ``resize`` default to the task's own.
+    ``engine``/``precision``: what runs the task's forward pass (``fashion_hier.engine``: ``"keras"``, the
+    default, or ``"openvino"`` at ``"f32"``, ``"bf16"`` or ``"int8"``); the names always come from the task's
+    ``decode``. ``engine_cache``: where a converted model is kept (``Predictor.load`` uses the run's
+    ``openvino/`` folder); ``calibration_paths``: the photos int8 calibrates on.
     """
 
     def __init__(self, model, label_space: LabelSpace | None = None, *,
                  thresholds: np.ndarray | float | None = None, image_size: tuple[int, int] | None = None,
-                 resize: str | None = None) -> None:
+                 resize: str | None = None, engine: EngineSpec | str | None = None, precision: str | None = None,
+                 engine_cache: str | os.PathLike | None = None,
+                 calibration_paths: Sequence[str | os.PathLike] | None = None) -> None:
         from fashion_hier.task import HierarchicalClassifier
 
         if not isinstance(model, HierarchicalClassifier):
@@ -65,14 +73,44 @@ class Predictor:
         self.thresholds = model.thresholds
         self.image_size = tuple(image_size) if image_size is not None else model.image_size
         self.resize = resize or model.resize
+        self.engine = engine_spec(engine, precision)
+        self.engine_cache = None if engine_cache is None else Path(engine_cache)
+        self.calibration_paths = None if calibration_paths is None else [str(p) for p in calibration_paths]
+        self.forward = self.compile(model)
+
+    def compile(self, model):
+        """``model`` (images in, like the task) on this predictor's engine, cache and calibration photos: what
+        runs the task here, and what the search ``Embedder`` runs its embedding model on."""
+        calibration = None
+        if self.calibration_paths is not None:
+            calibration = lambda count: calibration_images(self.calibration_paths, count, self.image_size, self.resize)  # noqa: E731
+        return compile_engine(model, self.engine, cache_dir=self.engine_cache, calibration=calibration,
+                              calibration_key=_paths_key(self.calibration_paths))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, checkpoint: str = RunDir.MODEL) -> "Predictor":
+    def load(cls, path: str | os.PathLike, *, checkpoint: str = RunDir.MODEL, engine: EngineSpec | str | None = None,
+             precision: str | None = None, calibration_paths: Sequence[str | os.PathLike] | None = None
+             ) -> "Predictor":
         """A run directory written by ``train`` (its ``checkpoint`` model), or one ``.keras`` task file.
 
-        A run's thresholds file, when present, overrides the thresholds stored in the model.
+        A run's thresholds file, when present, overrides the thresholds stored in the model. With the
+        OpenVINO engine, a run keeps its converted models in ``RUN/openvino/`` and int8 calibrates on a sample
+        of the run's training photos (pass ``calibration_paths`` for a single ``.keras`` file).
         """
-        return cls(load_classifier(path, checkpoint=checkpoint))
+        path = Path(path)
+        run = None if path.is_file() else RunDir(path)
+        spec = engine_spec(engine, precision)
+        model = load_classifier(path, checkpoint=checkpoint)
+        if run is not None and spec.precision == "int8" and calibration_paths is None:
+            calibration_paths = training_paths(run)
+        return cls(model, engine=spec, engine_cache=None if run is None else run / RunDir.OPENVINO,
+                   calibration_paths=calibration_paths)
+
+    def with_min_confidence(self, min_confidence: dict[str, float | None]) -> "Predictor":
+        """This predictor (its engine already compiled) answering a level only at or above its confidence."""
+        other = copy.copy(self)
+        other.model = self.model.with_min_confidence(min_confidence)  # decoding only: the forward pass is the same
+        return other
 
     # ---- scores (fashion_hier.streaming) and names (the task's decode) -----------------------------
     def iter_batches(self, paths: Sequence[str | os.PathLike], *, batch_size: int = 32, progress: bool = False
@@ -82,7 +120,7 @@ class Predictor:
         One batch is in memory at a time. Each unreadable image is logged once with its reason.
         """
         return streaming.iter_batches(self.model, paths, batch_size=batch_size, progress=progress,
-                                      image_size=self.image_size, resize=self.resize)
+                                      image_size=self.image_size, resize=self.resize, forward=self.forward)
 
     def iter_scores(self, paths: Sequence[str | os.PathLike], *, batch_size: int = 32, progress: bool = False
                     ) -> Iterator[tuple[list[str], dict[str, np.ndarray]]]:
@@ -132,7 +170,7 @@ class Predictor:
 
     def _chunks(self, paths_or_images, batch_size: int, progress: bool):
         return streaming.iter_chunks(self.model, paths_or_images, batch_size=batch_size, progress=progress,
-                                     image_size=self.image_size, resize=self.resize)
+                                     image_size=self.image_size, resize=self.resize, forward=self.forward)
 
 
 def load_classifier(path: str | os.PathLike, *, checkpoint: str = RunDir.MODEL):
@@ -157,6 +195,32 @@ def load_classifier(path: str | os.PathLike, *, checkpoint: str = RunDir.MODEL):
     if run is not None and run.thresholds.is_file():
         model.set_thresholds(load_thresholds(run.thresholds, model.label_space.attributes))
     return model
+
+
+def training_paths(run: RunDir) -> list[str]:
+    """The image paths of a run's training split (what int8 quantization calibrates on)."""
+    from fashion_hier.evaluation_data import read_split  # the one reader of a run's split files (imports keras)
+
+    return read_split(run.path, "train")["image_path"].dropna().astype(str).tolist()
+
+
+def calibration_images(paths: Sequence[str], count: int, image_size: tuple[int, int], resize: str) -> np.ndarray:
+    """Up to ``count`` of ``paths`` (a seeded sample, so a run calibrates on the same photos every time), read at
+    the model's size; unreadable ones are skipped."""
+    from fashion_hier.data.images import read_images
+
+    chosen = [paths[i] for i in np.sort(np.random.default_rng(0).permutation(len(paths))[:count])]
+    batch = read_images(chosen, image_size, resize=resize)
+    for path, reason in batch.failed:
+        logger.warning("calibration: skipped unreadable image %s: %s", path, reason)
+    return batch.images
+
+
+def _paths_key(paths: Sequence[str] | None) -> str:
+    """A short digest naming a list of calibration photos in the engine cache's key."""
+    import hashlib
+
+    return "" if paths is None else hashlib.sha256("\n".join(paths).encode()).hexdigest()[:16]
 
 
 def _run_model_file(run: RunDir, checkpoint: str) -> Path:

@@ -54,8 +54,9 @@ class RunDir:
     MARKER = ".fashion_hier_run"  # written first by ``create``: this directory is a run the library made
     LOCK = ".lock"  # filelock's lock file: one process writes the run at a time
     LOCK_HOLDER = ".lock.json"  # who holds the lock (pid, host, since), for the message to a second process
-    GITIGNORE = ".gitignore"
-    CALIBRATION = "calibration.json"  # fashion_hier.calibrate: temperatures and chosen confidences, with figures  # fashion_hier.experiments: git sees only the small results
+    GITIGNORE = ".gitignore"  # fashion_hier.experiments: git sees only the small results
+    CALIBRATION = "calibration.json"  # fashion_hier.calibrate: temperatures and chosen confidences, with figures
+    OPENVINO = "openvino"  # fashion_hier.engine: converted models, one folder per model digest and precision
     # evaluation outputs (in the run directory or in evaluate's --out directory)
     METRICS_JSON = "metrics.json"
     METRICS_MD = "metrics.md"

@@ -7,9 +7,11 @@ alike (see docs/scale_out.md). Needs the ``spark`` extra: ``pip install "fashion
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from fashion_hier.decoding import SCORE_SUFFIX
+from fashion_hier.engine import EngineSpec, engine_spec
 from fashion_hier.predict import ERROR_COLUMN, Predictor, prediction_columns
 
 logger = logging.getLogger(__name__)
@@ -51,7 +54,8 @@ def _quoted(name: str) -> str:
 
 def score_catalog(df, model_path: str | os.PathLike, *, path_column: str = "image_path",
                   content_column: str | None = None, id_column: str | None = None, batch_size: int = 64,
-                  consistent: bool = True, min_confidence: dict[str, float | None] | None = None):
+                  consistent: bool = True, min_confidence: dict[str, float | None] | None = None,
+                  engine: EngineSpec | str | None = None):
     """Predictions for every row of the Spark DataFrame ``df``; a lazy DataFrame of ``output_schema``.
 
     Args:
@@ -62,6 +66,10 @@ def score_catalog(df, model_path: str | os.PathLike, *, path_column: str = "imag
         id_column: a column copied to the output (e.g. a product id); ``image_path`` is always kept.
         consistent: the joint best (category, subcategory) pair, as ``predict --consistent``.
         min_confidence: ``{level: P}`` over the model's own, as ``predict --min-confidence``.
+        engine: what runs the forward pass in each worker (``fashion_hier.engine.EngineSpec``; default Keras).
+            With OpenVINO, give it ``threads`` (the cores of an executor over its task slots) so that
+            concurrent workers do not fight over cores; a run directory is converted once, here on the driver,
+            and the workers read the converted model from ``RUN/openvino/``.
     Unreadable images give a row with empty predictions and the reason in ``error``.
     """
     missing = [c for c in (path_column, content_column, id_column) if c and c not in df.columns]
@@ -72,11 +80,12 @@ def score_catalog(df, model_path: str | os.PathLike, *, path_column: str = "imag
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     model_path = str(Path(model_path).resolve())
     # fail on the driver, with one clear message, before any task starts; the label space gives the columns
-    label_space = Predictor.load(model_path).label_space
+    engine = engine_spec(engine)
+    label_space = Predictor.load(model_path, engine=engine).label_space
     wanted = [c for c in dict.fromkeys((path_column, content_column, id_column)) if c]
 
     def score_partitions(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        predictor = _cached_predictor(model_path)
+        predictor = _cached_predictor(model_path, engine)
         for frame in frames:
             for start in range(0, len(frame), batch_size):
                 yield score_rows(predictor, frame.iloc[start:start + batch_size], path_column=path_column,
@@ -121,10 +130,10 @@ def score_rows(predictor: Predictor, rows: pd.DataFrame, *, path_column: str = "
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_predictor(model_path: str) -> Predictor:
+def _cached_predictor(model_path: str, engine: EngineSpec) -> Predictor:
     """The model once per Python worker process (Spark reuses workers across tasks)."""
-    logger.info("loading %s in worker process %d", model_path, os.getpid())
-    return Predictor.load(model_path)
+    logger.info("loading %s (%s) in worker process %d", model_path, engine.describe(), os.getpid())
+    return Predictor.load(model_path, engine=engine)
 
 
 def _local(path: str) -> str:
@@ -141,34 +150,47 @@ def _scratch_file(folder: str, row: int, path: str, content) -> str:
     return target
 
 
-# ---- the `predict --engine spark` command --------------------------------------------------------
+# ---- the `predict --spark` command --------------------------------------------------------
 
 def spark_session(master: str = "local[2]", app_name: str = "fashion-hier"):
-    """A SparkSession on ``master`` (``local[n]`` here; on a cluster spark-submit sets the master)."""
+    """A SparkSession on ``master`` (``local[n]`` here; on a cluster spark-submit sets the master).
+
+    On this machine (``local[...]``, ``local-cluster[...]``) the Python workers run this very interpreter, so a
+    virtualenv that is not activated (``venv/bin/python -m ...``) is the workers' too: Spark would otherwise start
+    ``python3`` from PATH, which may not have ``fashion_hier`` installed. ``PYSPARK_PYTHON``, when set, wins.
+    """
     try:
         from pyspark.sql import SparkSession
     except ImportError as error:
         raise ImportError('the Spark engine needs pyspark: pip install "fashion-hier[spark]"') from error
-    return (SparkSession.builder.master(master).appName(app_name)
-            .config("spark.sql.execution.arrow.pyspark.enabled", "true").getOrCreate())
+    builder = (SparkSession.builder.master(master).appName(app_name)
+               .config("spark.sql.execution.arrow.pyspark.enabled", "true"))
+    if master.startswith("local") and "PYSPARK_PYTHON" not in os.environ:
+        builder = builder.config("spark.pyspark.python", sys.executable)
+    return builder.getOrCreate()
 
 
 def predict_with_spark(paths: list[str], model_path: str | os.PathLike, out: str | os.PathLike, *,
                        master: str = "local[2]", batch_size: int = 64, consistent: bool = False,
-                       min_confidence: dict[str, float | None] | None = None, partitions: int | None = None) -> int:
+                       min_confidence: dict[str, float | None] | None = None, partitions: int | None = None,
+                       engine: EngineSpec | str | None = None) -> int:
     """Score ``paths`` on Spark and write ``out`` (.parquet: Parquet, else CSV, same columns as ``predict``).
 
-    Returns the number of rows written. The result is collected on the driver and written atomically,
+    Returns the number of rows written. On a ``local[n]`` master an OpenVINO engine without its own
+    ``threads`` gets this machine's cores over n, one share per concurrent worker. The result is collected on the driver and written atomically,
     which fits catalogues whose predictions fit in memory; for bigger ones call ``score_catalog`` and
     write the DataFrame with Spark's own writers.
     """
     from fashion_hier.atomic import atomic_path
 
     spark = spark_session(master)
+    engine = engine_spec(engine)
+    if not engine.is_keras and engine.threads is None and master.startswith("local"):
+        engine = dataclasses.replace(engine, threads=max(1, (os.cpu_count() or 1) // spark.sparkContext.defaultParallelism))
     frame = spark.createDataFrame(pd.DataFrame({"image_path": paths}))
     frame = frame.repartition(partitions or spark.sparkContext.defaultParallelism)
     scored = score_catalog(frame, model_path, batch_size=batch_size, consistent=consistent,
-                           min_confidence=min_confidence).toPandas()
+                           min_confidence=min_confidence, engine=engine).toPandas()
     failed = scored[scored[ERROR_COLUMN].notna()]
     for path, reason in zip(failed["image_path"], failed[ERROR_COLUMN]):
         logger.warning("skipped unreadable image %s: %s", path, reason)

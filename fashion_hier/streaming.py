@@ -26,11 +26,13 @@ class ScoredBatch(NamedTuple):
 
 
 def iter_batches(task, paths: Sequence[str | os.PathLike], *, batch_size: int = 32, progress: bool = False,
-                 image_size: tuple[int, int] | None = None, resize: str | None = None) -> Iterator[ScoredBatch]:
+                 image_size: tuple[int, int] | None = None, resize: str | None = None,
+                 forward=None) -> Iterator[ScoredBatch]:
     """Batch by batch: the readable paths, their scores, and the batch's unreadable images (skipped, never fatal).
 
     One batch is in memory at a time. Each unreadable image is logged once with its reason. Images are
-    loaded at the task's size and resize policy unless ``image_size``/``resize`` say otherwise.
+    loaded at the task's size and resize policy unless ``image_size``/``resize`` say otherwise. ``forward``:
+    what runs the task's forward pass (``fashion_hier.engine.compile_engine``'s answer; default the task).
     """
     from fashion_hier.data import FashionSequence
 
@@ -45,13 +47,13 @@ def iter_batches(task, paths: Sequence[str | os.PathLike], *, batch_size: int = 
             batch = sequence.load_batch(index)
             for image in batch.unreadable:
                 logger.warning("skipped unreadable image %s: %s", image.path, image.reason)
-            scores = score_images(task, batch.images) if batch.paths else empty_scores(task.label_space)
+            scores = score_images(task, batch.images, forward) if batch.paths else empty_scores(task.label_space)
             bar.update(len(batch.paths) + len(batch.unreadable))
             yield ScoredBatch(list(batch.paths), scores, list(batch.unreadable))
 
 
 def iter_chunks(task, paths_or_images, *, batch_size: int = 32, progress: bool = False,
-                image_size: tuple[int, int] | None = None, resize: str | None = None
+                image_size: tuple[int, int] | None = None, resize: str | None = None, forward=None
                 ) -> Iterator[tuple[list[str | None], dict[str, np.ndarray]]]:
     """(paths, scores) per batch for paths (streamed from disk, unreadable ones skipped) or an array of images
     (paths None)."""
@@ -59,7 +61,7 @@ def iter_chunks(task, paths_or_images, *, batch_size: int = 32, progress: bool =
         if isinstance(paths_or_images, (str, os.PathLike)):
             paths_or_images = [paths_or_images]
         for batch in iter_batches(task, paths_or_images, batch_size=batch_size, progress=progress,
-                                  image_size=image_size, resize=resize):
+                                  image_size=image_size, resize=resize, forward=forward):
             if batch.paths:
                 yield batch.paths, batch.scores
         return
@@ -69,12 +71,13 @@ def iter_chunks(task, paths_or_images, *, batch_size: int = 32, progress: bool =
         for start in range(0, len(images), batch_size):
             batch = images[start:start + batch_size]
             bar.update(len(batch))
-            yield [None] * len(batch), score_images(task, batch)
+            yield [None] * len(batch), score_images(task, batch, forward)
 
 
-def score_images(task, images: np.ndarray) -> dict[str, np.ndarray]:
-    """The task's probabilities per level for one batch of RGB 0..255 images, as float32."""
-    outputs = task.predict_on_batch(images)
+def score_images(task, images: np.ndarray, forward=None) -> dict[str, np.ndarray]:
+    """The task's probabilities per level for one batch of RGB 0..255 images, as float32 (through ``forward``,
+    an engine's compiled task, when given)."""
+    outputs = (forward or task).predict_on_batch(images)
     if not isinstance(outputs, dict):
         outputs = dict(zip(task.output_names, outputs))
     return {level: np.asarray(outputs[level], dtype=np.float32) for level in LEVELS}

@@ -18,6 +18,8 @@ from fashion_hier.predict import PREDICTION_COLUMNS, Predictor  # noqa: E402
 from fashion_hier.spark import ERROR_COLUMN, score_catalog, spark_session  # noqa: E402
 from tiny_run import train_tiny_run  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a Spark session (or several runs) per module: CI runs them with -m slow
+
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
@@ -82,8 +84,8 @@ def test_predict_engine_spark_writes_the_local_csv_and_parquet(run_dir, spark, t
     local, csv, parquet = tmp_path / "local.csv", tmp_path / "spark.csv", tmp_path / "spark.parquet"
     common = ["--run", str(run_dir), "--images", str(images), "--no-progress", "--consistent"]
     assert main([*common, "--out", str(local)]) == 0
-    assert main([*common, "--out", str(csv), "--engine", "spark", "--spark-master", "local[2]"]) == 0
-    assert main([*common, "--out", str(parquet), "--engine", "spark"]) == 0
+    assert main([*common, "--out", str(csv), "--spark", "--spark-master", "local[2]"]) == 0
+    assert main([*common, "--out", str(parquet), "--engine", "spark"]) == 0  # 0.3 spelling of --spark
     expected = pd.read_csv(local)
     for table in (pd.read_csv(csv), pd.read_parquet(parquet)):
         assert list(table.columns) == [*PREDICTION_COLUMNS, ERROR_COLUMN]
@@ -113,3 +115,16 @@ def test_spark_answers_a_calibrated_models_scores_and_leaves_unsure_rows_to_a_pe
     assert not np.allclose(raw["subcategory_score"].astype(float), expected["subcategory_score"].astype(float))
     review = scored.sort_values("image_path")["needs_review"].tolist()
     assert review == expected.sort_values("image_path")["needs_review"].tolist()
+
+
+def test_the_local_workers_run_the_drivers_python(spark):
+    import os
+    import sys
+
+    # a virtualenv used without activating it (venv/bin/python -m pytest) must be the workers' Python too;
+    # Spark's default, `python3` from PATH, may not have fashion_hier installed
+    if "PYSPARK_PYTHON" not in os.environ:
+        assert spark.sparkContext.getConf().get("spark.pyspark.python") == sys.executable
+    workers = spark.createDataFrame(pd.DataFrame({"x": [1, 2]})).repartition(2).mapInPandas(
+        lambda frames: (pd.DataFrame({"python": [sys.executable]}) for _ in frames), "python string").collect()
+    assert {row["python"] for row in workers} == {sys.executable}

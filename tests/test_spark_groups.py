@@ -19,6 +19,8 @@ from fashion_hier.predict import Predictor  # noqa: E402
 from fashion_hier.spark import ERROR_COLUMN, output_schema, score_catalog, spark_session  # noqa: E402
 from tiny_run import train_tiny_run, with_group_gaps  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a Spark session (or several runs) per module: CI runs them with -m slow
+
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
@@ -99,9 +101,22 @@ def test_predict_engine_spark_writes_the_local_csv_with_attribute_columns(model_
     local, csv = tmp_path / "local.csv", tmp_path / "spark.csv"
     common = ["--run", str(model_file), "--images", str(images), "--no-progress", "--consistent"]
     assert main([*common, "--out", str(local)]) == 0
-    assert main([*common, "--out", str(csv), "--engine", "spark", "--spark-master", "local[2]"]) == 0
+    assert main([*common, "--out", str(csv), "--spark", "--spark-master", "local[2]"]) == 0
     expected, table = pd.read_csv(local), pd.read_csv(csv)
     space = Predictor.load(model_file).label_space
     assert list(table.columns) == list(expected.columns) == [*prediction_columns(space), ERROR_COLUMN]
     assert table["image_path"].tolist() == expected["image_path"].tolist()
     _assert_same_group_rows(table, expected, space)
+
+
+def test_spark_on_the_openvino_engine_gives_local_keras_rows(run_dir, paths, spark, tmp_path):
+    pytest.importorskip("openvino", reason="the openvino extra is not installed: pip install 'fashion-hier[openvino]'")
+    from fashion_hier.engine import EngineSpec
+
+    frame = spark.createDataFrame(pd.DataFrame({"image_path": paths}))
+    # a run directory: the driver converts once into RUN/openvino/, each worker reads it with its share of threads
+    scored = score_catalog(frame.repartition(2), run_dir, batch_size=3,
+                           engine=EngineSpec("openvino", "f32", threads=1)).toPandas()
+    assert len(list((run_dir / "openvino").iterdir())) >= 1
+    predictor = Predictor.load(run_dir)
+    _assert_same_group_rows(scored, predictor.predict(paths, consistent=True), predictor.label_space)

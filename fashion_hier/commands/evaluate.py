@@ -6,6 +6,7 @@ import sys
 from typing import Sequence
 
 from fashion_hier import cli_args
+from fashion_hier.engine import engine_spec
 from fashion_hier.rundir import SPLIT_NAMES, RunDir
 from fashion_hier.thresholds import DEFAULT_CAP, DEFAULT_FLOOR
 
@@ -34,6 +35,7 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
                              "accuracy (e.g. 0.98) and store it in the model: predict then leaves less sure "
                              "answers to a person")
     parser.add_argument("--batch-size", type=cli_args.positive_int, default=32)
+    cli_args.add_engine_arguments(parser, spark=False)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar while predicting (there is none when stderr is not a terminal: a log file gets no bar frames)")
     args = parser.parse_args(argv)
     if (args.labels is None) != (args.images is None):
@@ -50,9 +52,9 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
             tune_thresholds=args.tune_thresholds, checkpoint=args.checkpoint,
             floor=DEFAULT_FLOOR if args.floor is None else args.floor, cap=DEFAULT_CAP if args.cap is None else args.cap,
             batch_size=args.batch_size, progress=not args.no_progress and sys.stderr.isatty(), calibrate=args.calibrate,
-            target_accuracy=args.target_accuracy,
+            target_accuracy=args.target_accuracy, engine=engine_spec(args.engine, args.precision),
         )
-    except (FileNotFoundError, ValueError) as error:  # a missing run or CSV, a bad split: one line, as predict
+    except (FileNotFoundError, ValueError, ImportError) as error:  # a missing run or CSV, a bad split: one line, as predict
         print(f"fashion-hier evaluate: {error}", file=sys.stderr)
         return 2
     print(markdown_table(result))

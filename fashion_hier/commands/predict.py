@@ -6,6 +6,7 @@ import sys
 
 from fashion_hier import cli_args
 from fashion_hier.predict import ERROR_COLUMN, Predictor, list_images, shard, write_predictions  # no TensorFlow yet
+from fashion_hier.engine import check_available, engine_spec
 from fashion_hier.rundir import RunDir
 from fashion_hier.streaming import check_batch_size
 
@@ -42,30 +43,39 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
                         help="score every n-th image of the sorted list starting at i (split a catalogue over n machines)")
     parser.add_argument("--checkpoint", default=RunDir.MODEL, help=f"model file in the run (default: {RunDir.MODEL})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (none either when stderr is not a terminal)")
-    parser.add_argument("--engine", choices=("local", "spark"), default="local",
-                        help="spark: score with pyspark (fashion_hier.spark); --out ending .parquet writes Parquet")
-    parser.add_argument("--spark-master", default="local[2]", help="Spark master for --engine spark")
+    cli_args.add_engine_arguments(parser)
+    parser.add_argument("--spark", action="store_true",
+                        help="score with pyspark (fashion_hier.spark); --out ending .parquet writes Parquet")
+    parser.add_argument("--spark-master", default="local[2]", help="Spark master for --spark")
     args = parser.parse_args(argv)
+    spark = args.spark or args.engine == "spark"  # 0.3's '--engine spark' still works, with Keras
+    engine = "keras" if args.engine in ("local", "spark") else args.engine
     min_confidence = {level: value for level, value in (("category", args.min_category_confidence),
                                                         ("subcategory", args.min_confidence)) if value is not None}
     try:
         check_batch_size(args.batch_size)
+        spec = engine_spec(engine, args.precision)
+        check_available(spec)
         paths = shard(list_images(args.images, path_column=args.path_column), *args.shard)
-        predictor = Predictor.load(args.run, checkpoint=args.checkpoint)
-    except (ValueError, FileNotFoundError) as error:
+        if spark:  # the workers load the model; the driver only checks the arguments
+            Predictor.load(args.run, checkpoint=args.checkpoint)
+        else:
+            predictor = Predictor.load(args.run, checkpoint=args.checkpoint, engine=spec)
+    except (ValueError, FileNotFoundError, ImportError) as error:
         print(f"fashion-hier predict: {error}", file=sys.stderr)
         return 2
-    if args.engine == "spark":
+    if spark:
         from fashion_hier.spark import predict_with_spark  # pyspark is an extra: imported only when asked for
 
         # the run directory itself when possible: its thresholds file then applies on Spark too
         model = args.run if args.checkpoint == RunDir.MODEL else RunDir(args.run) / args.checkpoint
         count = predict_with_spark(paths, model, args.out, master=args.spark_master, batch_size=args.batch_size,
-                                   consistent=args.consistent, min_confidence=min_confidence)
+                                   consistent=args.consistent, min_confidence=min_confidence,
+                                   engine=spec)
         print(f"wrote {count} rows to {args.out} (spark, {args.spark_master})")
         return 0
     if min_confidence:
-        predictor = Predictor(predictor.model.with_min_confidence(min_confidence))
+        predictor = predictor.with_min_confidence(min_confidence)
     scored, unreadable, review = write_predictions(predictor, paths, args.out, batch_size=args.batch_size,
                                                    consistent=args.consistent, progress=not args.no_progress and sys.stderr.isatty())
     print(f"wrote {scored + unreadable} rows to {args.out}: {scored} predictions"

@@ -36,6 +36,7 @@ class Embedder:
                 raise ValueError(f"model {model.name!r} has no layer {HEAD_STATE_LAYER!r} (the message-passing "
                                  f"head's subcategory state); use embedding='pooled'") from None
         self.model = keras.Model(model.inputs, output, name=f"{embedding}_embedding")
+        self.forward = predictor.compile(self.model)  # the predictor's engine (Keras, or OpenVINO at its precision)
 
     @property
     def dimension(self) -> int:
@@ -43,7 +44,7 @@ class Embedder:
 
     def embed_images(self, images: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
         """(N, d) float32 unit vectors of an (N, h, w, 3) RGB 0..255 array."""
-        chunks = [np.asarray(self.model.predict_on_batch(images[start:start + batch_size]), np.float32)
+        chunks = [np.asarray(self.forward.predict_on_batch(images[start:start + batch_size]), np.float32)
                   for start in range(0, len(images), batch_size)]
         vectors = np.concatenate(chunks) if chunks else np.zeros((0, self.dimension), np.float32)
         return normalise(vectors)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from fashion_hier.errors import DamagedFileError
 from fashion_hier.jsonio import read_json
+from fashion_hier.engine import EngineSpec, engine_spec
 from fashion_hier.predict import Predictor
 from fashion_hier.rundir import RunDir
 from fashion_hier.search.embed import Embedder
@@ -128,20 +129,24 @@ def new_faiss_index(dimension: int, expected_count: int, *, threshold: int = APP
 
 def build_index(run_or_model: str | os.PathLike, image_paths: Sequence[str | os.PathLike],
                 out_dir: str | os.PathLike | None = None, *, embedding: str = "pooled", batch_size: int = 32,
-                threshold: int = APPROXIMATE_THRESHOLD) -> tuple[SimilarityIndex, list[tuple[str, str]]]:
+                threshold: int = APPROXIMATE_THRESHOLD, engine: EngineSpec | str | None = None
+                ) -> tuple[SimilarityIndex, list[tuple[str, str]]]:
     """Embed ``image_paths`` and index them; written to ``out_dir`` when given.
 
-    Returns the index and the ``(path, reason)`` of images skipped as unreadable.
+    Returns the index and the ``(path, reason)`` of images skipped as unreadable. ``engine``
+    (``fashion_hier.engine``) embeds them, and is recorded, so that queries are embedded the same way.
     """
     model_path = _model_path(run_or_model)
-    embedder = Embedder(Predictor.load(model_path), embedding)
+    engine = engine_spec(engine)
+    embedder = Embedder(Predictor.load(model_path, engine=engine), embedding)
     vectors, kept, unreadable = embedder.embed_paths(list(image_paths), batch_size=batch_size)
     if not kept:
         raise ValueError(f"none of the {len(image_paths)} images could be read; nothing to index")
     faiss_index, kind = new_faiss_index(embedder.dimension, len(kept), threshold=threshold)
     faiss_index.add(vectors)
     record = {"model_path": str(Path(model_path).resolve()), "model_sha256": model_sha256(model_path),
-              "embedding": embedding, "dimension": embedder.dimension, "kind": kind, "metric": "cosine"}
+              "embedding": embedding, "dimension": embedder.dimension, "kind": kind, "metric": "cosine",
+              "engine": {"engine": engine.engine, "precision": engine.precision}}
     index = SimilarityIndex(faiss_index, kept, record, embedder)
     if out_dir is not None:
         index.save(out_dir)
@@ -170,7 +175,8 @@ def load_index(index_dir: str | os.PathLike, run: str | os.PathLike | None = Non
                                  f"{record['model_sha256'][:12]}...), not by {model_path}; query it with that run "
                                  f"or rebuild the index with 'fashion-hier index --run {run or model_path}'")
     image_paths = _read_image_paths(index_dir / IMAGES_FILE, faiss_index.ntotal, remedy)
-    embedder = Embedder(Predictor.load(model_path), record["embedding"])
+    engine = engine_spec(**record.get("engine", {}))  # indexes written before 0.4 were embedded by Keras
+    embedder = Embedder(Predictor.load(model_path, engine=engine), record["embedding"])
     return SimilarityIndex(faiss_index, image_paths, record, embedder)
 
 

@@ -8,6 +8,7 @@ import sys
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     """``fashion-hier index --run R --images DIR_OR_CSV --out INDEX [--extend]``."""
     from fashion_hier import cli_args
+    from fashion_hier.engine import engine_spec
     from fashion_hier.predict import list_images
     from fashion_hier.search import EMBEDDINGS, build_index, load_index
 
@@ -22,6 +23,7 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
                         help="pooled backbone features, or the head's subcategory state")
     parser.add_argument("--extend", action="store_true", help="add the images to the existing index at --out")
     parser.add_argument("--batch-size", type=cli_args.positive_int, default=32)
+    cli_args.add_engine_arguments(parser, spark=False)
     args = parser.parse_args(argv)
     try:
         paths = list_images(args.images, path_column=args.path_column)
@@ -33,9 +35,9 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
             added = len(index) - before
         else:
             index, unreadable = build_index(args.run, paths, args.out, embedding=args.embedding,
-                                            batch_size=args.batch_size)
+                                            batch_size=args.batch_size, engine=engine_spec(args.engine, args.precision))
             added = len(index)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, ImportError) as error:
         print(f"fashion-hier index: {error}", file=sys.stderr)
         return 2
     for path, reason in unreadable:

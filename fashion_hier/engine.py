@@ -1,0 +1,199 @@
+"""Run a Keras image model's forward pass through an inference engine: Keras itself, or OpenVINO (f32, bf16, int8).
+
+Everything that pushes photos through a network (``Predictor`` and so ``predict``, ``evaluate``, Spark; the
+search ``Embedder``) asks ``compile_engine`` for an object with Keras's ``predict_on_batch``. With
+``EngineSpec("openvino", precision)`` the model is converted once (``openvino.convert_model`` on the Keras
+forward pass as a TensorFlow function, so decoding, thresholds and calibration stay the task's own), int8
+weights and activations come from NNCF post-training quantization on calibration photos, and the IR is
+cached under ``cache_dir`` keyed by the model's digest and the precision. ``f32`` answers as Keras does (to
+float rounding: the CPU plugin's default on bf16-capable CPUs is bf16, so f32 is asked for explicitly).
+
+OpenVINO is an extra (``pip install 'fashion-hier[openvino]'``); Keras stays the default.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+ENGINES = ("keras", "openvino")
+PRECISIONS = ("f32", "bf16", "int8")
+OPENVINO_INSTALL = "pip install 'fashion-hier[openvino]'"
+IR_FILE = "model.xml"  # in each cache folder, beside its model.bin
+DEFAULT_CALIBRATION_SIZE = 128  # photos NNCF collects int8 ranges on (its own default subset is 300)
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """Which engine runs the forward pass, at which precision.
+
+    ``threads``: OpenVINO's ``INFERENCE_NUM_THREADS`` (None: all cores; a Spark worker passes its share).
+    ``calibration_size``: training photos int8 quantization calibrates on.
+    """
+
+    engine: str = "keras"
+    precision: str = "f32"
+    threads: int | None = None
+    calibration_size: int = DEFAULT_CALIBRATION_SIZE
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.engine == "keras" and self.precision != "f32":
+            raise ValueError(f"precision {self.precision!r} needs engine 'openvino' (Keras runs f32 here)")
+        for name in ("threads", "calibration_size"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer{' or None' if name == 'threads' else ''}, "
+                                 f"got {value!r}")
+
+    @property
+    def is_keras(self) -> bool:
+        return self.engine == "keras"
+
+    def describe(self) -> str:
+        return "keras f32" if self.is_keras else f"openvino {self.precision}"
+
+
+def engine_spec(engine: "EngineSpec | str | None" = None, precision: str | None = None, **settings: Any) -> EngineSpec:
+    """An ``EngineSpec`` from one (``"openvino"``, ``EngineSpec``, None: Keras) and an optional precision."""
+    if isinstance(engine, EngineSpec):
+        if precision is not None and precision != engine.precision:
+            raise ValueError(f"precision {precision!r} given besides {engine}; put it in the EngineSpec")
+        return engine
+    return EngineSpec(engine or "keras", precision or "f32", **settings)
+
+
+def check_available(spec: EngineSpec) -> None:
+    """One line naming the extra to install when ``spec`` needs a package that is missing."""
+    if spec.is_keras:
+        return
+    needed = ["openvino"] + (["nncf"] if spec.precision == "int8" else [])
+    for package in needed:
+        try:
+            __import__(package)
+        except ImportError:
+            raise ImportError(f"engine 'openvino'{' at int8' if package == 'nncf' else ''} needs the {package} "
+                              f"package: {OPENVINO_INSTALL}") from None
+
+
+class OpenVINOModel:
+    """A Keras model's forward pass compiled by OpenVINO for this CPU: ``predict_on_batch`` answers as Keras does
+    (a dict keyed by output name for a dict-output model, else one array)."""
+
+    def __init__(self, ir, compiled, output_names: list[str] | None, spec: EngineSpec):
+        self.ir, self.compiled, self.output_names, self.spec = ir, compiled, output_names, spec
+        self._request = compiled.create_infer_request()
+
+    def predict_on_batch(self, images: np.ndarray):
+        results = self._request.infer([np.ascontiguousarray(images, dtype=np.float32)])
+        if self.output_names is None:
+            return np.array(results[self.compiled.output(0)])
+        return {name: np.array(results[self.compiled.output(name)]) for name in self.output_names}
+
+
+def compile_engine(model, spec: EngineSpec | str | None = None, *, cache_dir: str | os.PathLike | None = None,
+                   calibration: Callable[[int], np.ndarray] | None = None, calibration_key: str = ""):
+    """``model`` itself for Keras, else an ``OpenVINOModel`` of it.
+
+    ``model``: a Keras model taking (N, h, w, 3) float images. ``cache_dir``: where the converted IR is kept
+    (a ``<digest>-<precision>/`` folder), so a run converts once; None converts every time. ``calibration(n)``
+    returns up to n RGB images at the model's size for int8 (called only when the IR is not cached);
+    ``calibration_key`` names those photos in the cache key.
+    """
+    spec = engine_spec(spec)
+    if spec.is_keras:
+        return model
+    check_available(spec)
+    import openvino as ov
+
+    output_names = _output_names(model)
+    ir = None
+    cached = None
+    if cache_dir is not None:
+        key = model_digest(model) + (f"-{calibration_key}-{spec.calibration_size}" if spec.precision == "int8" else "")
+        cached = Path(cache_dir) / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}-{_ir_precision(spec)}"
+        if (cached / IR_FILE).is_file():
+            ir = ov.Core().read_model(cached / IR_FILE)
+            logger.info("OpenVINO %s model from the cache %s", spec.precision, cached)
+    if ir is None:
+        ir = convert(model)
+        if spec.precision == "int8":
+            if calibration is None:
+                raise ValueError("precision 'int8' needs calibration photos: load a run directory (its training "
+                                 "photos are used) or pass calibration images")
+            ir = quantize(ir, calibration(spec.calibration_size))
+        if cached is not None:
+            save_ir(ir, cached)
+    properties = {"INFERENCE_PRECISION_HINT": "bf16" if spec.precision == "bf16" else "f32"}
+    if spec.threads is not None:
+        properties["INFERENCE_NUM_THREADS"] = spec.threads
+    return OpenVINOModel(ir, ov.Core().compile_model(ir, "CPU", properties), output_names, spec)
+
+
+def convert(model):
+    """``model``'s inference forward pass as an OpenVINO model (dynamic batch; outputs named as Keras names them)."""
+    import openvino as ov
+    import tensorflow as tf
+
+    signature = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="image")
+    function = tf.function(lambda images: model(images, training=False)).get_concrete_function(signature)
+    return ov.convert_model(function)
+
+
+def quantize(ir, images: np.ndarray):
+    """int8 through NNCF post-training quantization, ranges collected on ``images`` one photo at a time."""
+    import contextlib
+    import io
+
+    import nncf
+
+    images = np.asarray(images, np.float32)
+    if len(images) == 0:
+        raise ValueError("int8 quantization needs at least one calibration photo; none could be read")
+    logger.info("int8: NNCF post-training quantization calibrated on %d photos", len(images))
+    dataset = nncf.Dataset([image[None] for image in images])
+    with contextlib.redirect_stdout(io.StringIO()):  # NNCF draws rich progress bars on stdout; a library prints nothing
+        return nncf.quantize(ir, dataset, subset_size=len(images))
+
+
+def save_ir(ir, folder: Path) -> None:
+    """The IR as ``folder/model.xml`` + ``model.bin``, the folder written atomically (both files or neither)."""
+    import openvino as ov
+
+    from fashion_hier.atomic import atomic_directory
+
+    with atomic_directory(folder) as staging:
+        ov.save_model(ir, staging / IR_FILE, compress_to_fp16=False)  # f32 weights: the f32 engine must equal Keras
+
+
+def model_digest(model) -> str:
+    """sha256 of a Keras model's configuration and weights: the same model gives the same digest."""
+    digest = hashlib.sha256(json.dumps(model.get_config(), sort_keys=True, default=str).encode())
+    for weight in model.weights:
+        digest.update(weight.path.encode())
+        digest.update(np.ascontiguousarray(np.asarray(weight)).tobytes())
+    return digest.hexdigest()
+
+
+def _output_names(model) -> list[str] | None:
+    """The output names Keras keys ``predict_on_batch``'s dict by, or None for a model with one plain output."""
+    outputs = model.outputs
+    if isinstance(getattr(model, "_outputs_struct", None), dict):
+        return list(model.output_names)
+    return None if len(outputs) == 1 else list(model.output_names)
+
+
+def _ir_precision(spec: EngineSpec) -> str:
+    """int8 IRs differ from the float one; f32 and bf16 share one IR (bf16 is a compile-time hint)."""
+    return "int8" if spec.precision == "int8" else "f32"

@@ -1,0 +1,198 @@
+"""The OpenVINO engine (fashion_hier.engine): f32 answers as Keras does, converted once per run, int8 calibrated
+on the run's training photos, exported as an IR that plain OpenVINO runs, and every command that scores photos
+takes it. Real OpenVINO and NNCF on a tiny trained run; the real-photo agreement of bf16/int8 is in
+tests/test_engine_real_photos.py (slow)."""
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fashion_hier import engine as engine_module
+from fashion_hier.engine import EngineSpec, check_available, engine_spec
+from fashion_hier.predict import Predictor, list_images
+from fashion_hier.rundir import RunDir
+from tiny_run import train_tiny_run
+
+openvino = pytest.importorskip("openvino", reason="the openvino extra is not installed: "
+                                                  "pip install 'fashion-hier[openvino]'")
+
+LEVELS = ("category", "subcategory", "attributes")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("engine")
+    return train_tiny_run(root, groups=True)
+
+
+@pytest.fixture(scope="module")
+def paths(run):
+    return list_images(run.parent / "data" / "images")[:24]
+
+
+# ---- the spec ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(engine="onnx"), "engine must be one of"),
+    (dict(precision="fp16"), "precision must be one of"),
+    (dict(precision="int8"), "needs engine 'openvino'"),
+    (dict(engine="openvino", threads=0), "threads must be a positive integer"),
+    (dict(engine="openvino", calibration_size=True), "calibration_size must be a positive integer"),
+])
+def test_a_bad_engine_spec_is_one_clear_error(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        EngineSpec(**arguments)
+
+
+def test_engine_spec_takes_a_name_and_precision_or_a_spec():
+    assert engine_spec() == EngineSpec("keras", "f32")
+    assert engine_spec("openvino", "int8") == EngineSpec("openvino", "int8")
+    spec = EngineSpec("openvino", "bf16", threads=1)
+    assert engine_spec(spec) is spec
+    with pytest.raises(ValueError, match="put it in the EngineSpec"):
+        engine_spec(spec, "int8")
+
+
+def test_a_missing_openvino_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # what an uninstalled package looks like to import
+    with pytest.raises(ImportError, match=r"pip install 'fashion-hier\[openvino\]'"):
+        check_available(EngineSpec("openvino"))
+    check_available(EngineSpec())  # Keras needs nothing more
+
+
+# ---- f32 equals Keras ----------------------------------------------------------------------------------
+
+def test_f32_engine_gives_keras_scores_and_exactly_its_names(run, paths):
+    keras_predictor, openvino_predictor = Predictor.load(run), Predictor.load(run, engine="openvino")
+    assert openvino_predictor.engine == EngineSpec("openvino", "f32")
+    expected, got = keras_predictor.predict_scores(paths), openvino_predictor.predict_scores(paths)
+    for level in LEVELS:
+        np.testing.assert_allclose(got[level], expected[level], atol=1e-4)
+        assert np.abs(got[level] - expected[level]).max() < 1e-4
+    pd.testing.assert_frame_equal(openvino_predictor.predict(paths).drop(columns=_score_columns(paths, run)),
+                                  keras_predictor.predict(paths).drop(columns=_score_columns(paths, run)))
+
+
+def _score_columns(paths, run):
+    return [c for c in Predictor.load(run).predict(paths[:1]).columns if c.endswith("_score")]
+
+
+def test_a_run_converts_once_and_keeps_the_model_in_its_openvino_folder(run, paths, monkeypatch):
+    Predictor.load(run, engine="openvino")
+    folders = sorted((run / RunDir.OPENVINO).iterdir())
+    assert [f.name.endswith("-f32") for f in folders] == [True]
+    assert {p.name for p in folders[0].iterdir()} == {"model.xml", "model.bin"}
+    monkeypatch.setattr(engine_module, "convert", lambda model: pytest.fail("converted a second time"))
+    again = Predictor.load(run, engine="openvino", precision="bf16")  # bf16 is a compile hint on the same IR
+    assert again.forward.compiled.get_property("INFERENCE_PRECISION_HINT") in (openvino.Type.bf16, openvino.Type.f32)
+    assert again.predict_scores(paths[:4])["subcategory"].shape == (4, again.label_space.num_subcategories)
+
+
+def test_the_cache_key_follows_the_weights(run):
+    task = Predictor.load(run).model
+    before = engine_module.model_digest(task)
+    assert engine_module.model_digest(task) == before
+    weight = task.network.weights[-1]
+    weight.assign(np.asarray(weight) + 1.0)
+    try:
+        assert engine_module.model_digest(task) != before
+    finally:
+        weight.assign(np.asarray(weight) - 1.0)
+
+
+# ---- int8 --------------------------------------------------------------------------------------------
+
+def test_int8_calibrates_on_the_runs_training_photos_and_is_cached(run, paths, monkeypatch):
+    seen = []
+    quantize = engine_module.quantize
+    monkeypatch.setattr(engine_module, "quantize", lambda ir, images: seen.append(images.shape) or quantize(ir, images))
+    predictor = Predictor.load(run, engine=EngineSpec("openvino", "int8", calibration_size=16))
+    train_rows = len(pd.read_csv(RunDir(run).split("train")))
+    assert seen == [(min(16, train_rows), 32, 32, 3)]
+    assert predictor.calibration_paths == pd.read_csv(RunDir(run).split("train"))["image_path"].tolist()
+    scores = predictor.predict_scores(paths)
+    for level in LEVELS:  # probabilities, computed through int8 convolutions
+        assert scores[level].shape[0] == len(paths) and np.isfinite(scores[level]).all()
+        assert (scores[level] >= 0).all() and (scores[level] <= 1 + 1e-6).all()
+    Predictor.load(run, engine=EngineSpec("openvino", "int8", calibration_size=16))
+    assert len(seen) == 1  # the second load read the cached int8 IR
+
+
+def test_int8_of_a_single_model_file_without_photos_says_what_to_pass(run):
+    with pytest.raises(ValueError, match="needs calibration photos"):
+        Predictor.load(run / RunDir.MODEL, engine="openvino", precision="int8")
+
+
+# ---- export and the commands -----------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_exported_ir_runs_in_plain_openvino_and_carries_its_label_space(run, paths, tmp_path):
+    from fashion_hier.cli import main
+    from fashion_hier.data.images import load_images
+    from fashion_hier.labels import LabelSpace
+
+    assert main(["export", "--run", str(run), "--format", "openvino", "--out", str(tmp_path / "ir")]) == 0
+    task = json.loads((tmp_path / "ir" / "task.json").read_text())
+    keras_predictor = Predictor.load(run)
+    assert LabelSpace.from_dict(task["label_space"]) == keras_predictor.label_space
+    assert task["input"]["image_size"] == list(keras_predictor.image_size) and task["precision"] == "f32"
+    compiled = openvino.Core().compile_model(str(tmp_path / "ir" / "model.xml"), "CPU",
+                                             {"INFERENCE_PRECISION_HINT": "f32"})
+    images = load_images(paths[:8], keras_predictor.image_size, resize=task["input"]["resize"])
+    result = compiled(images)
+    expected = keras_predictor.predict_scores(images)
+    for level in task["outputs"]:
+        np.testing.assert_allclose(result[compiled.output(level)], expected[level], atol=1e-4)
+
+
+@pytest.mark.slow
+def test_predict_command_on_openvino_writes_the_keras_rows(run, tmp_path, capsys):
+    from fashion_hier.cli import main
+
+    images = run.parent / "data" / "images"
+    assert main(["predict", "--run", str(run), "--images", str(images), "--out", str(tmp_path / "k.csv")]) == 0
+    assert main(["predict", "--run", str(run), "--images", str(images), "--out", str(tmp_path / "o.csv"),
+                 "--engine", "openvino"]) == 0
+    keras_rows, openvino_rows = pd.read_csv(tmp_path / "k.csv"), pd.read_csv(tmp_path / "o.csv")
+    names = [c for c in keras_rows.columns if not c.endswith("_score")]
+    pd.testing.assert_frame_equal(openvino_rows[names], keras_rows[names])
+    scores = [c for c in keras_rows.columns if c.endswith("_score") and keras_rows[c].dtype.kind == "f"]
+    np.testing.assert_allclose(openvino_rows[scores], keras_rows[scores], atol=1e-4)
+
+
+def test_a_precision_without_openvino_engine_is_one_line_exit_2(run, tmp_path, capsys):
+    from fashion_hier.cli import main
+
+    code = main(["predict", "--run", str(run), "--images", str(run.parent / "data" / "images"),
+                 "--out", str(tmp_path / "p.csv"), "--precision", "int8"])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and len(error.splitlines()) == 1 and "needs engine 'openvino'" in error
+    assert not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.slow
+def test_evaluate_on_openvino_records_the_engine_and_matches_keras(run, tmp_path):
+    from fashion_hier.evaluate import evaluate_run
+
+    keras_result = evaluate_run(run, out_dir=tmp_path / "k", progress=False)
+    openvino_result = evaluate_run(run, out_dir=tmp_path / "o", progress=False, engine="openvino")
+    assert (keras_result["engine"], openvino_result["engine"]) == ("keras f32", "openvino f32")
+    for level in ("category", "subcategory"):
+        assert openvino_result[level]["accuracy"] == pytest.approx(keras_result[level]["accuracy"], abs=1e-12)
+
+
+@pytest.mark.slow
+def test_index_records_its_engine_and_queries_embed_the_same_way(run, paths, tmp_path):
+    from fashion_hier.search import build_index, load_index
+
+    index, _ = build_index(run, paths, tmp_path / "index", engine="openvino")
+    assert index.record["engine"] == {"engine": "openvino", "precision": "f32"}
+    loaded = load_index(tmp_path / "index")
+    assert loaded.embedder.predictor.engine == EngineSpec("openvino", "f32")
+    keras_vectors, _, _ = build_index(run, paths)[0].embedder.embed_paths(paths[:6])
+    openvino_vectors, _, _ = loaded.embedder.embed_paths(paths[:6])
+    np.testing.assert_allclose(openvino_vectors, keras_vectors, atol=1e-4)
