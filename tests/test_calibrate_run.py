@@ -19,6 +19,8 @@ from fashion_hier.predict import Predictor  # noqa: E402
 from fashion_hier.rundir import RunDir  # noqa: E402
 from tests.tiny_run import train_tiny_run  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a Spark session (or several runs) per module: CI runs them with -m slow
+
 ACTIVATION = {"category": "softmax", "subcategory": "softmax", "attributes": "sigmoid"}
 
 
@@ -43,6 +45,7 @@ def _validation(run: RunDir, predictor: Predictor):
     return {level: values[kept] for level, values in data.targets.items()}, scores
 
 
+@pytest.mark.slow
 def test_calibrate_run_stores_the_temperatures_that_fit_the_validation_scores(run):
     raw = Predictor.load(run.path)
     targets, scores = _validation(run, raw)
@@ -75,6 +78,7 @@ def test_the_chosen_confidence_is_the_one_that_reaches_the_target_on_validation(
     assert promise["coverage"] == pytest.approx(accepted.mean())
 
 
+@pytest.mark.slow
 def test_evaluate_calibrate_and_target_accuracy_then_predict_leaves_unsure_rows_to_a_person(run, tmp_path, capsys):
     assert cli_main(["evaluate", "--run", str(run.path), "--calibrate", "--target-accuracy", "0.5",
                      "--no-progress"]) == 0
@@ -110,6 +114,7 @@ def test_evaluate_calibrate_and_target_accuracy_then_predict_leaves_unsure_rows_
     assert "left (in part) to a person" in capsys.readouterr().out or not unsure.any()
 
 
+@pytest.mark.slow
 def test_training_calibrate_leaves_a_calibrated_model(tmp_path):
     from fashion_hier.config import TrainConfig
     from fashion_hier.data import make_synthetic_catalog

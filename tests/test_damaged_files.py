@@ -289,6 +289,7 @@ def test_a_damaged_best_model_is_named_when_its_weights_are_loaded(tmp_path):
         load_model_weights(model, best)
 
 
+@pytest.mark.slow
 def test_a_run_killed_after_epoch_3_with_a_truncated_checkpoint_resumes_to_the_uninterrupted_weights(
         catalogue, uninterrupted, tmp_path):
     config_path = _config(catalogue, tmp_path, "run").to_yaml(tmp_path / "config.yaml")
@@ -308,6 +309,7 @@ def test_a_run_killed_after_epoch_3_with_a_truncated_checkpoint_resumes_to_the_u
     pd.testing.assert_frame_equal(pd.read_csv(run.history), pd.read_csv(RunDir(uninterrupted).history), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_train_with_no_whole_checkpoint_exits_2_in_one_line(catalogue, tmp_path, capsys):
     config_path = _config(catalogue, tmp_path, "run", "training.epochs=2",
                           "training.freeze_epochs=0").to_yaml(tmp_path / "config.yaml")

@@ -58,6 +58,7 @@ def _run_isolated(code: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_logical_cpus_follows_single_device_loss_and_weights():
     result = _run_isolated(TRAJECTORIES)
     single, mirrored = result["none"], result["mirrored"]

@@ -41,6 +41,7 @@ def head_run(tmp_path_factory):
     return train_head_on_features(config, cache_dir, verbose=0), cache_dir
 
 
+@pytest.mark.slow
 def test_head_run_is_scored_from_its_cache_with_the_full_models_numbers(head_run, tmp_path):
     run_dir, cache_dir = head_run
     result = evaluate_run(run_dir, out_dir=tmp_path / "report", progress=False)
@@ -71,6 +72,7 @@ def test_without_its_cache_the_run_is_scored_on_images_with_the_same_metrics(hea
     assert on_images["attributes"]["mAP"] == pytest.approx(from_cache["attributes"]["mAP"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_a_calibrated_head_run_is_scored_from_its_cache_with_the_calibrated_models_numbers(head_run, tmp_path):
     from fashion_hier.calibrate import calibrate_run
 

@@ -45,6 +45,7 @@ def _plain(array: np.ndarray) -> np.ndarray:
     return np.vectorize(bytes.decode, otypes=[object])(array) if array.dtype == object else array
 
 
+@pytest.mark.slow
 def test_grouped_savedmodel_answers_every_group_like_predict_catalog(classifier, paths, served):
     space = classifier.label_space
     expected = classifier.predict_catalog(paths, consistent=True)

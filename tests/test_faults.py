@@ -105,6 +105,7 @@ def uninterrupted(catalogue, tmp_path_factory):
                          [(1, -1, "SIGKILL", 2), (2, 0, "SIGKILL", 2), (3, -1, "SIGKILL", 4), (2, 1, "SIGINT", 2)],
                          ids=["after-epoch-2-checkpoint", "mid-epoch-3", "after-the-last-checkpoint",
                               "ctrl-c-mid-epoch-3"])
+@pytest.mark.slow
 def test_a_run_killed_and_rerun_ends_with_the_weights_of_an_uninterrupted_run(
         catalogue, uninterrupted, tmp_path, kill_epoch, kill_batch, kill_signal, epochs_done):
     config_path = _config(catalogue, tmp_path, "run").to_yaml(tmp_path / "config.yaml")
@@ -124,6 +125,7 @@ def test_a_run_killed_and_rerun_ends_with_the_weights_of_an_uninterrupted_run(
     pd.testing.assert_frame_equal(history, reference_history, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_tfdata_run_killed_mid_epoch_resumes_to_the_uninterrupted_weights(catalogue, tmp_path):
     """tf.data's epoch order and augmentation seeds come from (seed, epoch), set by the trainer, not from how
     often the process iterated the dataset: a resumed tfdata run reads the batches an uninterrupted one did."""
@@ -143,6 +145,7 @@ def _fail_with_enospc(*args, **kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
+@pytest.mark.slow
 def test_disk_full_at_a_checkpoint_keeps_the_last_good_one_and_the_rerun_resumes(catalogue, tmp_path, monkeypatch):
     from fashion_hier import checkpoints
     from fashion_hier.train import train
@@ -239,6 +242,7 @@ def test_a_user_mistake_is_one_line_and_exit_code_2_and_debug_shows_the_tracebac
         main(["train", "--debug", *arguments])
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_a_real_training_process_exits_130_and_the_rerun_resumes(catalogue, tmp_path):
     import signal
     import time
@@ -280,6 +284,7 @@ def small_tmpfs(tmp_path):
     subprocess.run(["umount", str(mount_point)], check=False)
 
 
+@pytest.mark.slow
 def test_a_really_full_disk_is_one_line_exit_2_no_crash_and_the_rerun_on_more_space_finishes(catalogue, small_tmpfs):
     mount_point, resize = small_tmpfs
     config_path = _config(catalogue, mount_point, "run", "training.epochs=3").to_yaml(catalogue.parent / "disk.yaml")

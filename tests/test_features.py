@@ -101,6 +101,7 @@ def test_interrupted_extraction_resumes_without_recomputing_done_rows(catalog, w
     np.testing.assert_allclose(resumed[keep], expected_features[keep], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_cache_made_for_other_images_or_size_is_refused_unless_overwritten(catalog, weights_file, tmp_path):
     _extract(catalog, weights_file, tmp_path, max_batches=1)
     with pytest.raises(FeatureCacheMismatch, match="paths_sha256"):
@@ -142,6 +143,7 @@ def _config(catalog_files, weights_file, output_dir, **model) -> TrainConfig:
     })
 
 
+@pytest.mark.slow
 def test_command_trains_head_whose_full_model_predicts_like_the_head_on_features(
         catalog_files, weights_file, cache_dir, tmp_path, capsys, caplog):
     from fashion_hier.predict import Predictor
@@ -244,6 +246,7 @@ def test_unreadable_images_are_recorded_at_extraction_and_left_out_of_head_train
     assert run.is_finished
 
 
+@pytest.mark.slow
 def test_train_with_cache_features_extracts_the_caches_and_writes_a_normal_run(catalog_files, weights_file, tmp_path):
     """One command (train) does every stage of the frozen-backbone recipe: caches (flipped too), head, run."""
     from fashion_hier.predict import Predictor

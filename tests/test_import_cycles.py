@@ -4,6 +4,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "fashion_hier"
 
 
@@ -85,6 +87,7 @@ def _modules_importing_keras_at_the_top() -> list[str]:
     return modules
 
 
+@pytest.mark.slow
 def test_every_module_that_imports_keras_can_be_imported_first_in_a_fresh_interpreter():
     """The package registers its Keras objects (``REGISTERING_MODULES``) when keras is first imported: a module whose
     own ``import keras`` comes first must not be needed, half initialised, by those (the cycle the quickstart

@@ -217,6 +217,7 @@ def test_every_backbone_builds_with_its_feature_size_and_preprocessing(name):
 @pytest.mark.parametrize("name, stages", [
     ("resnet50_multiscale", ("conv5_block3_out", "conv4_block6_out")),
     ("resnet50_multiscale_conv3", ("conv5_block3_out", "conv4_block6_out", "conv3_block4_out"))])
+@pytest.mark.slow
 def test_multiscale_resnet50_concatenates_its_stages_average_pooled(tmp_path, name, stages):
     """Oracle: keras.applications.ResNet50 with the same weights, its stage outputs averaged by numpy."""
     keras.utils.set_random_seed(3)

@@ -45,6 +45,7 @@ def _predict(run_dir, images, out, *extra) -> pd.DataFrame:
     return pd.read_csv(out, keep_default_na=False)
 
 
+@pytest.mark.slow
 def test_three_shards_concatenated_equal_the_unsharded_run(run_and_images, tmp_path):
     run_dir, images = run_and_images
     whole = _predict(run_dir, images, tmp_path / "whole.csv")

@@ -25,6 +25,7 @@ def test_readme_starts_with_the_two_setup_commands():
     assert fenced[1] == ("bash", 'pip install ".[dev]" && python3 -m pytest -q\n')  # what .ci/run executes
 
 
+@pytest.mark.slow
 def test_python_blocks_run_in_order(tmp_path, monkeypatch):
     blocks = _blocks("python")
     assert len(blocks) >= 3

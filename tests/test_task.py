@@ -169,6 +169,7 @@ def tiny_run(tmp_path_factory):
     return train(config, verbose=0)
 
 
+@pytest.mark.slow
 def test_model_keras_alone_in_a_fresh_process_predicts_what_predictor_predicts_on_the_run(tiny_run, tmp_path):
     run = RunDir(tiny_run)
     label_space = LabelSpace.load(run.labels)

@@ -116,6 +116,7 @@ class _EpochRecorder(keras.callbacks.Callback):
         self.backbone_trainable.append(backbone_model(self.model).trainable)
 
 
+@pytest.mark.slow
 def test_interrupted_two_stage_run_resumes_at_the_next_epoch(catalogue, tmp_path):
     config = _config(catalogue, tmp_path, "name=resumed", "training.epochs=3", "training.freeze_epochs=1",
                      "training.batch_size=64",
