@@ -141,6 +141,21 @@ def compile_engine(model, spec: EngineSpec | str | None = None, *, cache_dir: st
     return OpenVINOModel(ir, ov.Core().compile_model(ir, "CPU", properties), output_names, spec)
 
 
+def limit_keras_threads(spec: EngineSpec) -> None:
+    """A Keras engine's ``threads`` as TensorFlow's intra-op pool of this process; call it before TensorFlow
+    starts (a Spark worker does, before loading its model). OpenVINO takes ``threads`` when it compiles."""
+    if not spec.is_keras or spec.threads is None:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(spec.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already ran something in this process: its pools are fixed
+        logger.warning("TensorFlow already started in process %d; it keeps its own thread count, not %d",
+                       os.getpid(), spec.threads)
+
+
 def convert(model):
     """``model``'s inference forward pass as an OpenVINO model (dynamic batch; outputs named as Keras names them)."""
     import openvino as ov

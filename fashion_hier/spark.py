@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from fashion_hier.decoding import SCORE_SUFFIX
-from fashion_hier.engine import EngineSpec, engine_spec
+from fashion_hier.engine import EngineSpec, engine_spec, limit_keras_threads
 from fashion_hier.predict import ERROR_COLUMN, Predictor, prediction_columns
 
 logger = logging.getLogger(__name__)
@@ -67,9 +67,9 @@ def score_catalog(df, model_path: str | os.PathLike, *, path_column: str = "imag
         consistent: the joint best (category, subcategory) pair, as ``predict --consistent``.
         min_confidence: ``{level: P}`` over the model's own, as ``predict --min-confidence``.
         engine: what runs the forward pass in each worker (``fashion_hier.engine.EngineSpec``; default Keras).
-            With OpenVINO, give it ``threads`` (the cores of an executor over its task slots) so that
-            concurrent workers do not fight over cores; a run directory is converted once, here on the driver,
-            and the workers read the converted model from ``RUN/openvino/``.
+            Give it ``threads`` (the cores of an executor over its task slots) so that concurrent workers do
+            not fight over cores. With OpenVINO a run directory is converted once, here on the driver, and the
+            workers read the converted model from ``RUN/openvino/``.
     Unreadable images give a row with empty predictions and the reason in ``error``.
     """
     missing = [c for c in (path_column, content_column, id_column) if c and c not in df.columns]
@@ -133,6 +133,7 @@ def score_rows(predictor: Predictor, rows: pd.DataFrame, *, path_column: str = "
 def _cached_predictor(model_path: str, engine: EngineSpec) -> Predictor:
     """The model once per Python worker process (Spark reuses workers across tasks)."""
     logger.info("loading %s (%s) in worker process %d", model_path, engine.describe(), os.getpid())
+    limit_keras_threads(engine)  # before the model starts TensorFlow in this worker
     return Predictor.load(model_path, engine=engine)
 
 
@@ -176,8 +177,8 @@ def predict_with_spark(paths: list[str], model_path: str | os.PathLike, out: str
                        engine: EngineSpec | str | None = None) -> int:
     """Score ``paths`` on Spark and write ``out`` (.parquet: Parquet, else CSV, same columns as ``predict``).
 
-    Returns the number of rows written. On a ``local[n]`` master an OpenVINO engine without its own
-    ``threads`` gets this machine's cores over n, one share per concurrent worker. The result is collected on the driver and written atomically,
+    Returns the number of rows written. On a ``local[n]`` master an engine without its own ``threads`` gets
+    this machine's cores over n, one share per concurrent worker. The result is collected on the driver and written atomically,
     which fits catalogues whose predictions fit in memory; for bigger ones call ``score_catalog`` and
     write the DataFrame with Spark's own writers.
     """
@@ -185,7 +186,7 @@ def predict_with_spark(paths: list[str], model_path: str | os.PathLike, out: str
 
     spark = spark_session(master)
     engine = engine_spec(engine)
-    if not engine.is_keras and engine.threads is None and master.startswith("local"):
+    if engine.threads is None and master.startswith("local"):
         engine = dataclasses.replace(engine, threads=max(1, (os.cpu_count() or 1) // spark.sparkContext.defaultParallelism))
     frame = spark.createDataFrame(pd.DataFrame({"image_path": paths}))
     frame = frame.repartition(partitions or spark.sparkContext.defaultParallelism)
