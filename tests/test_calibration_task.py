@@ -136,6 +136,7 @@ def test_an_explicit_min_confidence_overrides_the_stored_one(task):
     assert overridden["subcategory"].tolist() == ["Backpacks"] and isinstance(overridden, pd.DataFrame)
 
 
+@pytest.mark.slow
 def test_the_tflite_export_answers_the_calibrated_scores(task, images, tmp_path):
     from fashion_hier.export import export_tflite, tflite_scores
 

@@ -182,6 +182,7 @@ def test_labels_never_seen_in_training_are_reported_not_fatal(evaluated, trained
     assert "Hoverboards" in printed and "Monsoon" in printed
 
 
+@pytest.mark.slow
 def test_tuned_thresholds_are_saved_and_picked_up_by_the_predictor(trained_run, tmp_path):
     from fashion_hier.predict import Predictor
 

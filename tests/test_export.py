@@ -16,6 +16,8 @@ from fashion_hier.export import export_savedmodel, export_tflite, main, tflite_s
 from fashion_hier.predict import Predictor  # noqa: E402
 from tiny_run import train_tiny_run  # noqa: E402
 
+pytestmark = pytest.mark.slow  # SavedModel/TFLite conversions of a trained run: CI runs them with -m slow
+
 LEVELS = ("category", "subcategory", "attributes")
 
 
@@ -75,7 +77,6 @@ def test_savedmodel_resizes_and_composites_like_the_library(run_dir, exported, t
         np.testing.assert_allclose(served[key], expected[level], atol=1e-3)
 
 
-@pytest.mark.slow
 def test_saved_model_cli_runs_the_serving_signature(run_dir, exported, tmp_path):
     cli = shutil.which("saved_model_cli")
     if cli is None:
@@ -91,7 +92,6 @@ def test_saved_model_cli_runs_the_serving_signature(run_dir, exported, tmp_path)
     assert category and category.group(1) == expected["category"][0]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("quantization, tolerance", [("none", 1e-5), ("float16", 1e-2), ("dynamic", 5e-2)])
 def test_tflite_scores_stay_close_to_the_keras_model(run_dir, tmp_path, quantization, tolerance):
     predictor = Predictor.load(run_dir)

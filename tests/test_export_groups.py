@@ -17,6 +17,8 @@ from fashion_hier.labels import LabelSpace  # noqa: E402
 from fashion_hier.predict import Predictor  # noqa: E402
 from tiny_run import train_tiny_run, with_group_gaps  # noqa: E402
 
+pytestmark = pytest.mark.slow  # SavedModel/TFLite conversions of a trained run: CI runs them with -m slow
+
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
@@ -45,7 +47,6 @@ def _plain(array: np.ndarray) -> np.ndarray:
     return np.vectorize(bytes.decode, otypes=[object])(array) if array.dtype == object else array
 
 
-@pytest.mark.slow
 def test_grouped_savedmodel_answers_every_group_like_predict_catalog(classifier, paths, served):
     space = classifier.label_space
     expected = classifier.predict_catalog(paths, consistent=True)

@@ -220,6 +220,7 @@ def test_flipped_cache_holds_the_mirrored_images_features_and_is_its_own_identit
                          cache_dir=directory, batch_size=8, progress=False)
 
 
+@pytest.mark.slow
 def test_unreadable_images_are_recorded_at_extraction_and_left_out_of_head_training(
         catalog_files, weights_file, tmp_path):
     import shutil

@@ -23,6 +23,8 @@ from fashion_hier.finetune.partial import (  # noqa: E402
 )
 from fashion_hier.labels import LEVELS, LabelSpace  # noqa: E402
 
+pytestmark = pytest.mark.slow  # ResNet-50 activation caches and fine-tunes: CI runs them with -m slow
+
 SIZE = 64
 CUT = "conv4_block6_out"
 
@@ -67,7 +69,6 @@ def cache_dir(catalog, weights_file, tmp_path_factory):
     return directory
 
 
-@pytest.mark.slow
 def test_cached_maps_equal_resnet50_at_the_cut_for_both_views(catalog, weights_file, cache_dir):
     network = keras.applications.ResNet50(include_top=False, weights=str(weights_file), input_shape=(SIZE, SIZE, 3),
                                           pooling="avg")
@@ -129,7 +130,6 @@ def test_views_are_seeded_random_per_epoch_and_original_without_seed():
     assert np.concatenate([plain[i][0].ravel() for i in range(3)]).tolist() == list(range(0, 20, 2))
 
 
-@pytest.mark.slow
 def test_assembled_image_model_scores_like_the_cached_path(catalog, catalog_files, weights_file, cache_dir, tmp_path):
     labels_csv, image_dir = catalog_files
     config = TrainConfig.from_dict({
@@ -188,7 +188,6 @@ def _recipe_config(catalog_files, weights_file, tmp_path, **training):
     })
 
 
-@pytest.mark.slow
 def test_train_with_trainable_from_fine_tunes_above_the_cut_into_one_run(catalog_files, weights_file, tmp_path):
     from fashion_hier import Predictor
     from fashion_hier.rundir import RunDir
@@ -216,7 +215,6 @@ def test_train_with_trainable_from_fine_tunes_above_the_cut_into_one_run(catalog
     assert any(name.startswith(f"activations_resnet50_{SIZE}x{SIZE}_{CUT}_") for name in caches)
 
 
-@pytest.mark.slow
 def test_the_fine_tune_is_kept_only_when_it_beats_the_frozen_head_on_validation(catalog, weights_file, catalog_files,
                                                                                 cache_dir, tmp_path):
     from fashion_hier.finetune.stage import finetune_stage
@@ -276,7 +274,6 @@ def test_cropped_views_are_seeded_crops_and_validation_is_never_cropped():
         CachedViews(activations, np.arange(6), labels, 6, seed=2, crop=1.5)
 
 
-@pytest.mark.slow
 def test_a_multiscale_backbone_shares_its_trunks_activation_cache(catalog, weights_file, cache_dir):
     from fashion_hier.finetune.partial import upper_backbone
 

@@ -278,6 +278,7 @@ def test_one_training_step_with_weighted_losses_lowers_the_loss():
     assert np.isfinite(before) and after < before
 
 
+@pytest.mark.slow
 def test_model_compiled_with_weighted_losses_saves_and_loads_with_same_loss(tmp_path):
     keras.utils.set_random_seed(0)
     features, labels = _tiny_batch()

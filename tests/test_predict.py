@@ -209,6 +209,7 @@ def test_cli_writes_one_consistent_row_per_image(run_dir, tmp_path):
     assert all(labels.parents[s] == c for c, s in zip(table["category"], table["subcategory"]))
 
 
+@pytest.mark.slow
 def test_cli_writes_a_row_with_the_reason_for_each_unreadable_image(run_dir, tmp_path):
     good = list_images(run_dir / "splits" / "test.csv")[:5]
     folder = tmp_path / "images"

@@ -186,6 +186,7 @@ def test_early_stopping_counts_epochs_without_a_new_best_of_the_stage():
     assert should_stop(history[:3], "acc", 1, since=2)  # a stage whose only epoch has no value
 
 
+@pytest.mark.slow
 def test_best_checkpoint_and_the_final_model_follow_validation_subcategory_accuracy(catalogue, tmp_path):
     config = _config(catalogue, tmp_path, "name=best", "training.epochs=3", "training.early_stopping_patience=5",
                      "model.backbone=small_cnn", "optimizer.learning_rate=0.01")
@@ -202,6 +203,7 @@ def test_best_checkpoint_and_the_final_model_follow_validation_subcategory_accur
         np.testing.assert_array_equal(final_weights, best_weights)
 
 
+@pytest.mark.slow
 def test_unreadable_training_images_are_skipped_and_listed_in_the_run(catalogue, tmp_path):
     """A corrupt image in the catalogue costs its sample, not the run; the run lists it with the reason."""
     import shutil
