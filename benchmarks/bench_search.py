@@ -1,19 +1,24 @@
-"""Benchmark of the similarity index at catalogue scale: build time, query latency, recall@10.
+"""Benchmark of the similarity index at catalogue scale: build time, query latency, recall@10, memory.
 
-Vectors are synthetic 2048-d unit vectors (a mixture of 1,000 Gaussian clusters, so neighbours exist
-as they do for product embeddings; ``--uniform`` for structureless Gaussian noise, the worst case
-for approximate search). For each size:
+Vectors are synthetic unit vectors: with ``--like FEATURES.npy`` drawn like real photo embeddings (a Gaussian
+mixture fitted to them: 256 k-means centres, around each the real residuals' covariance — its top 128 principal
+directions with their variances, the rest of the variance per dimension — clipped at 0 as ReLU features are),
+else 2048-d from a mixture of 1,000 Gaussian clusters (``--uniform``: structureless noise, the
+worst case for approximate search). For each size:
 
 * ``flat`` (``IndexFlatIP``, exact, what ``build_index`` uses up to 100,000 images);
-* ``hnsw`` (``IndexHNSWFlat`` M=32, efConstruction=80, efSearch=128, what it uses above), built only up
-  to ``--hnsw-max`` vectors because its build on 2 CPU cores takes hours at 1M;
-* ``ivfpq`` (``IVF{min(4*sqrt(n), 1024)},PQ64``, nprobe=32, 64 bytes a vector), the option that fits 1M x 2048-d
-  in memory (a flat 1M index needs 8 GB).
+* ``ivf`` (``fashion_hier.search.index.new_faiss_index`` above 100,000: PCA to 128-d, inverted lists, the best
+  16 x k candidates re-ranked on 8-bit copies of the full vectors), trained on the first 200,000 vectors;
+* ``hnsw`` (``IndexHNSWFlat`` M=32, efConstruction=80, efSearch=128, the earlier choice above 100,000), built
+  only up to ``--hnsw-max`` vectors because its build on 2 CPU cores takes hours at 1M;
+* ``ivfpq`` (``IVF{min(4*sqrt(n), 1024)},PQ64``, nprobe=32, 64 bytes a vector), with ``--ivfpq``.
 
 At sizes above ``--in-memory-max`` the exact search streams the vectors in chunks (same arithmetic
-as ``IndexFlatIP``, without holding 8 GB): its latency is the search time of a batch of queries per query.
+as ``IndexFlatIP``, without holding them all): its latency is the search time of a batch of queries per query.
+"index MB" is the serialized index; "peak RSS" the process's, all of the benchmark included.
 
     python benchmarks/bench_search.py --sizes 10000 1000000
+    python benchmarks/bench_search.py --like CACHE/features.npy --sizes 1000000 --real-recall
 
 With ``--run RUN`` it measures instead how well a run's embeddings retrieve: on the run's ``--split``,
 the share of each image's top-10 neighbours (itself excluded) with the image's subcategory, for the
@@ -22,22 +27,56 @@ pooled and the head embedding (``fashion_hier.search.build_index``, exact cosine
 from __future__ import annotations
 
 import argparse
+import functools
+import resource
+import sys
 import time
+from pathlib import Path
 
 import faiss
 import numpy as np
 
-DIMENSION, CLUSTERS, CHUNK = 2048, 1000, 50_000
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fashion_hier.search.index import new_faiss_index, train_index  # noqa: E402
+
+DIMENSION, CLUSTERS, CHUNK, REAL_CLUSTERS = 2048, 1000, 50_000, 256
 
 
-def vectors(start: int, count: int, *, dimension: int, uniform: bool, seed: int = 0) -> np.ndarray:
+@functools.lru_cache(maxsize=1)
+def real_mixture(path: str, components: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(centres, cluster weights, residual directions scaled by their spread (r, d), remaining per-dimension
+    spread (d,)) of a Gaussian mixture fitted to real unit embeddings."""
+    real = np.load(path).astype(np.float32)
+    faiss.normalize_L2(real)
+    kmeans = faiss.Kmeans(real.shape[1], REAL_CLUSTERS, niter=20, seed=0)
+    kmeans.train(real)
+    _, labels = kmeans.index.search(real, 1)
+    residuals = real - kmeans.centroids[labels[:, 0]]
+    _, singular, directions = np.linalg.svd(residuals, full_matrices=False)
+    scaled = directions[:components] * (singular[:components, None] / np.sqrt(len(real)))
+    remainder = residuals - residuals @ directions[:components].T @ directions[:components]
+    weights = np.bincount(labels[:, 0], minlength=REAL_CLUSTERS) / len(real)
+    return kmeans.centroids, weights, scaled.astype(np.float32), remainder.std(axis=0).astype(np.float32)
+
+
+def vectors(start: int, count: int, *, dimension: int, uniform: bool, seed: int = 0, like: str | None = None
+            ) -> np.ndarray:
     """Rows ``start..start+count`` of the synthetic collection, generated chunk-wise and reproducibly."""
-    centres = np.random.default_rng(seed).standard_normal((CLUSTERS, dimension), dtype=np.float32)
+    if like:
+        mixture = real_mixture(like)
+    else:
+        centres = np.random.default_rng(seed).standard_normal((CLUSTERS, dimension), dtype=np.float32)
     rows = []
     for chunk in range(start // CHUNK, (start + count - 1) // CHUNK + 1):
         rng = np.random.default_rng([seed, chunk + 1])
         noise = rng.standard_normal((CHUNK, dimension), dtype=np.float32)
-        block = noise if uniform else centres[rng.integers(0, CLUSTERS, CHUNK)] + 0.7 * noise
+        if like:
+            centres, weights, scaled, remainder = mixture
+            picked = rng.choice(len(weights), CHUNK, p=weights)
+            along = rng.standard_normal((CHUNK, len(scaled)), dtype=np.float32) @ scaled
+            block = np.maximum(centres[picked] + along + remainder * noise, 0)
+        else:
+            block = noise if uniform else centres[rng.integers(0, CLUSTERS, CHUNK)] + 0.7 * noise
         rows.append(block)
     block = np.concatenate(rows)[start % CHUNK:start % CHUNK + count]
     faiss.normalize_L2(block)
@@ -85,7 +124,15 @@ def time_queries(index, queries: np.ndarray, k: int) -> tuple[float, np.ndarray]
 def build(kind: str, size: int, **kw):
     dimension = kw["dimension"]
     began = time.perf_counter()
-    if kind == "flat":
+    generation = 0.0
+    if kind == "ivf":
+        index, _, _ = new_faiss_index(dimension, size, threshold=0)
+        generated = time.perf_counter()
+        sample = vectors(0, min(size, 200_000), **kw)
+        generation += time.perf_counter() - generated
+        train_index(index, sample)
+        del sample
+    elif kind == "flat":
         index = faiss.IndexFlatIP(dimension)
     elif kind == "hnsw":
         index = faiss.IndexHNSWFlat(dimension, 32, faiss.METRIC_INNER_PRODUCT)
@@ -95,7 +142,6 @@ def build(kind: str, size: int, **kw):
         index = faiss.index_factory(dimension, f"IVF{lists},PQ64", faiss.METRIC_INNER_PRODUCT)
         index.train(vectors(0, min(size, max(40 * lists, 20_000)), **kw))
         index.nprobe = 32
-    generation = 0.0
     for start in range(0, size, CHUNK):
         generated = time.perf_counter()
         block = vectors(start, min(CHUNK, size - start), **kw)
@@ -137,32 +183,60 @@ def main() -> None:
     parser.add_argument("--hnsw-max", type=int, default=100_000)
     parser.add_argument("--in-memory-max", type=int, default=200_000)
     parser.add_argument("--uniform", action="store_true")
+    parser.add_argument("--like", help="a features.npy of real photos: draw the vectors like them (their dimension)")
+    parser.add_argument("--ivfpq", action="store_true", help="also the IVF-PQ row")
+    parser.add_argument("--real-recall", action="store_true",
+                        help="with --like: also the ivf index's recall on the real vectors themselves")
     parser.add_argument("--run", help="measure a run's neighbour quality on --split instead")
     parser.add_argument("--split", default="test")
     args = parser.parse_args()
     if args.run:
         subcategory_match_share(args.run, args.split, args.k)
         return
-    kw = {"dimension": args.dimension, "uniform": args.uniform}
+    dimension = int(np.load(args.like, mmap_mode="r").shape[1]) if args.like else args.dimension
+    kw = {"dimension": dimension, "uniform": args.uniform, "like": args.like}
     queries = vectors(0, args.queries, seed=1, **kw)
-    print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads to build, 1 to query, {args.dimension}-d, "
-          f"{'uniform' if args.uniform else 'clustered'} vectors, {args.queries} queries, k={args.k}")
-    print("| vectors | index | build s | query ms (median, 1 query) | recall@10 vs exact |")
-    print("|---:|---|---:|---:|---:|")
+    shape = f"drawn like {args.like}" if args.like else "uniform" if args.uniform else "clustered"
+    print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads to build, 1 to query, {dimension}-d "
+          f"{shape} vectors, {args.queries} queries, k={args.k}")
+    if args.like and args.real_recall:
+        real_recall(args.like, args.queries, args.k)
+    print("| vectors | index | build s | query ms (median, 1 query) | recall@10 vs exact | index MB | peak RSS MB |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
     for size in args.sizes:
         truth, exact_seconds = exact_neighbours(size, queries, args.k, **kw)
         kinds = ["flat"] if size <= args.in_memory_max else []
+        kinds += ["ivf"]
         kinds += ["hnsw"] if size <= args.hnsw_max else []
-        kinds += ["ivfpq"]
+        kinds += ["ivfpq"] if args.ivfpq else []
         if size > args.in_memory_max:
             print(f"| {size:,} | flat (streamed) | - | {1000 * exact_seconds / len(queries):.1f} (batch of "
-                  f"{len(queries)}, per query) | 1.000 |", flush=True)
+                  f"{len(queries)}, per query) | 1.000 | {size * dimension * 4 / 1e6:.0f} (not built) | - |",
+                  flush=True)
         for kind in kinds:
             index, build_seconds = build(kind, size, **kw)
             latency, found = time_queries(index, queries, args.k)
-            print(f"| {size:,} | {kind} | {build_seconds:.1f} | {latency:.2f} | {recall_at_k(found, truth):.3f} |",
-                  flush=True)
+            megabytes = faiss.serialize_index(index).nbytes / 1e6
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+            print(f"| {size:,} | {kind} | {build_seconds:.1f} | {latency:.2f} | {recall_at_k(found, truth):.3f} | "
+                  f"{megabytes:.0f} | {peak:.0f} |", flush=True)
             del index
+
+
+def real_recall(path: str, queries: int, k: int) -> None:
+    """The ivf index (forced, at the real collection's own settings) on the real vectors: recall@k against exact."""
+    real = np.load(path).astype(np.float32)
+    faiss.normalize_L2(real)
+    chosen = real[np.random.default_rng(1).choice(len(real), queries, replace=False)]
+    exact = faiss.IndexFlatIP(real.shape[1])
+    exact.add(real)
+    _, truth = exact.search(chosen, k)
+    index, _, settings = new_faiss_index(real.shape[1], len(real), threshold=0)
+    train_index(index, real)
+    index.add(real)
+    latency, found = time_queries(index, chosen, k)
+    print(f"real vectors ({len(real):,} x {real.shape[1]}, ivf {settings}): recall@{k} {recall_at_k(found, truth):.3f}, "
+          f"{latency:.2f} ms a query")
 
 
 if __name__ == "__main__":
