@@ -110,12 +110,15 @@ def test_markdown_table_has_the_paper_rows_with_blanks_where_not_applicable(eval
     _, out_dir, result = evaluated
     lines = (out_dir / "metrics.md").read_text(encoding="utf-8").splitlines()
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
-    assert header == ["level", "OP", "OR", "OF1", "P@k", "R@k", "F1@k", "AP"]
+    assert header == ["level", "accuracy", "OP", "OR", "OF1", "CF1", "P@k", "R@k", "F1@k", "AP"]
     rows = {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:5])}
     assert list(rows) == ["category", "subcategory", "attributes"]
-    assert rows["category"][4:] == ["", "", "", ""]
-    assert float(rows["category"][1]) == pytest.approx(100 * result["category"]["OP"], abs=0.006)
+    category = dict(zip(header, rows["category"]))
+    assert [category[c] for c in ("P@k", "R@k", "F1@k", "AP")] == ["", "", "", ""]
+    for column in ("accuracy", "OP", "CF1"):
+        assert float(category[column]) == pytest.approx(100 * result["category"][column], abs=0.006)
     attributes = dict(zip(header, rows["attributes"]))
+    assert attributes["accuracy"] == ""  # a set of tags has no single-label accuracy
     assert float(attributes["P@k"]) == pytest.approx(100 * result["attributes"]["P@k"], abs=0.006)
     if result["attributes"]["mAP"] is not None:
         assert float(attributes["AP"]) == pytest.approx(100 * result["attributes"]["mAP"], abs=0.006)
