@@ -56,6 +56,7 @@ class RunDir:
     LOCK_HOLDER = ".lock.json"  # who holds the lock (pid, host, since), for the message to a second process
     GITIGNORE = ".gitignore"  # fashion_hier.experiments: git sees only the small results
     CALIBRATION = "calibration.json"  # fashion_hier.calibrate: temperatures and chosen confidences, with figures
+    TIMINGS = "timings.json"  # fashion_hier.timings: seconds per stage of the training command
     OPENVINO = "openvino"  # fashion_hier.engine: converted models, one folder per model digest and precision
     # evaluation outputs (in the run directory or in evaluate's --out directory)
     METRICS_JSON = "metrics.json"
@@ -106,6 +107,10 @@ class RunDir:
         if name not in SPLIT_NAMES:
             raise ValueError(f"unknown split {name!r}; known splits: {', '.join(SPLIT_NAMES)}")
         return self.splits_dir / f"{name}.csv"
+
+    @property
+    def timings(self) -> Path:
+        return self.path / self.TIMINGS
 
     @property
     def thresholds(self) -> Path:

@@ -31,6 +31,7 @@ from fashion_hier.config import ConfigError, TrainConfig, add_override_argument,
 from fashion_hier.errors import RunDirectoryError
 from fashion_hier.labels import LabelSpace
 from fashion_hier.rundir import SPLIT_NAMES, RunDir
+from fashion_hier.timings import StageTimer
 
 logger = logging.getLogger(__name__)
 
@@ -55,14 +56,21 @@ def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
 
     config = resolved_config(config)
     config = dataclasses.replace(config, output_dir=chief_output_dir(config.output_dir))  # only the chief keeps files
+    timer = StageTimer()
     with RunDir(config.run_dir).training_lock():  # one process writes a run at a time
         if config.training.cache_features:  # frozen backbone: the head trains on cached features, same run directory
             run_dir = _train_on_cached_features(config, overwrite=overwrite, resume=resume, callbacks=callbacks,
-                                                verbose=verbose)
+                                                verbose=verbose, timer=timer)
         else:
-            run_dir = _train_images(config, overwrite=overwrite, resume=resume, callbacks=callbacks, verbose=verbose)
+            with timer.stage("training"):
+                run_dir = _train_images(config, overwrite=overwrite, resume=resume, callbacks=callbacks,
+                                        verbose=verbose)
         if config.training.calibrate:
-            _calibrate(RunDir(run_dir))
+            with timer.stage("calibration"):
+                _calibrate(RunDir(run_dir))
+        timer.write(RunDir(run_dir))
+        logger.info("seconds per stage: %s", ", ".join(f"{name} {seconds:.0f}"
+                                                         for name, seconds in timer.record()["stages"].items()))
         return run_dir
 
 
@@ -159,7 +167,7 @@ def _train_images(config: TrainConfig, *, overwrite: bool, resume: bool, callbac
 
 
 def _train_on_cached_features(config: TrainConfig, *, overwrite: bool, resume: bool, callbacks: Sequence,
-                              verbose) -> Path:
+                              verbose, timer: StageTimer) -> Path:
     """``training.cache_features``: extract (or reuse) the frozen backbone's feature caches, train the head on them.
 
     The caches live under ``output_dir/features/`` and are shared by every run of the same catalogue and
@@ -172,10 +180,11 @@ def _train_on_cached_features(config: TrainConfig, *, overwrite: bool, resume: b
     refuse_finished_run(RunDir(config.run_dir), overwrite=overwrite)  # before minutes of extraction
     catalog = read_config_catalog(config)
     # minutes of extraction for a real catalogue: a progress bar on a terminal (only the result lines in a log)
-    cache_dir = ensure_feature_caches(config, catalog.paths, progress=sys.stderr.isatty())
+    with timer.stage("extraction: pooled features"):
+        cache_dir = ensure_feature_caches(config, catalog.paths, progress=sys.stderr.isatty())
     verbose = keras_verbosity() if verbose == "auto" else verbose
     return train_head_on_features(config, cache_dir, overwrite=overwrite, resume=resume, callbacks=callbacks,
-                                  verbose=verbose, catalog_paths=catalog.paths)
+                                  verbose=verbose, catalog_paths=catalog.paths, timer=timer)
 
 
 def save_final_model(model, run: RunDir, *, config: TrainConfig, label_space: LabelSpace,

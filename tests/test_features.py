@@ -261,6 +261,8 @@ def test_train_with_cache_features_extracts_the_caches_and_writes_a_normal_run(c
     (cache_dir,) = (tmp_path / "runs" / "features").iterdir()
     assert load_feature_cache(cache_dir).manifest["rows_done"] == 40
     assert load_feature_cache(cache_dir / "flipped").manifest["rows_done"] == 40
+    stages = json.loads(run.timings.read_text())["stages"]  # this command's seconds, stage by stage
+    assert list(stages) == ["extraction: pooled features", "head"] and min(stages.values()) > 0
     test_paths = pd.read_csv(run.split("test"))["image_path"].astype(str).tolist()
     on_images = Predictor.load(run.path).predict_scores(test_paths, batch_size=8)
     from_cache = scores_from_feature_cache(run.path, test_paths)

@@ -1,6 +1,7 @@
 """train: the CLI writes a complete run directory, refuses to clobber it, and resumes an interrupted run."""
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -52,6 +53,9 @@ def test_cli_train_writes_every_file_of_the_run_directory(cli_run, catalogue):
         assert (run_dir / name).is_file(), name
     assert not (run_dir / "backup").exists()  # removed once the run finished
     assert RunDir(run_dir).is_finished and RunDir(run_dir).finished_marker.is_file()
+    timings = json.loads(RunDir(run_dir).timings.read_text())  # where this command's time went, in seconds
+    assert list(timings["stages"]) == ["training"] and timings["stages"]["training"] > 0
+    assert timings["total"] == pytest.approx(timings["stages"]["training"] + timings["other"], abs=0.02)
 
     saved = TrainConfig.from_yaml(run_dir / "config.yaml")
     assert saved.training.epochs == 1 and saved.name == "cli"

@@ -26,6 +26,7 @@ from fashion_hier.features.cache import (
 from fashion_hier.atomic import atomic_path, atomic_write_text
 from fashion_hier.labels import LabelSpace
 from fashion_hier.rundir import RunDir
+from fashion_hier.timings import StageTimer
 
 logger = logging.getLogger(__name__)
 EARLY_STOPPING_MONITOR = "val_subcategory_accuracy"  # unweighted: class weights must not pick the epoch
@@ -89,7 +90,7 @@ def fit_head(config: TrainConfig, label_space: LabelSpace, train_features: np.nd
 
 def train_head_on_features(config: TrainConfig, cache_dir: str | os.PathLike, *, overwrite: bool = False,
                            resume: bool = True, callbacks: Sequence = (), verbose: int | str = "auto",
-                           catalog_paths: Sequence[str] | None = None) -> Path:
+                           catalog_paths: Sequence[str] | None = None, timer: StageTimer | None = None) -> Path:
     """Train ``config``'s head on cached features; save a run directory that ``Predictor``/``evaluate`` read.
 
     Same split and label space as ``fashion_hier.train`` (``prepare_run``), the recipe of
@@ -105,18 +106,20 @@ def train_head_on_features(config: TrainConfig, cache_dir: str | os.PathLike, *,
 
     ``overwrite``/``resume`` mean what they mean for ``fashion_hier.train.train`` (a run stopped before it
     finished starts again: the head has no epoch checkpoints); ``callbacks`` run in the head's fit and in
-    the fine-tune's. The run directory's lock is held throughout.
+    the fine-tune's. The run directory's lock is held throughout. ``timer`` (``fashion_hier.timings``) times
+    the activation extraction, the head and the fine-tune.
     """
     from fashion_hier import train as training
 
     config = training.resolved_config(config)
     with RunDir(config.run_dir).training_lock():
         return _train_head_locked(config, cache_dir, overwrite=overwrite, resume=resume, callbacks=callbacks,
-                                  verbose=verbose, catalog_paths=catalog_paths)
+                                  verbose=verbose, catalog_paths=catalog_paths, timer=timer or StageTimer())
 
 
 def _train_head_locked(config: TrainConfig, cache_dir: str | os.PathLike, *, overwrite: bool, resume: bool,
-                       callbacks: Sequence, verbose: int | str, catalog_paths: Sequence[str] | None) -> Path:
+                       callbacks: Sequence, verbose: int | str, catalog_paths: Sequence[str] | None,
+                       timer: StageTimer) -> Path:
     import keras
 
     from fashion_hier import train as training
@@ -134,7 +137,8 @@ def _train_head_locked(config: TrainConfig, cache_dir: str | os.PathLike, *, ove
 
         if catalog_paths is None:
             catalog_paths = training.read_config_catalog(config).paths
-        activation_cache = ensure_activation_cache(config, catalog_paths)
+        with timer.stage("extraction: activations"):
+            activation_cache = ensure_activation_cache(config, catalog_paths)
     prepared = training.prepare_run(config, overwrite=overwrite, resume=resume)
     run_dir, label_space = prepared.run_dir, prepared.label_space
     train_paths, train_labels = _readable(cache, _image_paths(prepared.train_frame), prepared.train_labels)
@@ -149,16 +153,18 @@ def _train_head_locked(config: TrainConfig, cache_dir: str | os.PathLike, *, ove
     logger.info("features: train %s, validation %d rows; %s", train_features.shape,
                 len(prepared.validation_frame), label_space)
 
-    fitted = fit_head(config, label_space, train_features, train_labels, validation_features,
-                      validation_labels, flipped_train_features=flipped_features, verbose=verbose,
-                      callbacks=[keras.callbacks.CSVLogger(str(RunDir(run_dir).history)), *callbacks])
+    with timer.stage("head"):
+        fitted = fit_head(config, label_space, train_features, train_labels, validation_features,
+                          validation_labels, flipped_train_features=flipped_features, verbose=verbose,
+                          callbacks=[keras.callbacks.CSVLogger(str(RunDir(run_dir).history)), *callbacks])
     logger.info(_timing_summary(fitted.epoch_seconds, len(train_features), cache.manifest))
     finished = {"epochs": len(fitted.history.get("loss", [])), "monitor": EARLY_STOPPING_MONITOR,
                 "trainer": "head on cached features"}
     if activation_cache is not None:
-        finished.update(_finetune(config, activation_cache, label_space, fitted, train_paths, train_labels,
-                                  validation_paths, validation_labels, run_dir, prepared.train_labels,
-                                  callbacks=callbacks, verbose=verbose))
+        with timer.stage("fine-tune"):
+            finished.update(_finetune(config, activation_cache, label_space, fitted, train_paths, train_labels,
+                                      validation_paths, validation_labels, run_dir, prepared.train_labels,
+                                      callbacks=callbacks, verbose=verbose))
     else:
         with atomic_path(RunDir(run_dir).head) as temporary:
             fitted.model.save(temporary)
