@@ -1,6 +1,6 @@
 """Run every benchmark and print one table: loader, model throughput, memory, metrics, targets.
 
-    python benchmarks/run.py [--quick] [--json PATH] [--only loader,model,memory,metrics]
+    python benchmarks/run.py [--quick] [--json PATH] [--only loader,model,memory,metrics,engine]
 
 ``--quick`` uses small counts (under two minutes on 2 cores). The JSON holds every figure under
 stable key names ``<section>.<figure>``, the ratios the targets of issue 6 speak of
@@ -23,6 +23,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the packa
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import bench_engine  # noqa: E402
 import bench_loader  # noqa: E402
 import bench_memory  # noqa: E402
 import bench_metrics  # noqa: E402
@@ -33,6 +34,7 @@ SECTIONS = {
     "model": lambda quick: bench_model.run(quick=quick),
     "memory": lambda quick: bench_memory.run(quick=quick),
     "metrics": lambda quick: bench_metrics.run(**({"n_samples": 10_000, "n_labels": 200} if quick else {})),
+    "engine": lambda quick: bench_engine.run(quick=quick),  # each engine/precision as a ratio to Keras float32
 }
 LOADERS_WITH_TARGET = ("sequence_w0", "sequence_w2", "tfdata")
 LOADER_TARGET = 3.0         # x the training step's images/s at 224 px, and x the naive loader (studio)
