@@ -1,53 +1,120 @@
-"""Training configuration: plain nested dataclasses, read from and written to YAML.
+"""Training configuration: plain nested dataclasses, read from and written to YAML, checked in one place.
 
 The defaults are the paper's setup (Ferreira et al. 2018, Sec. 4): ResNet-50 with ImageNet
 weights, the message-passing head, 224 px images, Adam lr 1e-3, batch 32, cross-entropy weighted
-by inverse class frequency. Every value is checked on load, so a typo in a YAML file or a
-``--set`` override is an error naming the key, not a silently ignored setting.
+by inverse class frequency. Every value is checked whenever a config is built (from YAML, from a
+``--set`` override, directly, or by ``dataclasses.replace``): its type against the field's hint and
+its range or choices against the rule declared beside the field, so a typo is an error naming the key,
+not a silently ignored setting. Checks that span several fields live in ``fashion_hier.config_checks``.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import math
 import os
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import yaml
 
-from fashion_hier.config_checks import validate_config, yaml_error_message
+from fashion_hier.config_checks import BACKBONE_NAMES, check_across_fields
 from fashion_hier.data.images import DEFAULT_MAX_PIXELS
 from fashion_hier.errors import ConfigError
 from fashion_hier.labels import LabelColumns
 
 __all__ = ["ConfigError", "DataConfig", "TrainConfig"]  # ConfigError: fashion_hier.errors owns it
 
+SPLIT_TOLERANCE = 1e-6
+Rule = Callable[[Any], "str | None"]  # None: the value is fine; else what is wrong, the message after "KEY: "
+
+
+# ---- the rules, one per field that needs more than its type -----------------------------------
+
+def _checked(default: Any, test: Callable[[Any], bool], expected: str) -> Any:
+    """A field whose value must pass ``test``; else the error is "KEY: expected EXPECTED, got VALUE"."""
+    return _ruled(default, lambda value: None if test(value) else f"expected {expected}, got {_shown(value)}")
+
+
+def _ruled(default: Any, rule: Rule) -> Any:
+    """A field whose value (already of its hinted type) ``rule`` checks; ``_checked_values`` applies it."""
+    return field(default=default, metadata={"rule": rule})
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive(value: Any) -> bool:
+    return _number(value) and value > 0
+
+
+def _at_least(minimum: int) -> Callable[[Any], bool]:
+    return lambda value: _number(value) and value >= minimum
+
+
+def _optional(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or test(value)
+
+
+def _folder_name(value: Any) -> bool:
+    """One path component that stays inside its parent: ``name`` can never write outside ``output_dir``."""
+    return (isinstance(value, str) and value.strip() == value and value not in ("", ".", "..")
+            and not any(separator in value for separator in ("/", "\\", "\0")))
+
+
+def _known_backbone(name: str) -> str | None:
+    return None if name in BACKBONE_NAMES else f"unknown name {name!r}; known: {', '.join(BACKBONE_NAMES)}"
+
+
+def _split_problem(fractions: tuple[float, ...]) -> str | None:
+    shown = _shown(fractions)
+    if not all(_number(f) and 0 <= f <= 1 for f in fractions):
+        return f"expected [train, validation, test] fractions each in [0, 1], got {shown}"
+    if abs(sum(fractions) - 1) > SPLIT_TOLERANCE:
+        return f"the fractions must add up to 1, got {shown} (sum {sum(fractions):g}); e.g. [0.7, 0.15, 0.15]"
+    if fractions[0] <= 0:
+        return f"the train fraction must be > 0, got {shown}"
+    return None
+
+
+class _Section:
+    """Base of the config dataclasses: every construction checks (and normalises) every value."""
+
+    def __post_init__(self) -> None:
+        values = {spec.name: getattr(self, spec.name) for spec in dataclasses.fields(self)}
+        for key, value in _checked_values(type(self), values, _section_key(type(self))).items():
+            setattr(self, key, value)
+
 
 @dataclass
-class DataConfig:
+class DataConfig(_Section):
     """Where the catalogue is, which columns feed each level, how images are loaded and split."""
 
     labels_csv: str | None = None
     image_dir: str | None = None
     columns: LabelColumns = field(default_factory=LabelColumns)
     id_column: str = "id"
-    image_size: tuple[int, int] = (224, 224)
+    image_size: tuple[int, int] = _checked((224, 224), lambda size: all(_at_least(1)(side) for side in size),
+                                           "[height, width] in pixels, both >= 1 (e.g. [224, 224])")
     resize: Literal["stretch", "pad"] = "stretch"
-    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    split: tuple[float, float, float] = _ruled((0.7, 0.15, 0.15), _split_problem)
     split_by: Literal["category", "subcategory"] = "subcategory"
-    seed: int = 0
-    cap_factor: float | None = None
-    target_samples: int | None = None
+    seed: int = _checked(0, _at_least(0), "an integer >= 0")
+    cap_factor: float | None = _checked(None, _optional(_positive), "a number > 0, or null (no cap)")
+    target_samples: int | None = _checked(None, _optional(_at_least(1)), "an integer >= 1, or null (keep every row)")
     verify_images: bool = False
     # pixel budget per image, checked from the header before decoding: larger images are skipped and reported
     # as unreadable by the training loaders and verify_images; every other reader (predict, feature and
     # activation caches, search, spark) applies the default, fashion_hier.data.images.DEFAULT_MAX_PIXELS
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_pixels: int = _checked(DEFAULT_MAX_PIXELS, _at_least(1),
+                               f"an integer >= 1, pixels per image (default {DEFAULT_MAX_PIXELS})")
     loader: Literal["sequence", "tfdata"] = "sequence"
-    workers: int = 1
+    workers: int = _checked(1, _at_least(1), "an integer >= 1")
     use_multiprocessing: bool = False
     augment: bool = True
     hue: bool = False
@@ -55,15 +122,16 @@ class DataConfig:
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(_Section):
     """Arguments of ``fashion_hier.models.build_model`` (besides the class counts)."""
 
-    backbone: str = "resnet50"
+    backbone: str = _ruled("resnet50", _known_backbone)
     weights: str | None = "imagenet"
     head: Literal["message_passing", "independent", "linear"] = "message_passing"
-    units: int = 1024
-    l2: float = 5e-4
-    dropout: float = 0.3
+    units: int = _checked(1024, _at_least(1), "an integer >= 1 (the paper uses 1024)")
+    l2: float = _checked(5e-4, _at_least(0), "a number >= 0 (the paper uses 0.0005)")
+    dropout: float = _checked(0.3, lambda rate: _number(rate) and 0 <= rate < 1,
+                              "a rate in [0, 1) (the paper uses 0.3)")
     trainable_backbone: bool = True
     top_down: bool = True
     bottom_up: bool = True
@@ -74,23 +142,22 @@ class ModelConfig:
 
 
 @dataclass
-class LossConfig:
+class LossConfig(_Section):
     """Class weighting of the three cross-entropies, computed from the training labels."""
 
     weighting: Literal["inverse_frequency", "none", "smoothed", "effective_number",
                        "logit_adjustment"] = "smoothed"  # measured: experiments/results/fpi/recipe.md
-    power: float = 1.0             # inverse_frequency (the paper's form): weight ~ count ** -power
-    cap: float | None = None       # inverse_frequency / smoothed: largest weight (mean over samples is 1)
+    # inverse_frequency (the paper's form): weight ~ count ** -power
+    power: float = _checked(1.0, _at_least(0), "a number >= 0 (1 = inverse frequency, 0 = no weighting)")
+    # inverse_frequency / smoothed: largest weight (mean over samples is 1)
+    cap: float | None = _checked(None, _optional(_positive), "a number > 0, or null (no cap)")
     beta: float = 0.999            # effective_number (Cui et al. 2019)
     tau: float = 1.0               # logit_adjustment (Menon et al. 2021)
     label_smoothing: float = 0.0   # category and subcategory targets
-    focal_gamma: float = 0.0       # attribute columns (data.columns.groups): focal loss (Lin et al. 2017), 0 = cross-entropy
-    attribute_weight: float = 1.0  # the attribute level's share of the total loss (category and subcategory: 1)
-
-    def __post_init__(self) -> None:
-        if not self.attribute_weight >= 0 or not self.focal_gamma >= 0:
-            raise ConfigError(f"loss.attribute_weight and loss.focal_gamma must be >= 0, got "
-                              f"{self.attribute_weight} and {self.focal_gamma}")
+    # attribute columns (data.columns.groups): focal loss (Lin et al. 2017), 0 = cross-entropy
+    focal_gamma: float = _checked(0.0, _at_least(0), "a number >= 0 (0 = cross-entropy)")
+    # the attribute level's share of the total loss (category and subcategory: 1)
+    attribute_weight: float = _checked(1.0, _at_least(0), "a number >= 0 (1 = as much as each other level)")
 
     @property
     def level_weights(self) -> dict[str, float]:
@@ -99,31 +166,37 @@ class LossConfig:
 
 
 @dataclass
-class OptimizerConfig:
+class OptimizerConfig(_Section):
     name: Literal["adam", "adamw"] = "adam"
-    learning_rate: float = 1e-3
+    learning_rate: float = _checked(1e-3, _positive, "a number > 0 (e.g. 0.001)")
     weight_decay: float = 0.004    # adamw only: decoupled decay, applied as lr * weight_decay per step (Keras default)
     schedule: Literal["constant", "cosine"] = "constant"
     warmup_epochs: int = 0         # linear warm-up from 0 (cosine schedule only)
 
 
 @dataclass
-class TrainingConfig:
+class TrainingConfig(_Section):
     """The fit loop: batch size, epochs, callbacks, and the optional frozen-backbone first stage."""
 
-    batch_size: int = 32
-    epochs: int = 10
-    early_stopping_patience: int | None = None
-    freeze_epochs: int = 0
-    finetune_learning_rate: float = 1e-4
-    finetune_epochs: int = 3  # model.trainable_from: epochs of the partial fine-tune (best on validation kept)
-    finetune_crop: float | None = None  # model.trainable_from: random crops of the cached maps, sides >= this fraction
+    batch_size: int = _checked(32, _at_least(1), "an integer >= 1")
+    epochs: int = _checked(10, _at_least(1), "an integer >= 1")
+    early_stopping_patience: int | None = _checked(None, _optional(_at_least(0)),
+                                                   "an integer >= 0, or null (no early stopping)")
+    freeze_epochs: int = _checked(0, _at_least(0), "an integer >= 0")  # at most epochs: config_checks
+    finetune_learning_rate: float = _checked(1e-4, _positive, "a number > 0 (e.g. 0.0001)")
+    # model.trainable_from: epochs of the partial fine-tune (best on validation kept)
+    finetune_epochs: int = _checked(3, _at_least(1), "an integer >= 1")
+    # model.trainable_from: random crops of the cached maps, sides >= this fraction
+    finetune_crop: float | None = _checked(None, _optional(lambda side: _number(side) and 0 < side <= 1),
+                                           "a side fraction in (0, 1] (e.g. 0.7), or null (no crops)")
     tensorboard: bool = False
     jit_compile: bool | Literal["auto"] = "auto"
     run_eagerly: bool = False  # no graph tracing: slower steps, but a tiny run starts in seconds (tests, debugging)
-    mixed_precision: Literal["auto", "off", "float32", "mixed_float16", "mixed_bfloat16", False] = "auto"  # auto: see fashion_hier.runtime
+    # auto: see fashion_hier.runtime; YAML's bare `off` (false) is read as "off"
+    mixed_precision: Literal["auto", "off", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
     distribution: Literal["none", "mirrored", "multi_worker"] = "none"
-    seed: int | None = None  # weight initialisation and dropout; None: data.seed (which fixes the split)
+    # weight initialisation and dropout; None: data.seed (which fixes the split)
+    seed: int | None = _checked(None, _optional(_at_least(0)), "an integer >= 0, or null (use data.seed)")
     # frozen backbone only: cache its pooled features once (and the mirrored views' with data.flip_features)
     # and train the head on them: the same run directory in seconds per epoch instead of minutes
     cache_features: bool = False
@@ -131,17 +204,9 @@ class TrainingConfig:
     # model.keras, so that predict answers calibrated scores
     calibrate: bool = False
 
-    def __post_init__(self) -> None:
-        if self.mixed_precision is False:  # YAML reads a bare `off` as false
-            self.mixed_precision = "off"
-        if self.batch_size < 1 or self.epochs < 1:
-            raise ConfigError(f"training.batch_size and training.epochs must be >= 1, got {self.batch_size} and {self.epochs}")
-        if not 0 <= self.freeze_epochs <= self.epochs:
-            raise ConfigError(f"training.freeze_epochs must lie in [0, training.epochs={self.epochs}], got {self.freeze_epochs}")
-
 
 @dataclass
-class TrainConfig:
+class TrainConfig(_Section):
     """Everything ``fashion_hier.train.train`` needs; the run directory is ``output_dir/name``."""
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -150,7 +215,12 @@ class TrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     output_dir: str = "runs"
-    name: str = "run"
+    name: str = _checked("run", _folder_name,
+                         "one folder name inside output_dir (no '/', '\\' or '..'; e.g. resnet50_run1)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_across_fields(self)
 
     @property
     def run_dir(self) -> Path:
@@ -160,9 +230,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "TrainConfig":
         """Build from nested plain data; unknown keys, wrongly typed values and values that cannot work are errors."""
-        config = _build(cls, data or {}, "")
-        validate_config(config)
-        return config
+        return _build(cls, data or {}, "")
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "TrainConfig":
@@ -172,7 +240,7 @@ class TrainConfig:
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as error:
-            raise ConfigError(yaml_error_message(path, error)) from error
+            raise ConfigError(_yaml_error_message(path, error)) from error
         if data is not None and not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of sections (data, model, ...), got {type(data).__name__}")
         try:
@@ -213,39 +281,48 @@ class TrainConfig:
         return path
 
 
-# ---- dict <-> dataclass -----------------------------------------------------------------------
+# ---- dict <-> dataclass, and the one place values are checked ---------------------------------
 
 def _build(cls: type, data: Any, where: str) -> Any:
-    """A ``cls`` instance from a mapping, checking keys and value types against the field hints."""
+    """A ``cls`` instance from a mapping at key ``where``: unknown keys and misfit values are errors."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping of keys, got {data!r}")
-    hints = typing.get_type_hints(cls)
     known = [f.name for f in dataclasses.fields(cls)]
     unknown = [key for key in data if key not in known]
     if unknown:
         raise ConfigError(f"unknown config key{'s' if len(unknown) > 1 else ''} "
                        f"{', '.join(repr(_join(where, k)) for k in unknown)}; known keys"
                        f"{' in ' + repr(where) if where else ''}: {', '.join(known)}")
-    values = {}
-    for key, value in data.items():
-        hint, name = hints[key], _join(where, key)
-        if dataclasses.is_dataclass(hint):
-            values[key] = _build(hint, value, name)
-        else:
-            values[key] = _check_value(value, hint, name)
-    try:
-        return cls(**values)
+    try:  # checked here for dataclasses of other modules (LabelColumns); a _Section checks again, a no-op
+        return cls(**_checked_values(cls, data, where))
     except ConfigError:
         raise
     except ValueError as error:  # a dataclass's own check (e.g. LabelColumns), placed at its key
         raise ConfigError(f"{where or 'config'}: {error}") from error
 
 
+def _checked_values(cls: type, values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``values`` (of fields of ``cls``) read by each field's type hint, then passed through its rule, if any.
+
+    The first value that does not fit raises ``ConfigError``: "KEY: what is expected, got VALUE".
+    """
+    hints, checked = _hints(cls), {}
+    for spec in dataclasses.fields(cls):
+        if spec.name in values:
+            name = _join(where, spec.name)
+            value = _check_value(values[spec.name], hints[spec.name], name)
+            problem = spec.metadata["rule"](value) if "rule" in spec.metadata else None
+            if problem:
+                raise ConfigError(f"{name}: {problem}")
+            checked[spec.name] = value
+    return checked
+
+
 def _check_value(value: Any, hint: Any, name: str) -> Any:
     """``value`` if it fits ``hint`` (ints accepted for floats; lists for tuples), else a clear error."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value, name)
+        return value if isinstance(value, hint) else _build(hint, value, name)
     if origin in (typing.Union, types.UnionType):
         for option in args:
             try:
@@ -254,6 +331,8 @@ def _check_value(value: Any, hint: Any, name: str) -> Any:
                 continue
         raise ConfigError(f"{name}: expected {_describe(hint)}, got {value!r}")
     if origin is Literal:
+        if value is False and "off" in args:
+            value = "off"  # YAML 1.1 reads a bare `off` as false
         if any(value == choice and type(value) is type(choice) for choice in args):
             return value
         raise ConfigError(f"{name}: {value!r} is not one of {', '.join(map(repr, args))}")
@@ -276,6 +355,21 @@ def _check_value(value: Any, hint: Any, name: str) -> Any:
     raise ConfigError(f"{name}: expected {_describe(hint)}, got {value!r} ({type(value).__name__})")
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+@functools.cache
+def _section_key(cls: type) -> str:
+    """The key a section sits under in ``TrainConfig`` (``training``), so that errors name ``training.epochs``."""
+    return next((key for key, hint in _hints(TrainConfig).items() if hint is cls), "")
+
+
+def _shown(value: Any) -> str:
+    return repr(_plain(value))  # lists, as in the YAML file
+
+
 def _describe(hint: Any) -> str:
     if typing.get_origin(hint) is not None:
         return str(hint).replace("typing.", "")
@@ -292,6 +386,20 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+def _yaml_error_message(path: str | os.PathLike, error: Exception) -> str:
+    """One line for a YAML syntax (or text encoding) error: the file, the line and column (1-based), and the problem."""
+    if isinstance(error, UnicodeDecodeError):
+        line = error.object[:error.start].count(b"\n") + 1
+        return f"{os.fspath(path)} line {line}: not UTF-8 text; save the config file as UTF-8"
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    context = getattr(error, "context", None)
+    detail = f"{problem} ({context})" if context else problem
+    return (f"{os.fspath(path)}{where}: YAML syntax error: {detail}; check the indentation, colons and quotes "
+            f"there")
 
 
 def add_override_argument(parser: argparse.ArgumentParser) -> None:

@@ -111,3 +111,48 @@ def test_training_seed_defaults_to_the_data_seed_and_can_vary_alone():
     assert training_seed(config) == 7
     varied = config.with_overrides(["training.seed=3"])
     assert training_seed(varied) == 3 and varied.data.seed == 7  # the split stays the same
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("training.epochs", 0, r"^training\.epochs: expected an integer >= 1, got 0$"),
+    ("model.dropout", 1.0, r"^model\.dropout: expected a rate in \[0, 1\) \(the paper uses 0\.3\), got 1\.0$"),
+    ("loss.focal_gamma", -1.0, r"^loss\.focal_gamma: expected a number >= 0"),
+    ("data.split", (0.5, 0.5, 0.5), r"^data\.split: the fractions must add up to 1, got \[0\.5, 0\.5, 0\.5\]"),
+    ("training.epochs", "3", r"^training\.epochs: expected int, got '3' \(str\)$"),
+])
+def test_one_rule_per_field_answers_yaml_set_and_direct_construction_alike(tmp_path, key, value, message):
+    import dataclasses
+
+    section, field_name = key.split(".")
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_dict({section: {field_name: value}})
+    with pytest.raises(ConfigError, match=message):  # a constructor or dataclasses.replace is checked too
+        dataclasses.replace(getattr(TrainConfig(), section), **{field_name: value})
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({section: {field_name: list(value) if isinstance(value, tuple) else value}}))
+    with pytest.raises(ConfigError, match=f"bad\\.yaml: {message.lstrip('^')}"):
+        TrainConfig.from_yaml(path)
+
+
+def test_construction_reads_values_as_the_yaml_loader_does():
+    from fashion_hier.config import DataConfig, TrainingConfig
+
+    data = DataConfig(image_size=[64, 48], cap_factor=2)
+    assert data.image_size == (64, 48) and data.cap_factor == 2.0 and isinstance(data.cap_factor, float)
+    assert TrainingConfig(mixed_precision=False).mixed_precision == "off"  # YAML's bare `off`
+
+
+def test_checks_across_sections_apply_to_a_directly_built_config():
+    import dataclasses
+
+    from fashion_hier.config import ModelConfig, TrainingConfig
+
+    with pytest.raises(ConfigError, match=r"^training\.freeze_epochs must lie in \[0, training\.epochs=2\], got 3$"):
+        TrainConfig(training=TrainingConfig(epochs=2, freeze_epochs=3))
+    with pytest.raises(ConfigError, match=r"^training\.cache_features: true needs a frozen backbone"):
+        dataclasses.replace(TrainConfig(), training=TrainingConfig(cache_features=True))
+    with pytest.raises(ConfigError, match=r"^model\.trainable_from .*set training\.cache_features: true too"):
+        TrainConfig(model=ModelConfig(trainable_from="conv4_block6_out"))
+    frozen = TrainConfig(model=ModelConfig(trainable_backbone=False, trainable_from="conv4_block6_out"),
+                         training=TrainingConfig(cache_features=True))
+    assert frozen.model.trainable_from == "conv4_block6_out"
