@@ -1,6 +1,6 @@
 """Peak resident memory of a short training run and of ``fashion-hier predict`` over N images.
 
-Each measurement is a fresh process running ``fashion_hier.train`` / ``fashion_hier.predict`` as
+Each measurement is a fresh process running ``fashion_hier.commands.train`` / ``fashion_hier.commands.predict`` as
 ``python -m`` would, and its peak RSS is the child's own ``VmHWM`` (Linux ``/proc/self/status``),
 written when it exits. Not ``ru_maxrss``: Linux carries the parent's high-water mark over
 ``fork``/``exec`` into the child's ``ru_maxrss``, so it would report this (large) process instead.
@@ -105,7 +105,7 @@ def training_peak_rss_mb(root: Path, *, seed: int) -> tuple[float, float]:
         "model.backbone=resnet50", "data.image_size=[224, 224]", "training.epochs=1", "training.batch_size=16", f"output_dir={root / 'runs'}", "name=memory",
     ])
     config_path = config.to_yaml(root / "train.yaml")
-    return module_peak_rss_mb("fashion_hier.train", ["--config", str(config_path)])
+    return module_peak_rss_mb("fashion_hier.commands.train", ["--config", str(config_path)])
 
 
 def predict_peak_rss_mb(run_dir: Path, images: Path, out_csv: Path) -> tuple[float, float]:

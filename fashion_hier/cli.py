@@ -1,8 +1,8 @@
 """The `fashion-hier` command: one sub-command per module, each module owning its own arguments.
 
 Every sub-command module exposes ``main(argv=None, parser=None) -> int`` (it adds its own arguments
-to ``parser``): a library module that still holds its command (``fashion_hier.predict``), or a thin module
-of ``fashion_hier.commands`` (``evaluate``), which may import any part of the library.
+to ``parser``): a thin module of ``fashion_hier.commands``, one per command, which may import any part of the
+library.
 What every command shares lives here, around the dispatch:
 
 - ``-q/--quiet``, ``-v/--verbose`` (logging, Keras progress, TensorFlow's native log lines: see
@@ -23,16 +23,16 @@ from fashion_hier.cli_args import CommandParser
 from fashion_hier.errors import RunDirectoryError
 
 SUBCOMMANDS = {
-    "demo": ("fashion_hier.demo", "generate a synthetic catalogue, train a small model and evaluate it"),
-    "train": ("fashion_hier.train", "train a model from a YAML config into a run directory"),
+    "demo": ("fashion_hier.commands.demo", "generate a synthetic catalogue, train a small model and evaluate it"),
+    "train": ("fashion_hier.commands.train", "train a model from a YAML config into a run directory"),
     "evaluate": ("fashion_hier.commands.evaluate", "metrics, tables and plots for a run on a split or a labelled CSV"),
     "predict": ("fashion_hier.commands.predict", "score a folder or CSV of images with a trained run"),
-    "features": ("fashion_hier.features", "cache frozen-backbone features and train the head on them"),
-    "audit": ("fashion_hier.audit", "rank the catalogue rows whose labels are probably wrong (cleanlab, cross-validated)"),
-    "experiments": ("fashion_hier.experiments", "train and evaluate several configs into one comparison table"),
-    "export": ("fashion_hier.export", "export a run as a SavedModel (serves JPEG bytes) or TFLite"),
-    "index": ("fashion_hier.search.index_command", "embed a catalogue and build a similarity index"),
-    "similar": ("fashion_hier.search.similar_command", "nearest neighbours of query images in an index"),
+    "features": ("fashion_hier.commands.features", "cache frozen-backbone features and train the head on them"),
+    "audit": ("fashion_hier.commands.audit", "rank the catalogue rows whose labels are probably wrong (cleanlab, cross-validated)"),
+    "experiments": ("fashion_hier.commands.experiments", "train and evaluate several configs into one comparison table"),
+    "export": ("fashion_hier.commands.export", "export a run as a SavedModel (serves JPEG bytes) or TFLite"),
+    "index": ("fashion_hier.commands.index", "embed a catalogue and build a similarity index"),
+    "similar": ("fashion_hier.commands.similar", "nearest neighbours of query images in an index"),
 }
 
 

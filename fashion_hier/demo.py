@@ -7,9 +7,7 @@ test split with ``fashion-hier evaluate``'s code, and prints how far above chanc
 """
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -63,7 +61,7 @@ def _check_demo_folder(out_dir: Path, *, overwrite: bool) -> None:
 
 def run_demo(out_dir: str | Path = "fashion_hier_demo", *, n: int = DEFAULT_PRODUCTS, epochs: int = DEFAULT_EPOCHS, seed: int = 0,
              overwrite: bool = False) -> dict:
-    """Generate, train, evaluate; return the evaluation report (``main`` prints its summary)."""
+    """Generate, train, evaluate; return the evaluation report (``fashion-hier demo`` prints its summary)."""
     out_dir = Path(out_dir)
     _check_demo_folder(out_dir, overwrite=overwrite)
     from fashion_hier.data import make_synthetic_catalog
@@ -106,33 +104,3 @@ def summary_table(report: dict, chance: dict[str, float]) -> str:
     lines += [f"{level:<12} {metric:<9} {value:>6.3f} {base:>7.3f}" for level, metric, value, base in rows]
     lines.append("chance: majority-class share (accuracy), mean label frequency (mAP of random scores)")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
-    """``fashion-hier demo [--out DIR] [--n N] [--epochs E] [--seed S] [--overwrite]``."""
-    from fashion_hier import cli_args
-    from fashion_hier.data.synthetic import ARTICLES
-
-    parser = parser or argparse.ArgumentParser(prog="fashion-hier demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=cli_args.output_directory, default="fashion_hier_demo",  # a string: checked too
-                        help="folder for the catalogue and the run (default: ./fashion_hier_demo)")
-    parser.add_argument("--n", type=cli_args.int_at_least(len(ARTICLES)), default=DEFAULT_PRODUCTS,
-                        help=f"products in the synthetic catalogue, one per subcategory at least (default {DEFAULT_PRODUCTS})")
-    parser.add_argument("--epochs", type=cli_args.positive_int, default=DEFAULT_EPOCHS,
-                        help=f"training epochs (default {DEFAULT_EPOCHS})")
-    parser.add_argument("--seed", type=cli_args.non_negative_int, default=0, help="seed of the catalogue and the split")
-    parser.add_argument("--overwrite", action="store_true", help="replace the contents of --out")
-    args = parser.parse_args(argv)
-    try:
-        report = run_demo(args.out, n=args.n, epochs=args.epochs, seed=args.seed, overwrite=args.overwrite)
-    except FileExistsError as error:
-        print(f"fashion-hier demo: {error}", file=sys.stderr)
-        return 2
-    run_dir = args.out / DEMO_RUN_NAME
-    print(summary_table(report, chance_levels(run_dir)))
-    print(f"run directory: {run_dir}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

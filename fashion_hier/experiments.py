@@ -10,12 +10,10 @@ A finished run (``run.json`` present) is reused, so an interrupted sweep continu
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from fashion_hier.config import ConfigError, TrainConfig, add_override_argument
+from fashion_hier.config import ConfigError, TrainConfig
 from fashion_hier.jsonio import write_json
 from fashion_hier.metrics import ATTRIBUTE_KEYS, HIERARCHY_KEYS, SINGLE_LABEL_KEYS
 from fashion_hier.rundir import RunDir
@@ -244,49 +242,3 @@ def run_experiments(configs: Sequence[TrainConfig], out_dir: str | os.PathLike, 
     csv_path, md_path = write_comparison(records, out_dir)
     logger.info("wrote %s and %s", csv_path, md_path)
     return records
-
-
-# ---- command line ---------------------------------------------------------------------------
-
-def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
-    """``python -m experiments.run CONFIG... [--data DIR | --synthetic N] [--set k=v ...] [--out DIR]``."""
-    from fashion_hier import cli_args
-    from fashion_hier.data.synthetic import ARTICLES
-
-    parser = parser or argparse.ArgumentParser(prog="python -m experiments.run", description=__doc__.splitlines()[0])
-    config_file = cli_args.as_text(cli_args.existing_file("a YAML file of a TrainConfig"))
-    parser.add_argument("configs", nargs="+", type=config_file, help="YAML files of TrainConfig (e.g. experiments/configs/*.yaml)")
-    source = parser.add_mutually_exclusive_group()
-    catalogue_folder = cli_args.as_text(cli_args.existing_directory("a catalogue folder with styles.csv and images/"))
-    source.add_argument("--data", type=catalogue_folder,
-                        help="catalogue folder with styles.csv and images/ (overrides the configs' data paths)")
-    # make_synthetic_catalog's smallest catalogue (one product per subcategory) and image size
-    source.add_argument("--synthetic", type=cli_args.int_at_least(len(ARTICLES)), metavar="N",
-                        help="generate a synthetic catalogue of N products under OUT/catalog")
-    parser.add_argument("--synthetic-image-size", type=cli_args.int_at_least(16), default=64,
-                        help="pixel size of synthetic images (default 64)")
-    add_override_argument(parser)
-    parser.add_argument("--out", type=cli_args.as_text(cli_args.output_directory), default="experiments/results",
-                        help="results folder (default: experiments/results)")
-    parser.add_argument("--overwrite", action="store_true", help="run again configs that finished earlier")
-    parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras fit verbosity (default 2)")
-    args = parser.parse_args(argv)
-    try:
-        overrides = []
-        if args.data:
-            overrides = data_overrides(args.data)
-        elif args.synthetic is not None:
-            catalog_dir = synthetic_catalog(args.out, args.synthetic, image_size=args.synthetic_image_size)
-            overrides = data_overrides(catalog_dir)
-        configs = experiment_configs(args.configs, out_dir=args.out, overrides=[*overrides, *args.overrides])
-        records = run_experiments(configs, args.out, overwrite=args.overwrite, verbose=args.verbose)
-    except (ConfigError, FileNotFoundError, ValueError) as error:
-        print(f"experiments: {error}", file=sys.stderr)
-        return 2
-    print(comparison_markdown(comparison_frame(records)))
-    print(f"wrote {COMPARISON_NAME}.csv and {COMPARISON_NAME}.md to {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

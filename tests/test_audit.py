@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from fashion_hier import audit
+from fashion_hier.commands import audit as audit_command
 from fashion_hier.labels import LabelSpace
 
 SETTINGS = audit.HeadSettings(folds=4, components=8, seed=0)
@@ -135,10 +136,10 @@ def test_audit_command_needs_a_run_or_a_catalogue(tmp_path, capsys):
     (tmp_path / "config.yaml").write_text("name: run\n")  # a run and a CSV that exist: only the combination is wrong
     (tmp_path / "x.csv").write_text("id\n")
     with pytest.raises(SystemExit):
-        audit.main(["--run", str(tmp_path), "--labels", str(tmp_path / "x.csv")])
+        audit_command.main(["--run", str(tmp_path), "--labels", str(tmp_path / "x.csv")])
     assert "--labels and --images go together" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        audit.main([])
+        audit_command.main([])
     assert "pass --run RUN, or --labels CSV --images DIR" in capsys.readouterr().err
 
 

@@ -1,7 +1,8 @@
 """demo: refuses to clobber a folder, and its summary puts each level beside chance."""
 from __future__ import annotations
 
-from fashion_hier.demo import main, summary_table
+from fashion_hier.commands.demo import main
+from fashion_hier.demo import summary_table
 
 
 def test_demo_refuses_a_non_empty_output_folder(tmp_path, capsys):

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fashion_hier.commands.experiments import main
 from fashion_hier.config import ConfigError, LossConfig, TrainConfig
 from fashion_hier.experiments import (
     COST_COLUMNS,
@@ -19,7 +20,6 @@ from fashion_hier.experiments import (
     comparison_markdown,
     experiment_configs,
     images_per_second,
-    main,
 )
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "experiments" / "configs"

@@ -12,7 +12,8 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from fashion_hier.export import export_savedmodel, export_tflite, main, tflite_scores  # noqa: E402
+from fashion_hier.commands.export import main  # noqa: E402
+from fashion_hier.export import export_savedmodel, export_tflite, tflite_scores  # noqa: E402
 from fashion_hier.predict import Predictor  # noqa: E402
 from tiny_run import train_tiny_run  # noqa: E402
 

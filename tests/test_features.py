@@ -12,12 +12,12 @@ keras = pytest.importorskip("keras")
 
 from fashion_hier.data import load_image, make_synthetic_catalog, read_catalog  # noqa: E402
 from fashion_hier.config import TrainConfig  # noqa: E402
+from fashion_hier.commands.features import main  # noqa: E402
 from fashion_hier.features import (  # noqa: E402
     MANIFEST_FILE,
     FeatureCacheMismatch,
     extract_features,
     load_feature_cache,
-    main,
     predict_from_features,
     scores_from_feature_cache,
     train_head_on_features,

@@ -293,7 +293,7 @@ def test_a_multiscale_backbone_shares_its_trunks_activation_cache(catalog, weigh
 
 def test_features_extract_only_also_caches_the_fine_tunes_activations(catalog, catalog_files, weights_file, tmp_path,
                                                                       capsys):
-    from fashion_hier.features.cli import main
+    from fashion_hier.commands.features import main
 
     config_yaml = tmp_path / "recipe.yaml"
     _recipe_config(catalog_files, weights_file, tmp_path).to_yaml(config_yaml)

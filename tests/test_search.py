@@ -13,8 +13,8 @@ keras = pytest.importorskip("keras")
 from fashion_hier.data import load_images  # noqa: E402
 from fashion_hier.predict import Predictor  # noqa: E402
 from fashion_hier.search import IndexMismatchError, build_index, load_index  # noqa: E402
-from fashion_hier.search.index_command import main as index_main  # noqa: E402
-from fashion_hier.search.similar_command import main as similar_main  # noqa: E402
+from fashion_hier.commands.index import main as index_main  # noqa: E402
+from fashion_hier.commands.similar import main as similar_main  # noqa: E402
 from tiny_run import train_tiny_run  # noqa: E402
 
 

@@ -12,7 +12,6 @@ _LAZY = {
                      "load_feature_cache", "weights_identity", "ensure_feature_caches"), "fashion_hier.features.cache"),
     **dict.fromkeys(("fit_head", "train_head_on_features"), "fashion_hier.features.head_training"),
     **dict.fromkeys(("predict_from_features", "scores_from_feature_cache"), "fashion_hier.features.scoring"),
-    "main": "fashion_hier.features.cli",
 }
 
 __all__ = sorted(_LAZY)

@@ -4,14 +4,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fashion_hier import cli_args
+from fashion_hier.engine import engine_spec
+from fashion_hier.predict import list_images
+from fashion_hier.search import EMBEDDINGS, build_index, load_index
+
 
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     """``fashion-hier index --run R --images DIR_OR_CSV --out INDEX [--extend]``."""
-    from fashion_hier import cli_args
-    from fashion_hier.engine import engine_spec
-    from fashion_hier.predict import list_images
-    from fashion_hier.search import EMBEDDINGS, build_index, load_index
-
     parser = parser or argparse.ArgumentParser(prog="fashion-hier index", description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, type=cli_args.run_or_model,
                         help="run directory (or .keras file) whose model embeds")

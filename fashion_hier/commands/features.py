@@ -5,16 +5,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from fashion_hier import cli_args
 from fashion_hier.config import TrainConfig, add_override_argument
 from fashion_hier.features.cache import default_cache_dir, ensure_feature_caches
-from fashion_hier.features.head_training import train_head_on_features
 from fashion_hier.rundir import RunDir
 
 
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     """``fashion-hier features --config cfg.yaml | --run DIR [--set k=v] [--cache DIR] [--overwrite]``."""
-    from fashion_hier import cli_args
-
     parser = parser or argparse.ArgumentParser(prog="fashion-hier features",
                                                description="cache frozen-backbone features and train the head on them")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -35,6 +33,8 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     parser.add_argument("--batch-size", type=cli_args.positive_int, default=32,
                         help="images per backbone batch during extraction")
     args = parser.parse_args(argv)
+    # TensorFlow: after parsing
+    from fashion_hier.features.head_training import train_head_on_features
     from fashion_hier.train import RunDirectoryError, read_config_catalog, resolved_config
 
     try:
@@ -59,4 +59,3 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
         print(f"fashion-hier features: {error}", file=sys.stderr)
         return 2
     return 0
-
