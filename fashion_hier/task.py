@@ -3,7 +3,8 @@
 ``HierarchicalClassifier`` follows keras-hub's ``Task`` (e.g. ``ImageClassifier``): a functional
 ``keras.Model`` subclass that wraps the network made by ``build_model`` and carries everything needed to
 use it — the label space (class names, category -> subcategory tree, attribute names), per-attribute
-thresholds, image size and resize policy, the training class counts behind its default ``compile()``.
+thresholds, image size and resize policy, and what its default ``compile()`` needs to go on training as the
+run trained (the training class counts, the run's ``LossConfig`` and ``OptimizerConfig``).
 ``get_config`` holds all of it, so one ``.keras`` file is a usable model::
 
     import keras, fashion_hier
@@ -12,9 +13,10 @@ thresholds, image size and resize policy, the training class counts behind its d
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import keras
 import numpy as np
@@ -32,6 +34,9 @@ RESIZE_POLICIES = ("stretch", "pad")
 LEVEL_ACTIVATIONS = {"category": "softmax", "subcategory": "softmax", "attributes": "sigmoid"}
 SELECTIVE_LEVELS = ("category", "subcategory")  # the levels min_confidence can leave for a person
 
+if TYPE_CHECKING:
+    from fashion_hier.config import LossConfig, OptimizerConfig
+
 
 @keras.saving.register_keras_serializable(package="fashion_hier")
 class HierarchicalClassifier(keras.Model):
@@ -45,8 +50,12 @@ class HierarchicalClassifier(keras.Model):
         image_size: ``(height, width)`` images are resized to; default the network's input size.
         resize: ``"stretch"`` or ``"pad"`` (letterbox), as in training.
         class_counts: training counts per level (``class_counts_from_labels``), for ``compile()``'s
-            inverse-frequency weighted losses; ``None`` gives unweighted losses.
+            class-weighted losses; ``None`` gives unweighted losses.
         build_settings: the ``build_model`` keywords the network was made with (a record, JSON-able).
+        loss_settings: the run's ``LossConfig`` (``dataclasses.asdict(config.loss)``, JSON-able): the weighting,
+            label smoothing and level weights of ``compile()``'s losses; ``None``: ``LossConfig()``'s defaults.
+        optimizer_settings: the run's ``OptimizerConfig`` (``dataclasses.asdict(config.optimizer)``): the
+            optimiser ``compile()`` continues training with; ``None``: ``OptimizerConfig()`` (Adam 1e-3).
         temperatures: ``{level: T}`` temperature scaling per level (``TemperatureScaling``), fitted on
             validation data (``fashion_hier.calibrate``); missing levels keep T = 1 (scores as trained).
         min_confidence: ``{"category": P, "subcategory": P}``: below its P a level's answer is left for a
@@ -57,8 +66,11 @@ class HierarchicalClassifier(keras.Model):
                  thresholds: Sequence[float] | float | None = None, image_size: Sequence[int] | None = None,
                  resize: str = "stretch", class_counts: dict[str, Sequence[int]] | None = None,
                  build_settings: dict[str, Any] | None = None, temperatures: dict[str, float] | None = None,
-                 min_confidence: dict[str, float | None] | None = None, **kwargs):
+                 min_confidence: dict[str, float | None] | None = None, loss_settings: dict[str, Any] | None = None,
+                 optimizer_settings: dict[str, Any] | None = None, **kwargs):
         label_space = label_space if isinstance(label_space, LabelSpace) else LabelSpace.from_dict(label_space)
+        loss_settings = _check_settings(loss_settings, "loss", "loss_settings")
+        optimizer_settings = _check_settings(optimizer_settings, "optimizer", "optimizer_settings")
         temperatures = _check_temperatures(temperatures)
         if label_space.grouped and temperatures["attributes"] != 1.0:
             raise ValueError("temperatures['attributes'] must be 1 with attribute columns: calibration covers "
@@ -86,6 +98,8 @@ class HierarchicalClassifier(keras.Model):
         self._build_settings = dict(build_settings or {})
         self._temperatures = temperatures
         self._min_confidence = _check_min_confidence(min_confidence)
+        self._loss_settings = loss_settings
+        self._optimizer_settings = optimizer_settings
 
     # ---- what it knows -----------------------------------------------------------------------
     @property
@@ -112,6 +126,16 @@ class HierarchicalClassifier(keras.Model):
     @property
     def build_settings(self) -> dict[str, Any]:
         return dict(self._build_settings)
+
+    @property
+    def loss_settings(self) -> dict[str, Any] | None:
+        """The run's ``LossConfig`` as a dict (every key), or None for a task saved without it."""
+        return None if self._loss_settings is None else dict(self._loss_settings)
+
+    @property
+    def optimizer_settings(self) -> dict[str, Any] | None:
+        """The run's ``OptimizerConfig`` as a dict (every key), or None for a task saved without it."""
+        return None if self._optimizer_settings is None else dict(self._optimizer_settings)
 
     @property
     def temperatures(self) -> dict[str, float]:
@@ -142,7 +166,8 @@ class HierarchicalClassifier(keras.Model):
     def _replace(self, **changes) -> "HierarchicalClassifier":
         settings = {"thresholds": self._thresholds, "image_size": self._image_size, "resize": self._resize,
                     "class_counts": self._class_counts, "build_settings": self._build_settings,
-                    "temperatures": self._temperatures, "min_confidence": self._min_confidence}
+                    "temperatures": self._temperatures, "min_confidence": self._min_confidence,
+                    "loss_settings": self._loss_settings, "optimizer_settings": self._optimizer_settings}
         return HierarchicalClassifier(self.network, self._label_space, **{**settings, **changes})
 
     # ---- catalogue entries -------------------------------------------------------------------
@@ -174,19 +199,38 @@ class HierarchicalClassifier(keras.Model):
                              {**self._min_confidence, **(min_confidence or {})}, image_paths, consistent=consistent)
 
     # ---- training ----------------------------------------------------------------------------
-    def compile(self, optimizer: Any = "default", loss: Any = "default", metrics: Any = "default", **kwargs) -> None:
-        """keras' ``compile`` with defaults: Adam 1e-3, class-weighted losses from the stored counts
-        (the default ``loss.weighting``), metrics.
+    def compile(self, optimizer: Any = "default", loss: Any = "default", metrics: Any = "default",
+                loss_weights: Any = "default", **kwargs) -> None:
+        """keras' ``compile`` with training's defaults, so that fitting a loaded task goes on as its run trained.
 
+        Defaults: the stored ``LossConfig``'s losses from the stored class counts (``default_losses``) and its
+        ``level_weights``; the stored ``OptimizerConfig``'s optimiser at a constant ``learning_rate``
+        (``continuation_optimizer``: a schedule's remaining steps are unknown here); ``default_metrics``.
+        Without stored settings (tasks saved before they were kept): ``LossConfig()`` and Adam 1e-3.
         Any argument passed explicitly is used as given, as in keras-hub's tasks.
         """
-        if optimizer == "default":
-            optimizer = keras.optimizers.Adam(learning_rate=1e-3)  # the paper's optimiser and rate
-        if loss == "default":
-            loss = default_losses(self._label_space, self.class_counts)
-        if metrics == "default":
+        loss_config = self.loss_config()
+        if _is_default(optimizer):
+            optimizer = continuation_optimizer(self.optimizer_config())
+        if _is_default(loss):
+            loss = default_losses(self._label_space, self.class_counts, loss_config)
+        if _is_default(loss_weights):
+            loss_weights = loss_config.level_weights
+        if _is_default(metrics):
             metrics = default_metrics(self._label_space)
-        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+        super().compile(optimizer=optimizer, loss=loss, loss_weights=loss_weights, metrics=metrics, **kwargs)
+
+    def loss_config(self) -> LossConfig:
+        """The stored ``LossConfig`` (``LossConfig()`` when none was stored)."""
+        from fashion_hier.config import LossConfig
+
+        return LossConfig(**(self._loss_settings or {}))
+
+    def optimizer_config(self) -> OptimizerConfig:
+        """The stored ``OptimizerConfig`` (``OptimizerConfig()``, Adam 1e-3, when none was stored)."""
+        from fashion_hier.config import OptimizerConfig
+
+        return OptimizerConfig(**(self._optimizer_settings or {}))
 
     # ---- saving ------------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -204,6 +248,8 @@ class HierarchicalClassifier(keras.Model):
             "build_settings": self._build_settings,
             "temperatures": self._temperatures,
             "min_confidence": self._min_confidence,
+            "loss_settings": self._loss_settings,
+            "optimizer_settings": self._optimizer_settings,
         }
 
     @classmethod
@@ -215,6 +261,19 @@ class HierarchicalClassifier(keras.Model):
 
 
 # ---- defaults for compile -------------------------------------------------------------------
+
+def continuation_optimizer(optimizer_config: OptimizerConfig) -> keras.optimizers.Optimizer:
+    """``optimizer_config``'s optimiser (``build_optimizer``) at its ``learning_rate``, constant.
+
+    For going on training a finished model: a cosine schedule or warm-up belongs to the original run's step
+    budget, which a loaded task does not know, so the continuation runs at the configured rate; pass
+    ``compile(optimizer=build_optimizer(config, steps_per_epoch=..., epochs=...))`` for a schedule.
+    """
+    from fashion_hier.optimizers import build_optimizer
+
+    constant = dataclasses.replace(optimizer_config, schedule="constant", warmup_epochs=0)
+    return build_optimizer(constant, steps_per_epoch=1, epochs=1)
+
 
 def class_counts_from_labels(targets: dict[str, np.ndarray], label_space: LabelSpace) -> dict[str, list[int]]:
     """Training counts per level from encoded targets (``label_space.encode``): what ``compile`` weights by.
@@ -249,8 +308,6 @@ def default_losses(label_space: LabelSpace, class_counts: dict[str, np.ndarray] 
 
     The losses depend on the counts only, so they equal those built from the training labels themselves.
     """
-    import dataclasses
-
     from fashion_hier.config import LossConfig
     from fashion_hier.losses import losses_from_config
 
@@ -301,7 +358,8 @@ def default_metrics(label_space: LabelSpace) -> dict[str, list]:
 def save_task_model(network: keras.Model, label_space: LabelSpace, path: str | os.PathLike, *,
                     thresholds: Sequence[float] | float | None = None, image_size: Sequence[int] | None = None,
                     resize: str = "stretch", class_counts: dict[str, Sequence[int]] | None = None,
-                    build_settings: dict[str, Any] | None = None) -> HierarchicalClassifier:
+                    build_settings: dict[str, Any] | None = None, loss_settings: dict[str, Any] | None = None,
+                    optimizer_settings: dict[str, Any] | None = None) -> HierarchicalClassifier:
     """Wrap ``network`` (``build_model``'s model, trained) as the task and save it atomically to ``path``.
 
     ``train`` calls this for its final save, so ``model.keras`` alone is a usable model.
@@ -312,10 +370,31 @@ def save_task_model(network: keras.Model, label_space: LabelSpace, path: str | o
         task = network if thresholds is None else network.with_thresholds(thresholds)
     else:
         task = HierarchicalClassifier(network, label_space, thresholds=thresholds, image_size=image_size,
-                                      resize=resize, class_counts=class_counts, build_settings=build_settings)
+                                      resize=resize, class_counts=class_counts, build_settings=build_settings,
+                                      loss_settings=loss_settings, optimizer_settings=optimizer_settings)
     with atomic_path(Path(path)) as temporary:
         task.save(temporary)
     return task
+
+
+def _is_default(argument: Any) -> bool:
+    return isinstance(argument, str) and argument == "default"
+
+
+def _check_settings(settings: dict[str, Any] | None, section: str, argument: str) -> dict[str, Any] | None:
+    """``settings`` checked as the config's ``section`` (keys, types, values), every key filled in; None stays None."""
+    if settings is None:
+        return None
+    from fashion_hier.config import TrainConfig
+
+    if not isinstance(settings, dict):
+        raise ValueError(f"{argument} must be a dict (dataclasses.asdict of the run's config.{section}), "
+                         f"got {type(settings).__name__}")
+    try:
+        checked = getattr(TrainConfig.from_dict({section: settings}), section)
+    except ValueError as error:
+        raise ValueError(f"{argument}: {error}") from None
+    return dataclasses.asdict(checked)
 
 
 def _threshold_vector(thresholds: Sequence[float] | float, num_attributes: int) -> np.ndarray:
