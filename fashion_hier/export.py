@@ -1,9 +1,9 @@
 """Export a run for serving without this package: a TensorFlow SavedModel that takes JPEG/PNG bytes, and TFLite.
 
 The SavedModel's ``serving_default`` signature takes a batch of encoded images (``image_bytes``, a
-string tensor), decodes and resizes them inside the graph the way ``fashion_hier.data.images`` does
-(libjpeg reduced-scale decoding for big JPEGs, area averaging when shrinking, bilinear otherwise,
-"stretch" or white "pad" policy, uint8 rounding), runs the model and returns the category and
+string tensor), decodes and resizes them inside the graph with the in-graph face of the task's
+``ImagePreprocessor`` (``fashion_hier.preprocessing``: the resize geometry ``predict_catalog`` loads files
+with, its measured differences in that module's docstring), runs the model and returns the category and
 subcategory names (constant string tensors inside the graph) with their scores, the attribute scores
 and the attributes at or above their thresholds; with attribute columns (``LabelSpace.grouped``), one answer
 per group, as the decoded table's columns (``serving_outputs`` names them). TensorFlow Serving answers it
@@ -32,8 +32,6 @@ FLAT_OUTPUTS = (*LEVEL_OUTPUTS, "attributes")  # the flat tag set: "|"-joined th
 GROUP_SCORES_SUFFIX = "_scores"  # a multi group's (N, k) scores of all its values: tags -> tags_scores
 GROUP_VALUES_SUFFIX = "_values"  # ... and the (N, k) value names they belong to: tags -> tags_values
 NOT_APPLICABLE = ""  # a group's answer where it does not apply to the predicted category (decoding's None)
-_JPEG_RATIOS = (8, 4, 2)  # libjpeg's reduced decoding scales, as images.py tries them (largest first)
-_DCT = "INTEGER_ACCURATE"  # libjpeg's JDCT_ISLOW, what OpenCV uses: decoded pixels are then identical
 
 
 def serving_outputs(label_space) -> tuple[str, ...]:
@@ -98,12 +96,10 @@ def export_savedmodel(model_or_run, out_dir: str | os.PathLike, *, consistent: b
     attribute_names = tf.constant(space.attributes)
     parent_index = tf.constant(np.asarray(space.parent_index, dtype=np.int32))
     thresholds = tf.constant(predictor.thresholds.astype(np.float32))
-    size, resize = tuple(predictor.image_size), predictor.resize
+    preprocessor = model.preprocessor.replace(image_size=predictor.image_size, resize=predictor.resize)
 
     def serve(image_bytes):
-        images = tf.map_fn(lambda data: decode_and_resize(data, size, resize), image_bytes,
-                           fn_output_signature=tf.TensorSpec((*size, 3), tf.float32))
-        scores = model(images, training=False)
+        scores = model(preprocessor.decode_and_resize(image_bytes), training=False)
         category_scores, subcategory_scores, attribute_scores = (
             tf.cast(scores[level], tf.float32) for level in ("category", "subcategory", "attributes"))
         if consistent:
@@ -180,63 +176,6 @@ def _thresholded(scores, thresholds, names):
         return tf.strings.reduce_join(tf.ragged.boolean_mask(strings, chosen), axis=1, separator="|")
 
     return joined(tf.gather(names, order)), joined(tf.strings.as_string(sorted_scores, precision=4))
-
-
-def decode_and_resize(data, size: tuple[int, int], resize: str = "stretch"):
-    """One encoded image (scalar string tensor) to float32 RGB 0..255 of ``size``, as ``load_image`` does.
-
-    Known differences from OpenCV: EXIF rotation is not applied, 16-bit PNGs are read at 8 bits, and
-    resampling of non-integer scale factors differs by rounding (measured in docs/production.md).
-    """
-    import tensorflow as tf
-
-    height, width = size
-    is_jpeg = tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff")
-
-    def jpeg():
-        shape = tf.image.extract_jpeg_shape(data)
-        needed = _resized_shape(shape[0], shape[1], size, resize)
-        cases = [(tf.logical_and(shape[0] >= ratio * needed[0], shape[1] >= ratio * needed[1]),
-                  lambda ratio=ratio: tf.io.decode_jpeg(data, channels=3, ratio=ratio, dct_method=_DCT)) for ratio in _JPEG_RATIOS]
-        return tf.cast(tf.case(cases, default=lambda: tf.io.decode_jpeg(data, channels=3, dct_method=_DCT)), tf.float32), tf.constant(True)
-
-    def other():
-        rgba = tf.cast(tf.io.decode_image(data, channels=4, expand_animations=False), tf.float32)
-        opacity = rgba[:, :, 3:] / 255.0
-        return rgba[:, :, :3] * opacity + 255.0 * (1.0 - opacity), tf.reduce_all(opacity == 1.0)
-
-    # 8-bit images without transparency stay uint8 in OpenCV, whose resize then rounds to integers
-    pixels, eight_bit = tf.cond(is_jpeg, jpeg, other)
-    pixels.set_shape([None, None, 3])
-    source = tf.shape(pixels)
-    content_height, content_width = _resized_shape(source[0], source[1], size, resize)
-    shrinking = tf.logical_and(content_height <= source[0], content_width <= source[1])
-    unchanged = tf.logical_and(content_height == source[0], content_width == source[1])
-    target = tf.stack([content_height, content_width])
-    content = tf.case([(unchanged, lambda: pixels),
-                       (shrinking, lambda: tf.image.resize(pixels, target, method="area"))],
-                      default=lambda: tf.image.resize(pixels, target, method="bilinear"))
-    content = tf.where(tf.logical_and(eight_bit, tf.logical_not(unchanged)),
-                       tf.clip_by_value(tf.round(content), 0.0, 255.0), content)
-    top, left = (height - content_height) // 2, (width - content_width) // 2
-    padded = tf.pad(content - 255.0, [[top, height - content_height - top], [left, width - content_width - left], [0, 0]])
-    return tf.ensure_shape(padded + 255.0, (height, width, 3))
-
-
-def _resized_shape(source_height, source_width, size: tuple[int, int], resize: str):
-    """images._resized_shape in tensors: the target, or the fitted box (round half to even) for "pad"."""
-    import tensorflow as tf
-
-    height, width = size
-    if resize == "stretch":
-        return tf.constant(height), tf.constant(width)
-    source_height, source_width = tf.cast(source_height, tf.float64), tf.cast(source_width, tf.float64)
-    scale = tf.minimum(height / source_height, width / source_width)
-
-    def side(source, limit):
-        return tf.minimum(limit, tf.maximum(1, tf.cast(tf.round(source * scale), tf.int32)))
-
-    return side(source_height, height), side(source_width, width)
 
 
 def export_tflite(model_or_run, out_path: str | os.PathLike, *, quantization: str = "float16") -> Path:

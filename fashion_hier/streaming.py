@@ -1,8 +1,9 @@
 """Images through a task in batches: paths streamed from disk (unreadable ones skipped and reported) or arrays.
 
 The one scoring loop behind ``HierarchicalClassifier.predict_scores``/``predict_catalog`` and ``Predictor``
-(and so ``evaluate``, Spark, search). It uses only what a task exposes (``image_size``, ``resize``,
-``label_space``, ``predict_on_batch``), so the task calls it without this module importing the task.
+(and so ``evaluate``, Spark, search). It uses only what a task exposes (``preprocessor``, ``image_size``,
+``label_space``, ``predict_on_batch``), so the task calls it without this module importing the task. Images are
+read by the task's ``ImagePreprocessor`` (``fashion_hier.preprocessing``), the one the export runs in its graph.
 """
 from __future__ import annotations
 
@@ -27,45 +28,48 @@ class ScoredBatch(NamedTuple):
 
 def iter_batches(task, paths: Sequence[str | os.PathLike], *, batch_size: int = 32, progress: bool = False,
                  image_size: tuple[int, int] | None = None, resize: str | None = None,
-                 forward=None) -> Iterator[ScoredBatch]:
+                 forward=None, preprocessor=None) -> Iterator[ScoredBatch]:
     """Batch by batch: the readable paths, their scores, and the batch's unreadable images (skipped, never fatal).
 
     One batch is in memory at a time. Each unreadable image is logged once with its reason. Images are
-    loaded at the task's size and resize policy unless ``image_size``/``resize`` say otherwise. ``forward``:
-    what runs the task's forward pass (``fashion_hier.engine.compile_engine``'s answer; default the task).
+    read by ``preprocessor`` (default ``task.preprocessor``), at another size or resize policy when
+    ``image_size``/``resize`` say so. ``forward``: what runs the task's forward pass
+    (``fashion_hier.engine.compile_engine``'s answer; default the task).
     """
-    from fashion_hier.data import FashionSequence
+    from fashion_hier.data import UnreadableImage
 
     paths = [str(p) for p in paths]
     check_batch_size(batch_size)
     if not paths:
         return
-    sequence = FashionSequence(paths, None, batch_size=batch_size, image_size=image_size or task.image_size,
-                               resize=resize or task.resize, shuffle=False)
+    preprocessor = _preprocessor(task, preprocessor, image_size, resize)
     with progress_bar(len(paths), progress) as bar:
-        for index in range(len(sequence)):
-            batch = sequence.load_batch(index)
-            for image in batch.unreadable:
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start:start + batch_size]
+            loaded = preprocessor.load(chunk)
+            unreadable = [UnreadableImage(path, reason) for path, reason in loaded.failed]
+            for image in unreadable:
                 logger.warning("skipped unreadable image %s: %s", image.path, image.reason)
-            scores = score_images(task, batch.images, forward) if batch.paths else empty_scores(task.label_space)
-            bar.update(len(batch.paths) + len(batch.unreadable))
-            yield ScoredBatch(list(batch.paths), scores, list(batch.unreadable))
+            readable = [chunk[row] for row in loaded.kept]
+            scores = score_images(task, loaded.images, forward) if readable else empty_scores(task.label_space)
+            bar.update(len(chunk))
+            yield ScoredBatch(readable, scores, unreadable)
 
 
 def iter_chunks(task, paths_or_images, *, batch_size: int = 32, progress: bool = False,
-                image_size: tuple[int, int] | None = None, resize: str | None = None, forward=None
-                ) -> Iterator[tuple[list[str | None], dict[str, np.ndarray]]]:
+                image_size: tuple[int, int] | None = None, resize: str | None = None, forward=None,
+                preprocessor=None) -> Iterator[tuple[list[str | None], dict[str, np.ndarray]]]:
     """(paths, scores) per batch for paths (streamed from disk, unreadable ones skipped) or an array of images
-    (paths None)."""
+    at the model's size (paths None)."""
     if not (isinstance(paths_or_images, np.ndarray) and paths_or_images.dtype.kind in "fiu"):
         if isinstance(paths_or_images, (str, os.PathLike)):
             paths_or_images = [paths_or_images]
         for batch in iter_batches(task, paths_or_images, batch_size=batch_size, progress=progress,
-                                  image_size=image_size, resize=resize, forward=forward):
+                                  image_size=image_size, resize=resize, forward=forward, preprocessor=preprocessor):
             if batch.paths:
                 yield batch.paths, batch.scores
         return
-    images = check_images(paths_or_images, tuple(image_size or task.image_size))
+    images = _preprocessor(task, preprocessor, image_size, resize).load(paths_or_images).images
     check_batch_size(batch_size)
     with progress_bar(len(images), progress) as bar:
         for start in range(0, len(images), batch_size):
@@ -95,15 +99,11 @@ def concatenate(chunks: list[dict[str, np.ndarray]], label_space) -> dict[str, n
     return {level: np.concatenate([chunk[level] for chunk in chunks]) for level in LEVELS}
 
 
-def check_images(images: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
-    """An (N, h, w, 3) array (or one (h, w, 3) image) of the model's size, as float32 0..255."""
-    images = images[None] if images.ndim == 3 else images
-    expected = (*image_size, 3)
-    if images.ndim != 4 or images.shape[1:] != expected:
-        raise ValueError(f"images have shape {images.shape}; this model takes (N, {', '.join(map(str, expected))}) "
-                         f"RGB 0..255 — pass image paths (resized on load) or resize the array to "
-                         f"{image_size[0]}x{image_size[1]}")
-    return images.astype(np.float32, copy=False)
+def _preprocessor(task, preprocessor, image_size: tuple[int, int] | None, resize: str | None):
+    """``preprocessor``, else the task's, with ``image_size``/``resize`` changed where given."""
+    preprocessor = preprocessor if preprocessor is not None else task.preprocessor
+    changes = {name: value for name, value in (("image_size", image_size), ("resize", resize)) if value is not None}
+    return preprocessor.replace(**changes) if changes else preprocessor
 
 
 def check_batch_size(batch_size: int) -> None:

@@ -24,7 +24,7 @@ import pandas as pd
 
 import fashion_hier.losses  # noqa: F401  (registers the losses a compiled task is saved with)
 import fashion_hier.models  # noqa: F401  (registers the Preprocess layer inside the network)
-from fashion_hier import streaming
+from fashion_hier import preprocessing, streaming  # modules: preprocessing may be mid-import (keras' hook)
 from fashion_hier.decoding import decode_scores, prediction_columns
 from fashion_hier.labels import LEVELS, LabelSpace, group_counts
 from fashion_hier.models.calibration import TemperatureScaling
@@ -118,6 +118,12 @@ class HierarchicalClassifier(keras.Model):
     @property
     def resize(self) -> str:
         return self._resize
+
+    @property
+    def preprocessor(self) -> preprocessing.ImagePreprocessor:
+        """The task's image preprocessor (its ``image_size`` and ``resize``): what prediction and the export
+        decode and resize with, as keras-hub's ``ImageClassifier.preprocessor``."""
+        return preprocessing.ImagePreprocessor(self._image_size, self._resize)
 
     @property
     def class_counts(self) -> dict[str, np.ndarray] | None:

@@ -78,6 +78,35 @@ def test_savedmodel_resizes_and_composites_like_the_library(run_dir, exported, t
         np.testing.assert_allclose(served[key], expected[level], atol=1e-3)
 
 
+@pytest.mark.parametrize("resize", ["stretch", "pad"])
+def test_savedmodel_scores_png_bytes_as_predict_catalog_scores_the_files(run_dir, tmp_path, resize):
+    from fashion_hier.task import HierarchicalClassifier
+
+    trained = Predictor.load(run_dir).model
+    task = HierarchicalClassifier(trained.network, trained.label_space, thresholds=trained.thresholds,
+                                  image_size=trained.image_size, resize=resize)
+    source = cv2.imread(_test_images(run_dir)[0])
+    paths = []
+    for height, width in ((37, 23), (23, 37)):  # non-square, one side shrinks and the other grows (32 px model)
+        paths.append(str(tmp_path / f"{height}x{width}.png"))  # PNG: lossless, so only resampling can differ
+        cv2.imwrite(paths[-1], cv2.resize(source, (width, height), interpolation=cv2.INTER_AREA))
+    exported_task = export_savedmodel(Predictor(task), tmp_path / f"savedmodel_{resize}")
+
+    served = _serve(exported_task, paths)
+    catalog = task.predict_catalog(paths, consistent=True)
+    expected = task.predict_scores(paths)  # the same streaming loop and preprocessor as predict_catalog
+    in_graph = task.predict_scores(task.preprocessor.decode_and_resize([open(p, "rb").read() for p in paths]).numpy())
+
+    for level, key in zip(LEVELS, ("category_scores", "subcategory_scores", "attribute_scores")):
+        # the serving graph is the preprocessor's in-graph face plus the network: equal to float32 rounding
+        np.testing.assert_allclose(served[key], in_graph[level], rtol=1e-5, atol=1e-5)
+        # its pixels differ from the OpenCV face's by <= 1 grey level (tests/test_preprocessing.py): for this
+        # tiny network that moves the scores by well under 1e-3
+        np.testing.assert_allclose(served[key], expected[level], atol=1e-3)
+    assert [v.decode() for v in served["subcategory"]] == catalog["subcategory"].tolist()
+    np.testing.assert_allclose(served["subcategory_score"], catalog["subcategory_score"], atol=1e-3)
+
+
 def test_saved_model_cli_runs_the_serving_signature(run_dir, exported, tmp_path):
     cli = shutil.which("saved_model_cli")
     if cli is None:

@@ -5,6 +5,8 @@ resizing cannot differ between them. OpenCV decodes (BGR, turned to RGB); graysc
 (composited on white), palette and 16-bit images are handled. A JPEG at least 2x/4x/8x larger
 than what it is resized to is decoded at that reduced scale by libjpeg (``IMREAD_REDUCED_COLOR_*``),
 which is several times faster on studio-size photos and close to a full decode plus area resize.
+The resize geometry (``resized_shape``, ``letterbox_offsets``, ``shrinks``, ``reduction_fits``) is written once
+for Python numbers or tensors: ``fashion_hier.preprocessing`` runs the same functions inside the SavedModel graph.
 
 Before any pixel is decoded, the header (read by Pillow, which parses headers lazily) must declare
 at most ``max_pixels`` pixels; a larger image is refused with ``ImageTooLargeError``, an
@@ -17,7 +19,7 @@ import io
 import os
 import threading
 import warnings
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import cv2
 import numpy as np
@@ -27,6 +29,7 @@ RESIZE_POLICIES = ("stretch", "pad")
 PAD_VALUE = 255.0  # "pad" fills the border white, like a studio background
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _REDUCED_FLAGS = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+JPEG_REDUCTIONS = tuple(factor for factor, _ in _REDUCED_FLAGS)  # libjpeg's reduced scales, tried largest first
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 # Pixel budget per image (the default of ``max_pixels`` and of the config's ``data.max_pixels``). 120 MP admits
@@ -214,9 +217,9 @@ def _exif_transposed(image: Image.Image) -> bool:
 def _jpeg_flag(header: _Header, size: tuple[int, int], resize: str) -> int:
     """IMREAD_REDUCED_COLOR_k for the largest k that still leaves at least the resized size, else IMREAD_COLOR."""
     width, height = (header.height, header.width) if header.transposed else (header.width, header.height)
-    needed_height, needed_width = _resized_shape((height, width), size, resize)
+    needed = resized_shape((height, width), size, resize)
     for factor, flag in _REDUCED_FLAGS:
-        if height >= factor * needed_height and width >= factor * needed_width:
+        if reduction_fits((height, width), needed, factor):
             return flag
     return cv2.IMREAD_COLOR
 
@@ -247,33 +250,64 @@ def _to_rgb(pixels: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     return rgb
 
 
-# ---- resizing -------------------------------------------------------------------------------
+# ---- resizing geometry: one definition, run on Python numbers here and on tensors in the SavedModel graph ----
 
-def _resized_shape(source: tuple[int, int], size: tuple[int, int], resize: str) -> tuple[int, int]:
-    """The (height, width) the image content is scaled to: the target, or the fitted box for "pad"."""
+class ShapeOps(NamedTuple):
+    """The functions the geometry needs: Python's here, TensorFlow's in ``fashion_hier.preprocessing``."""
+
+    minimum: Callable
+    maximum: Callable
+    round: Callable  # half to even in both (Python's round, tf.round)
+    logical_and: Callable
+
+
+PYTHON_OPS = ShapeOps(min, max, round, lambda a, b: a and b)
+
+
+def resized_shape(source, size: tuple[int, int], resize: str, ops: ShapeOps = PYTHON_OPS):
+    """The (height, width) the image content is scaled to: the target, or for "pad" the fitted box.
+
+    "pad": ``scale = min(height / source_height, width / source_width)``, each side ``round(side * scale)``
+    (half to even), at least 1 and at most the target. ``ops`` runs the same float64 arithmetic on tensors
+    (sources cast to float64) for the in-graph face, so both faces find the same box.
+    """
     if resize == "stretch":
         return size
-    scale = min(size[0] / source[0], size[1] / source[1])
-    return (min(size[0], max(1, round(source[0] * scale))), min(size[1], max(1, round(source[1] * scale))))
+    scale = ops.minimum(size[0] / source[0], size[1] / source[1])
+    # tensors first: a Python int after a tensor takes its dtype
+    return tuple(ops.minimum(ops.maximum(ops.round(side * scale), 1), limit) for side, limit in zip(source, size))
+
+
+def letterbox_offsets(size: tuple[int, int], content: tuple[int, int]):
+    """(top, left) of the content on the "pad" canvas: centred, the odd pixel of a border below/right."""
+    return (size[0] - content[0]) // 2, (size[1] - content[1]) // 2
+
+
+def shrinks(source, content, ops: ShapeOps = PYTHON_OPS):
+    """Whether the content is no larger than the source on both sides: area averaging then, bilinear otherwise."""
+    return ops.logical_and(content[0] <= source[0], content[1] <= source[1])
+
+
+def reduction_fits(source, needed, factor: int, ops: ShapeOps = PYTHON_OPS):
+    """Whether a JPEG decoded at 1/``factor`` (libjpeg's reduced scale) still has at least the ``needed`` shape."""
+    return ops.logical_and(source[0] >= factor * needed[0], source[1] >= factor * needed[1])
 
 
 def _scale(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """cv2.resize to ``shape`` (height, width): area averaging when shrinking both sides, bilinear otherwise."""
     if pixels.shape[:2] == shape:
         return pixels
-    shrinking = shape[0] <= pixels.shape[0] and shape[1] <= pixels.shape[1]
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    interpolation = cv2.INTER_AREA if shrinks(pixels.shape[:2], shape) else cv2.INTER_LINEAR
     return cv2.resize(pixels, (shape[1], shape[0]), interpolation=interpolation)
 
 
 def _fit(pixels: np.ndarray, size: tuple[int, int], resize: str) -> np.ndarray:
     """Apply the resize policy: stretch to ``size``, or scale inside it and centre on a white canvas."""
-    content_shape = _resized_shape(pixels.shape[:2], size, resize)
+    content_shape = resized_shape(pixels.shape[:2], size, resize)
     content = _scale(pixels, content_shape)
     if content_shape == size:
         return content
     canvas = np.full((*size, 3), PAD_VALUE, dtype=np.float32)
-    top = (size[0] - content_shape[0]) // 2
-    left = (size[1] - content_shape[1]) // 2
+    top, left = letterbox_offsets(size, content_shape)
     canvas[top:top + content_shape[0], left:left + content_shape[1]] = content
     return canvas
