@@ -24,8 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "experiments" / "configs" / "fpi_paper.yaml"
-WEIGHTS = "/work/weights/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-DATA = "/work/shared/data/fashion-product-images"
+WEIGHTS = Path.home() / ".cache/fashion_hier/weights/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"  # get_resnet50_imagenet.sh
+DATA = Path(__file__).resolve().parents[2] / "shared/data/fashion-product-images"  # ../shared beside the repository
 
 
 def paper_config(weights: str):
@@ -76,25 +76,25 @@ def _images_per_second(step, batch, steps: int) -> float:
 
 def time_training_steps(config, cache, label_space, paths, labels, *, batch_size: int, steps: int) -> dict:
     """Images/s of full fine-tuning (224 px images) and of the cached conv5 fine-tune, same batches."""
-    from fashion_hier import train as training
+    from fashion_hier import compiling
     from fashion_hier.data import load_images
     from fashion_hier.finetune.partial import cached_model, upper_backbone
     from fashion_hier.models import build_head_model, build_model
 
     targets = {level: np.asarray(values)[:batch_size] for level, values in labels.items()}
-    losses = training.weighted_losses(config, label_space, labels)
+    losses = compiling.weighted_losses(config, label_space, labels)
     model_args = dict(head=config.model.head, units=config.model.units, l2=config.model.l2,
                       dropout=config.model.dropout)
     counts = (label_space.num_categories, label_space.num_subcategories, label_space.num_attributes)
     full = build_model(*counts, backbone="resnet50", weights=config.model.weights, input_shape=(224, 224, 3),
                        trainable_backbone=True, **model_args)
-    training.compile_model(full, config, losses, label_space, 1e-4, jit_compile=False)
+    compiling.compile_model(full, config, losses, label_space, 1e-4, jit_compile=False, steps_per_epoch=1, epochs=1)
     images = load_images(list(paths[:batch_size]), (224, 224), resize=config.data.resize)
     full_rate = _images_per_second(full.train_on_batch, (images, targets), steps)
     del full
     upper = upper_backbone("resnet50", config.model.weights, (224, 224), cache.manifest["cut_layer"])
     cached = cached_model(upper, build_head_model(*counts, feature_dim=2048, **model_args))
-    training.compile_model(cached, config, losses, label_space, 1e-4, jit_compile=False)
+    compiling.compile_model(cached, config, losses, label_space, 1e-4, jit_compile=False, steps_per_epoch=1, epochs=1)
     rows = cache.rows(list(paths[:batch_size]))
     maps = np.asarray(cache.activations[np.sort(rows), 0], dtype=np.float32)
     cached_rate = _images_per_second(cached.train_on_batch, (maps, targets), steps)
@@ -103,24 +103,15 @@ def time_training_steps(config, cache, label_space, paths, labels, *, batch_size
 
 
 def fit_frozen_head(config, label_space, pooled: dict, labels: dict, *, epochs: int):
-    """The head on the frozen backbone's pooled features (the baseline, and the fine-tune's starting head)."""
-    import keras
+    """The head on the frozen backbone's pooled features (the baseline, and the fine-tune's starting head): the
+    library's ``fit_head``, for ``epochs`` epochs with the config's early stopping."""
+    import dataclasses
 
-    from fashion_hier import train as training
-    from fashion_hier.config import training_seed
-    from fashion_hier.finetune.partial import MONITOR
-    from fashion_hier.models import build_head_model
+    from fashion_hier.features import fit_head
 
-    keras.utils.set_random_seed(training_seed(config))
-    head = build_head_model(label_space.num_categories, label_space.num_subcategories, label_space.num_attributes,
-                            feature_dim=2048, head=config.model.head, units=config.model.units, l2=config.model.l2,
-                            dropout=config.model.dropout)
-    training.compile_model(head, config, training.weighted_losses(config, label_space, labels["train"]), label_space,
-                           config.optimizer.learning_rate, jit_compile=False)
-    stop = keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=3, restore_best_weights=True)
-    head.fit(pooled["train"], labels["train"], validation_data=(pooled["validation"], labels["validation"]),
-             epochs=epochs, batch_size=config.training.batch_size, callbacks=[stop], verbose=2)
-    return head
+    config = dataclasses.replace(config, training=dataclasses.replace(config.training, epochs=epochs))
+    return fit_head(config, label_space, pooled["train"], labels["train"], pooled["validation"],
+                    labels["validation"], verbose=2).model
 
 
 def measure(args) -> None:
@@ -184,7 +175,7 @@ def measure(args) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("stage", choices=["extract", "measure"])
-    parser.add_argument("--cache", default="/work/cache/h8-finetune/activations")
+    parser.add_argument("--cache", default="runs/bench_finetune/activations")
     parser.add_argument("--weights", default=WEIGHTS)
     parser.add_argument("--cut", default="conv4_block6_out")
     parser.add_argument("--batch-size", type=int, default=16, help="extraction batch; measure: training batch")
@@ -193,7 +184,7 @@ def main(argv=None) -> int:
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--limit", type=int, default=None, help="at most this many rows per split (smoke test)")
     parser.add_argument("--timing-steps", type=int, default=3, help="0: skip the timing")
-    parser.add_argument("--out", default="/work/cache/h8-finetune/measure.json")
+    parser.add_argument("--out", default="runs/bench_finetune/measure.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     {"extract": extract, "measure": measure}[args.stage](args)

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from experiments.fpi_recipe import _markdown, append_row  # noqa: E402  (what every FPI experiment writes with)
 
-DATA = Path("/work/shared/data/fashion-product-images")
+DATA = Path(__file__).resolve().parents[2] / "shared/data/fashion-product-images"  # ../shared beside the repository
 GROUPS = [{"name": "gender", "kind": "single"}, {"name": "baseColour", "kind": "single"},
           {"name": "season", "kind": "single"}, {"name": "usage", "kind": "single"}]
 SEEDS = (0, 1, 2)

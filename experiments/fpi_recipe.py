@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = "/work/shared/data/fashion-product-images"
-WEIGHTS = "/work/weights/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+DATA = Path(__file__).resolve().parents[2] / "shared/data/fashion-product-images"  # ../shared beside the repository
+WEIGHTS = Path.home() / ".cache/fashion_hier/weights/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"  # get_resnet50_imagenet.sh
 RARE = 20  # a subcategory with fewer training images than this is rare
 SEEDS = (0, 1, 2)
 

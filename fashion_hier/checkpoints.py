@@ -1,15 +1,18 @@
-"""Exact-resume checkpoints of a training run, the per-epoch bookkeeping that writes them, and the one
-reader of model files.
+"""Exact-resume checkpoints of one fit, kept in a backup folder, and the one reader of model files.
 
-Format, in the run's ``backup/`` directory (``RunDir.backup``):
+Every trainer (``fashion_hier.training_loop``) keeps its checkpoints in a backup folder of the run:
+``backup/`` for the image trainer, ``backup/head`` and ``backup/finetune`` for the cached-feature
+trainer's two fits (``RunDir.trainer_backup``). A folder holds:
 
-- ``epoch-NNNN.npz`` (``RunDir.backup_checkpoint``): every variable after NNNN finished epochs —
+- ``epoch-NNNN.npz`` (``RunDir.checkpoint_name``): every variable after NNNN finished epochs —
   ``model.variables`` (weights, BatchNorm statistics and the dropout layers' seed-generator
   states, which ``model.weights`` leaves out) as ``model/0000...`` and ``optimizer.variables``
   (iteration count, moments) as ``optimizer/0000...``; ``model_paths``/``optimizer_paths`` hold
   the variable paths, checked on load; ``state`` holds that point's ``TrainingState`` as JSON, so
   each checkpoint can be resumed from on its own.
-- ``state.json`` (``RunDir.backup_state``): ``{"epochs_done", "checkpoint", "history"}``, written
+- ``best.npz`` (``RunDir.BACKUP_BEST``): the checkpoint of the best epoch so far on the monitor, a
+  hard link to that epoch's file (no second write), which the fit ends on.
+- ``state.json`` (``RunDir.BACKUP_STATE``): ``{"epochs_done", "checkpoint", "history"}``, written
   after the ``.npz`` it names. Both are atomic, so a kill at any point leaves a consistent pair:
   the new one, or the previous one.
 
@@ -27,6 +30,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import zipfile
 import zlib
 from pathlib import Path
@@ -50,6 +54,39 @@ class CheckpointError(ValueError):
     """The checkpoint in ``backup/`` does not fit the model being trained."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Backup:
+    """One fit's backup folder (``RunDir.trainer_backup``): its state file, epoch checkpoints and best checkpoint."""
+
+    path: Path
+
+    @classmethod
+    def of(cls, run: RunDir, trainer: str | None = None) -> Backup:
+        """The backup of ``run``'s image trainer (``trainer=None``) or of its ``"head"``/``"finetune"`` fit."""
+        return cls(run.trainer_backup(trainer))
+
+    @property
+    def state(self) -> Path:
+        return self.path / RunDir.BACKUP_STATE
+
+    @property
+    def best(self) -> Path:
+        return self.path / RunDir.BACKUP_BEST
+
+    def checkpoint(self, epochs_done: int) -> Path:
+        return self.path / RunDir.checkpoint_name(epochs_done)
+
+    def checkpoints(self) -> list[Path]:
+        """The epoch checkpoints, newest first (their epoch counts are zero-padded). The best checkpoint and a
+        temporary file a kill left behind (``.epoch-0003.npz.*.npz``) are not among them."""
+        return sorted((path for path in self.path.glob("epoch-*.npz")), reverse=True)
+
+    def relative(self, path: Path) -> str:
+        """``path`` as named within the run: ``backup/epoch-0003.npz``, ``backup/head/state.json``."""
+        top = self.path if self.path.name == RunDir.BACKUP else self.path.parent
+        return os.path.relpath(path, top.parent)
+
+
 @dataclasses.dataclass
 class TrainingState:
     """How far a run got: epochs finished, their history rows, and the checkpoint file of that point."""
@@ -64,23 +101,23 @@ class TrainingState:
         return cls(int(data["epochs_done"]), data.get("checkpoint"), list(data.get("history", [])))
 
     @classmethod
-    def load(cls, run: RunDir) -> TrainingState:
+    def load(cls, backup: Backup) -> TrainingState:
         """The state to resume from, or a fresh one when the run has none.
 
         That is ``state.json``'s; when it or the checkpoint it names is damaged, the state of the newest
         checkpoint that reads back whole, with a warning naming the damaged files. Raises
         ``DamagedFileError`` when the run has a backup but no checkpoint in it can be read.
         """
-        if not run.backup_state.is_file():
+        if not backup.state.is_file():
             return cls()
         damaged: list[DamagedFileError] = []
-        candidates = _checkpoints(run)
+        candidates = backup.checkpoints()
         try:
-            recorded = cls.from_dict(read_json(run.backup_state, remedy=START_AFRESH, keys=_STATE_KEYS))
+            recorded = cls.from_dict(read_json(backup.state, remedy=START_AFRESH, keys=_STATE_KEYS))
         except DamagedFileError as error:
             damaged.append(error)
         else:
-            named = run.backup / str(recorded.checkpoint)
+            named = backup.path / str(recorded.checkpoint)
             try:
                 check_archive(named, START_AFRESH)
                 return recorded
@@ -93,28 +130,20 @@ class TrainingState:
             except DamagedFileError as error:
                 damaged.append(error)
                 continue
-            logger.warning("%s; resuming from epoch %d (%s)", "; ".join(_damage(run, error) for error in damaged),
-                           state.epochs_done, os.path.relpath(path, run.path))
+            logger.warning("%s; resuming from epoch %d (%s)", "; ".join(_damage(backup, error) for error in damaged),
+                           state.epochs_done, backup.relative(path))
             return state
         first = damaged[0]
-        others = f"; no other checkpoint in {run.backup} reads back whole" if len(damaged) > 1 else ""
+        others = f"; no other checkpoint in {backup.path} reads back whole" if len(damaged) > 1 else ""
         raise DamagedFileError(first.path, first.problem + others, START_AFRESH)
 
-    def save(self, run: RunDir) -> None:
-        atomic_write_text(run.backup_state, json.dumps(dataclasses.asdict(self), indent=1, allow_nan=True) + "\n")
+    def save(self, backup: Backup) -> None:
+        atomic_write_text(backup.state, json.dumps(dataclasses.asdict(self), indent=1, allow_nan=True) + "\n")
 
 
-def _checkpoints(run: RunDir) -> list[Path]:
-    """The run's checkpoints (``RunDir.backup_checkpoint``), newest first: their epoch counts are zero-padded.
-
-    A temporary file a kill left behind (``.epoch-0003.npz.*.npz``) is hidden, so not among them.
-    """
-    return sorted((path for path in run.backup.glob("*.npz") if not path.name.startswith(".")), reverse=True)
-
-
-def _damage(run: RunDir, error: DamagedFileError) -> str:
+def _damage(backup: Backup, error: DamagedFileError) -> str:
     """``backup/epoch-0003.npz is damaged (...)``: a damaged backup file, named within the run."""
-    return f"{os.path.relpath(error.path, run.path)} is damaged ({error.problem})"
+    return f"{backup.relative(Path(error.path))} is damaged ({error.problem})"
 
 
 def _embedded_state(path: Path) -> TrainingState:
@@ -150,33 +179,60 @@ def _values(variables) -> dict[str, np.ndarray]:
     return {f"{index:04d}": np.asarray(variable.numpy()) for index, variable in enumerate(variables)}
 
 
-def save_checkpoint(run: RunDir, model, state: TrainingState) -> None:
+def save_checkpoint(backup: Backup, model, state: TrainingState, *, best: bool = False) -> None:
     """Write every model and optimiser variable with ``state``, then ``state.json`` naming that file.
 
-    Older checkpoints are dropped only now, and the one before this is kept: the point to resume from
-    should this one be found damaged.
+    ``best``: this epoch is the best so far, so ``best.npz`` becomes a link to its checkpoint. Older
+    checkpoints are dropped only now, and the one before this is kept: the point to resume from should
+    this one be found damaged.
     """
-    path = run.backup_checkpoint(state.epochs_done)
+    path = backup.checkpoint(state.epochs_done)
     optimizer_variables = list(model.optimizer.variables) if model.optimizer is not None else []
     arrays = {f"model/{key}": value for key, value in _values(model.variables).items()}
     arrays.update({f"optimizer/{key}": value for key, value in _values(optimizer_variables).items()})
     arrays["model_paths"] = np.array([variable.path for variable in model.variables])
     arrays["optimizer_paths"] = np.array([variable.path for variable in optimizer_variables])
     arrays["state"] = np.array(json.dumps(dataclasses.asdict(dataclasses.replace(state, checkpoint=path.name))))
+    backup.path.mkdir(parents=True, exist_ok=True)
     with atomic_open(path, "wb") as handle:
         np.savez(handle, **arrays)
+    if best:
+        link_file(path, backup.best)
     state.checkpoint = path.name
-    state.save(run)
-    older = [stale.name for stale in _checkpoints(run) if stale.name < path.name]
-    keep = {path.name, *older[:1]}
-    for stale in run.backup.glob("*.npz"):
+    state.save(backup)
+    keep = [path.name, *(stale.name for stale in backup.checkpoints() if stale.name < path.name)][:2]
+    for stale in backup.checkpoints():
         if stale.name not in keep:
             stale.unlink(missing_ok=True)
 
 
-def restore_checkpoint(run: RunDir, model, state: TrainingState, *, optimizer: bool) -> None:
+def link_file(source: Path, target: Path) -> None:
+    """``target`` becomes the same file as ``source``: a hard link where the file system has them, else a copy;
+    atomic either way."""
+    with atomic_path(target, suffix=target.suffix) as temporary:
+        Path(temporary).unlink(missing_ok=True)
+        try:
+            os.link(source, temporary)
+        except OSError:
+            shutil.copyfile(source, temporary)
+
+
+def restore_checkpoint(backup: Backup, model, state: TrainingState, *, optimizer: bool) -> None:
     """Load ``state``'s checkpoint into ``model`` (and, with ``optimizer``, into its built optimiser)."""
-    path = run.backup / state.checkpoint
+    _restore(backup.path / state.checkpoint, model, optimizer=optimizer)
+    logger.debug("restored %s (%d epochs done)", backup.relative(backup.path / state.checkpoint), state.epochs_done)
+
+
+def restore_best(backup: Backup, model) -> bool:
+    """Load the best epoch's model variables (``best.npz``) into ``model``; False when there is none."""
+    if not backup.best.is_file():
+        return False
+    check_archive(backup.best, START_AFRESH)
+    _restore(backup.best, model, optimizer=False)
+    return True
+
+
+def _restore(path: Path, model, *, optimizer: bool) -> None:
     try:
         with np.load(path) as saved:
             _assign(model.variables, saved, "model", path)
@@ -186,7 +242,6 @@ def restore_checkpoint(run: RunDir, model, state: TrainingState, *, optimizer: b
                 _assign(model.optimizer.variables, saved, "optimizer", path)
     except (zipfile.BadZipFile, EOFError, zlib.error, KeyError) as error:  # damaged since TrainingState.load
         raise DamagedFileError(path, f"unreadable: {error}", START_AFRESH) from None
-    logger.debug("restored %s (%d epochs done)", path, state.epochs_done)
 
 
 def _assign(variables, saved, group: str, path: Path) -> None:
@@ -253,50 +308,11 @@ def should_stop(history: list[dict[str, Any]], monitor: str, patience: int | Non
     return max(epochs) - (since - 1 if best is None else best) >= patience
 
 
-def write_history(run: RunDir, history: list[dict[str, Any]]) -> None:
-    """``history.csv`` from the state's rows (epoch first, then the logged quantities by name)."""
+def write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    """A history CSV (``history.csv``) from the state's rows (epoch first, then the logged quantities by name)."""
     import pandas as pd
 
     frame = pd.DataFrame(history)
     frame = frame[["epoch", *sorted(column for column in frame.columns if column != "epoch")]]
-    with atomic_path(run.history) as temporary:
+    with atomic_path(path) as temporary:
         frame.to_csv(temporary, index=False)
-
-
-def epoch_checkpoint_callback(run: RunDir, state: TrainingState, *, monitor: str, patience: int | None,
-                              stage_start: int, loader=None, interrupt=None):
-    """A Keras callback that makes one fit call resumable (see ``EpochCheckpoint``).
-
-    ``interrupt``: the fit's ``callbacks.StopOnInterrupt``; an epoch it cut short is not recorded.
-    """
-    import keras
-
-    class EpochCheckpoint(keras.callbacks.Callback):
-        """At each epoch's start, point the loader at that epoch; at its end, log it, keep the best model,
-        checkpoint everything and apply early stopping (on ``monitor``, higher is better)."""
-
-        def on_epoch_begin(self, epoch, logs=None):
-            # FashionSequence draws its order and augmentation from its ``epoch`` counter. Keras advances
-            # that counter once before the first epoch too, so set it: fit epoch k reads loader epoch k,
-            # in a resumed fit as in an uninterrupted one.
-            if loader is not None and hasattr(type(loader), "epoch"):
-                loader.epoch = epoch
-            elif getattr(loader, "epoch_counter", None) is not None:  # make_dataset: its next iteration is this epoch
-                loader.epoch_counter.assign(epoch - 1)
-
-        def on_epoch_end(self, epoch, logs=None):
-            if interrupt is not None and interrupt.requested:
-                return  # cut short by Ctrl-C: the resumed run repeats this epoch from its start
-            row = {"epoch": epoch, **{name: float(value) for name, value in (logs or {}).items()}}
-            state.history.append(row)
-            state.epochs_done = epoch + 1
-            if best_epoch(state.history, monitor) == epoch:
-                save_model_file(self.model, run.best)
-            save_checkpoint(run, self.model, state)
-            write_history(run, state.history)
-            if should_stop(state.history, monitor, patience, since=stage_start):
-                logger.info("early stopping after epoch %d: %s has not improved for %d epochs",
-                            epoch, monitor, patience)
-                self.model.stop_training = True
-
-    return EpochCheckpoint()

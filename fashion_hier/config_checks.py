@@ -40,9 +40,17 @@ def _trainable_from_needs_cache(config: Any) -> str | None:
     return None
 
 
+def _precision_needs_openvino(config: Any) -> str | None:
+    training = config.training
+    if training.extraction_precision != "f32" and training.extraction_engine == "keras":
+        return (f"training.extraction_precision: {training.extraction_precision} needs "
+                f"training.extraction_engine: openvino or auto (Keras extracts in float32)")
+    return None
+
+
 # each returns None when its fields fit together, else the one-line message naming them and what to do
 RULES: tuple[Callable[[Any], str | None], ...] = (
-    _freeze_within_epochs, _cache_needs_frozen_backbone, _trainable_from_needs_cache)
+    _freeze_within_epochs, _cache_needs_frozen_backbone, _trainable_from_needs_cache, _precision_needs_openvino)
 
 
 def check_across_fields(config: Any) -> None:

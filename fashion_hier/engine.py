@@ -74,6 +74,23 @@ def engine_spec(engine: "EngineSpec | str | None" = None, precision: str | None 
     return EngineSpec(engine or "keras", precision or "f32", **settings)
 
 
+def extraction_engine(config: Any) -> EngineSpec:
+    """The engine a ``TrainConfig``'s ``training.extraction_engine``/``extraction_precision`` ask for: what runs
+    the frozen backbone over a catalogue to fill the feature and activation caches.
+
+    ``"auto"``: OpenVINO at ``extraction_precision`` where the ``openvino`` extra is installed, else Keras
+    float32 (the caches record which, so the two are never mixed).
+    """
+    engine, precision = config.training.extraction_engine, config.training.extraction_precision
+    if engine == "auto":
+        try:
+            check_available(EngineSpec("openvino", precision))
+        except ImportError:
+            return EngineSpec("keras", "f32")
+        engine = "openvino"
+    return EngineSpec(engine, precision)
+
+
 def check_available(spec: EngineSpec) -> None:
     """One line naming the extra to install when ``spec`` needs a package that is missing."""
     if spec.is_keras:

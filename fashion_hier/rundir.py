@@ -44,7 +44,9 @@ class RunDir:
     SPLITS = "splits"
     THRESHOLDS = "thresholds.json"
     BACKUP = "backup"
-    BACKUP_STATE = "state.json"  # in backup/: epochs done, history rows, the checkpoint file it goes with
+    BACKUP_STATE = "state.json"  # in a backup folder: epochs done, history rows, the checkpoint file it goes with
+    BACKUP_BEST = "best.npz"  # in a backup folder: the checkpoint of the best epoch so far (a hard link)
+    HEAD_BACKUP, FINETUNE_BACKUP = "head", "finetune"  # backup/ subfolders: the cached-feature trainer's two fits
     TENSORBOARD = "tensorboard"
     HEAD = "head.keras"
     FEATURES_RECORD = "features.json"
@@ -126,7 +128,20 @@ class RunDir:
 
     def backup_checkpoint(self, epochs_done: int) -> Path:
         """``backup/epoch-NNNN.npz``: every model and optimiser variable after ``epochs_done`` epochs."""
-        return self.backup / f"epoch-{epochs_done:04d}.npz"
+        return self.backup / self.checkpoint_name(epochs_done)
+
+    @staticmethod
+    def checkpoint_name(epochs_done: int) -> str:
+        """``epoch-NNNN.npz``, zero-padded so that names sort as epochs do."""
+        return f"epoch-{epochs_done:04d}.npz"
+
+    def trainer_backup(self, trainer: str | None = None) -> Path:
+        """The backup folder of one fit: ``backup/`` (the image trainer), ``backup/head`` or ``backup/finetune``."""
+        if trainer is None:
+            return self.backup
+        if trainer not in (self.HEAD_BACKUP, self.FINETUNE_BACKUP):
+            raise ValueError(f"trainer={trainer!r}: expected None, {self.HEAD_BACKUP!r} or {self.FINETUNE_BACKUP!r}")
+        return self.backup / trainer
 
     @property
     def tensorboard(self) -> Path:

@@ -8,14 +8,14 @@ run from there and ends with the same weights as an uninterrupted run. A run is 
 once ``RunDir.mark_finished`` has written its marker (after the model file), and a finished run is
 never overwritten unless asked.
 
-Early stopping and the best checkpoint (``best.keras``) follow ``MONITOR``, the validation
+Training goes through the one loop of every trainer (``fashion_hier.training_loop``): early stopping
+and the best epoch, which the run ends on (``best.keras`` is ``model.keras``), follow its ``MONITOR``, the validation
 subcategory accuracy — an unweighted quantity: the class-weighted loss rewards rare classes at the
 cost of accuracy, and following it stopped the shipped FPI run at 55% subcategory accuracy while
 later epochs reached 73% (issue 11).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import shutil
@@ -27,19 +27,15 @@ from typing import Sequence
 import pandas as pd
 
 from fashion_hier.atomic import atomic_path
-from fashion_hier.config import ConfigError, TrainConfig, add_override_argument, training_seed
+from fashion_hier.config import ConfigError, TrainConfig, training_seed
 from fashion_hier.errors import RunDirectoryError
 from fashion_hier.labels import LabelSpace
 from fashion_hier.rundir import SPLIT_NAMES, RunDir
 from fashion_hier.timings import StageTimer
+from fashion_hier.compiling import compile_model, weighted_losses
+from fashion_hier.training_loop import Stage, fit_resumable
 
 logger = logging.getLogger(__name__)
-
-# Kept for fashion_hier.features until it names run files through RunDir.
-MODEL_FILE, BEST_FILE, HISTORY_FILE = RunDir.MODEL, RunDir.BEST, RunDir.HISTORY
-
-MONITOR = "subcategory_accuracy"  # higher is better; "val_" prefixed when there is a validation split
-
 
 def train(config: TrainConfig, *, overwrite: bool = False, resume: bool = True,
           callbacks: Sequence = (), verbose: int | str = "auto") -> Path:
@@ -86,18 +82,10 @@ def _calibrate(run: RunDir) -> None:
 
 
 def _train_images(config: TrainConfig, *, overwrite: bool, resume: bool, callbacks: Sequence, verbose) -> Path:
-    """The full model on image batches, checkpointed every epoch (``train``'s main path, lock held)."""
+    """The full model on image batches, through the one training loop (``train``'s main path, lock held)."""
     import keras
 
-    from fashion_hier.callbacks import StopOnInterrupt
-    from fashion_hier.checkpoints import (
-        TrainingState,
-        best_epoch,
-        epoch_checkpoint_callback,
-        load_model_weights,
-        restore_checkpoint,
-        should_stop,
-    )
+    from fashion_hier.checkpoints import Backup
     from fashion_hier.data import UnreadableImages, write_unreadable_report
     from fashion_hier.distribute import strategy_from_config
     from fashion_hier.logs import keras_verbosity
@@ -112,8 +100,6 @@ def _train_images(config: TrainConfig, *, overwrite: bool, resume: bool, callbac
     train_data = _loader(config, prepared.train_frame, train_labels, training=True, unreadable=unreadable)
     validation_data = (_loader(config, prepared.validation_frame, prepared.validation_labels, training=False,
                                unreadable=unreadable) if len(prepared.validation_frame) else None)
-    monitor = f"val_{MONITOR}" if validation_data is not None else MONITOR
-    state = TrainingState.load(run)
 
     # Keras draws initial weights and the dropout layers' first seeds from its global seed (it forces
     # a global here); everything random after that lives in model variables the checkpoint restores.
@@ -126,41 +112,27 @@ def _train_images(config: TrainConfig, *, overwrite: bool, resume: bool, callbac
         logger.info("model: %s + %s head, %s parameters", config.model.backbone, config.model.head,
                     f"{model.count_params():,}")
         losses = weighted_losses(config, label_space, train_labels)
-        patience = config.training.early_stopping_patience
-        trained = False
-        with StopOnInterrupt() as interrupt:  # Ctrl-C: stop at a batch's end, then KeyboardInterrupt
-            for frozen, first_epoch, end_epoch, learning_rate in _stages(config):
-                interrupt.raise_if_requested()
-                if state.epochs_done >= end_epoch or should_stop(state.history, monitor, patience, since=first_epoch):
-                    continue  # finished (or stopped early) before an interruption: not repeated
-                _set_backbone_trainable(model, config.model.trainable_backbone and not frozen)
-                compile_model(model, config, losses, label_space, learning_rate, jit_compile,
-                              steps_per_epoch=-(-len(prepared.train_frame) // config.training.batch_size),
-                              epochs=end_epoch - first_epoch)
-                if state.checkpoint is not None:  # the optimiser state only within the stage that wrote it
-                    restore_checkpoint(run, model, state, optimizer=state.epochs_done > first_epoch)
-                checkpoint = epoch_checkpoint_callback(run, state, monitor=monitor, patience=patience,
-                                                       stage_start=first_epoch, loader=train_data,
-                                                       interrupt=interrupt)
-                # shuffle=False: the loader reshuffles itself from the seed; Keras would add an unseeded
-                # shuffle of the batch order on top and break run-to-run reproducibility.
-                model.fit(train_data, validation_data=validation_data, epochs=end_epoch,
-                          initial_epoch=max(first_epoch, state.epochs_done),
-                          callbacks=[interrupt, checkpoint, *_extra_callbacks(config, run), *callbacks],
-                          verbose=verbose, shuffle=False)
-                trained = True
-        if not trained and state.checkpoint is not None:  # killed after the last checkpoint, before the final save
-            restore_checkpoint(run, model, state, optimizer=False)
-        if patience is not None and run.best.is_file():
-            load_model_weights(model, run.best)  # early stopping keeps the best epoch's weights
+        steps_per_epoch = -(-len(prepared.train_frame) // config.training.batch_size)
+
+        def stage(frozen: bool, first_epoch: int, end_epoch: int, learning_rate: float) -> Stage:
+            def prepare(network) -> None:
+                _set_backbone_trainable(network, config.model.trainable_backbone and not frozen)
+                compile_model(network, config, losses, label_space, learning_rate, jit_compile,
+                              steps_per_epoch=steps_per_epoch, epochs=end_epoch - first_epoch)
+            return Stage(first_epoch, end_epoch, prepare)
+
+        outcome = fit_resumable(model, [stage(*settings) for settings in _stages(config)], train_data,
+                                validation_data, backup=Backup.of(run), history_path=run.history,
+                                patience=config.training.early_stopping_patience,
+                                callbacks=[*_extra_callbacks(config, run), *callbacks], verbose=verbose)
 
     save_final_model(model, run, config=config, label_space=label_space, train_labels=train_labels)
+    link_best(run)
     write_unreadable_report(unreadable, run.unreadable_images)
     if len(unreadable):
         logger.warning("%d unreadable images were skipped in training; listed in %s", len(unreadable),
                        run.unreadable_images)
-    run.mark_finished({"epochs": state.epochs_done, "monitor": monitor,
-                       "best_epoch": best_epoch(state.history, monitor)})
+    run.mark_finished({"epochs": outcome.epochs, "monitor": outcome.monitor, "best_epoch": outcome.best_epoch})
     shutil.rmtree(run.backup, ignore_errors=True)  # only now: until the marker, the backup is the run
     logger.info("run saved in %s", run.path)
     return run.path
@@ -168,20 +140,34 @@ def _train_images(config: TrainConfig, *, overwrite: bool, resume: bool, callbac
 
 def _train_on_cached_features(config: TrainConfig, *, overwrite: bool, resume: bool, callbacks: Sequence,
                               verbose, timer: StageTimer) -> Path:
-    """``training.cache_features``: extract (or reuse) the frozen backbone's feature caches, train the head on them.
+    """``training.cache_features``: extract (or reuse) the frozen backbone's caches, train the head on them.
 
     The caches live under ``output_dir/features/`` and are shared by every run of the same catalogue and
-    backbone; extraction resumes where it stopped. The run directory is a normal one (``model.keras`` is
-    the full image model), so ``Predictor``, ``evaluate`` and ``predict`` use it as any other run.
+    backbone; extraction resumes where it stopped. With ``model.trainable_from`` each photo goes through the
+    backbone once per view: the maps at the cut are cached for the fine-tune, and the head's pooled features
+    are derived from them (``features.derived``). The run directory is a normal one (``model.keras`` is the
+    full image model), so ``Predictor``, ``evaluate`` and ``predict`` use it as any other run.
     """
     from fashion_hier.features import ensure_feature_caches, train_head_on_features
     from fashion_hier.logs import keras_verbosity
 
     refuse_finished_run(RunDir(config.run_dir), overwrite=overwrite)  # before minutes of extraction
     catalog = read_config_catalog(config)
-    # minutes of extraction for a real catalogue: a progress bar on a terminal (only the result lines in a log)
-    with timer.stage("extraction: pooled features"):
-        cache_dir = ensure_feature_caches(config, catalog.paths, progress=sys.stderr.isatty())
+    progress = sys.stderr.isatty()  # minutes of extraction: a bar on a terminal (only the result lines in a log)
+    from fashion_hier.engine import extraction_engine
+
+    logger.info("extraction engine: %s", extraction_engine(config).describe())
+    if config.model.trainable_from:
+        from fashion_hier.features.derived import derive_feature_caches
+        from fashion_hier.finetune.stage import ensure_activation_cache
+
+        with timer.stage("extraction: activations"):
+            activations = ensure_activation_cache(config, catalog.paths)
+        with timer.stage("extraction: pooled features from the activations"):
+            cache_dir = derive_feature_caches(config, activations, progress=progress)
+    else:
+        with timer.stage("extraction: pooled features"):
+            cache_dir = ensure_feature_caches(config, catalog.paths, progress=progress)
     verbose = keras_verbosity() if verbose == "auto" else verbose
     return train_head_on_features(config, cache_dir, overwrite=overwrite, resume=resume, callbacks=callbacks,
                                   verbose=verbose, catalog_paths=catalog.paths, timer=timer)
@@ -200,8 +186,20 @@ def save_final_model(model, run: RunDir, *, config: TrainConfig, label_space: La
 
     task = HierarchicalClassifier(model, label_space, image_size=config.data.image_size, resize=config.data.resize,
                                   class_counts=class_counts_from_labels(train_labels, label_space),
-                                  build_settings=dataclasses.asdict(config.model))
+                                  build_settings=dataclasses.asdict(config.model),
+                                  loss_settings=dataclasses.asdict(config.loss),
+                                  optimizer_settings=dataclasses.asdict(config.optimizer))
     return save_model_file(task, run.model)
+
+
+def link_best(run: RunDir) -> None:
+    """``best.keras`` is ``model.keras``: every trainer ends on its best epoch's weights, so one file has two names.
+
+    A hard link where the file system has them (no second copy of the weights), else a copy; atomic either way.
+    """
+    from fashion_hier.checkpoints import link_file
+
+    link_file(run.model, run.best)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -394,25 +392,6 @@ def _loader(config: TrainConfig, frame: pd.DataFrame, labels: dict, *, training:
 
 # ---- model, losses, compile -----------------------------------------------------------------
 
-def weighted_losses(config: TrainConfig, label_space: LabelSpace, train_labels: dict) -> dict:
-    """The per-level losses of ``config.loss`` (class weighting from the training split's counts)."""
-    from fashion_hier.losses import losses_from_config
-
-    return losses_from_config(config.loss, label_space, train_labels)
-
-
-def compile_model(model, config: TrainConfig, losses: dict, label_space: LabelSpace, learning_rate: float,
-                  jit_compile: bool, *, steps_per_epoch: int, epochs: int) -> None:
-    """``config.optimizer`` at ``learning_rate`` for this stage, the given losses, the task's training metrics."""
-    from fashion_hier.optimizers import build_optimizer
-    from fashion_hier.task import default_metrics
-
-    optimizer = build_optimizer(config.optimizer, steps_per_epoch=steps_per_epoch, epochs=epochs,
-                                learning_rate=learning_rate)
-    model.compile(optimizer=optimizer, loss=losses, loss_weights=config.loss.level_weights,
-                  metrics=default_metrics(label_space), jit_compile=jit_compile, run_eagerly=config.training.run_eagerly)
-
-
 def _stages(config: TrainConfig) -> list[tuple[bool, int, int, float]]:
     """(backbone frozen, first epoch, end epoch, learning rate) of each fit call."""
     training, learning_rate = config.training, config.optimizer.learning_rate
@@ -437,31 +416,3 @@ def _extra_callbacks(config: TrainConfig, run: RunDir) -> list:
     if config.training.tensorboard:
         return [keras.callbacks.TensorBoard(log_dir=str(run.tensorboard))]
     return []
-
-
-# ---- command line ---------------------------------------------------------------------------
-
-def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
-    """``fashion-hier train --config cfg.yaml [--set key=value ...] [--overwrite]``.
-
-    A user's mistake raises; ``fashion_hier.cli`` turns it into one line and exit code 2.
-    """
-    from fashion_hier import cli_args
-
-    parser = parser or argparse.ArgumentParser(prog="fashion-hier train", description="train a model into a run directory")
-    parser.add_argument("--config", required=True, type=cli_args.as_text(cli_args.existing_file("a YAML file of a TrainConfig")),
-                        help="YAML file of a TrainConfig")
-    add_override_argument(parser)
-    parser.add_argument("--overwrite", action="store_true", help="replace a finished run of the same name")
-    parser.add_argument("--no-resume", dest="resume", action="store_false",
-                        help="refuse to continue an interrupted run (use with --overwrite to start again)")
-    args = parser.parse_args(argv)
-    config = TrainConfig.from_yaml(args.config).with_overrides(args.overrides)
-    train(config, overwrite=args.overwrite, resume=args.resume)
-    return 0
-
-
-if __name__ == "__main__":
-    from fashion_hier.cli import main as cli_main
-
-    sys.exit(cli_main(["train", *sys.argv[1:]]))

@@ -16,6 +16,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from fashion_hier.checkpoints import (  # noqa: E402
+    Backup,
     TrainingState,
     load_model_weights,
     restore_checkpoint,
@@ -29,7 +30,7 @@ from fashion_hier.finetune import extract_activations, load_activation_cache  # 
 from fashion_hier.jsonio import read_json  # noqa: E402
 from fashion_hier.predict import Predictor  # noqa: E402
 from fashion_hier.rundir import RunDir  # noqa: E402
-from test_faults import TRAIN_AND_KILL, _config, _environment, _final_weights, _train_in_subprocess  # noqa: E402
+from test_faults import TRAIN_AND_KILL, _config, _environment, _final_weights, _history, _train_in_subprocess  # noqa: E402
 from test_faults import catalogue, uninterrupted  # noqa: E402, F401  (fixtures: the same run as the resume tests)
 from tiny_run import train_tiny_run  # noqa: E402
 
@@ -218,20 +219,20 @@ def _backup(tmp_path: Path, epochs: int = 3) -> RunDir:
         model.get_layer("dense").kernel.assign(np.full((3, 2), epoch + 1.0))
         state.history.append({"epoch": epoch, "loss": 1.0 / (epoch + 1)})
         state.epochs_done = epoch + 1
-        save_checkpoint(run, model, state)
+        save_checkpoint(Backup.of(run), model, state)
     return run
 
 
 def _restored_kernel(run: RunDir, state: TrainingState) -> np.ndarray:
     model = _tiny_model()
-    restore_checkpoint(run, model, state, optimizer=True)
+    restore_checkpoint(Backup.of(run), model, state, optimizer=True)
     return model.get_layer("dense").kernel.numpy()
 
 
 def test_a_backup_keeps_the_newest_checkpoint_and_the_one_before_each_with_its_state(tmp_path):
     run = _backup(tmp_path)
     assert sorted(path.name for path in run.backup.glob("*.npz")) == ["epoch-0002.npz", "epoch-0003.npz"]
-    state = TrainingState.load(run)
+    state = TrainingState.load(Backup.of(run))
     assert (state.epochs_done, state.checkpoint, len(state.history)) == (3, "epoch-0003.npz", 3)
     np.testing.assert_array_equal(_restored_kernel(run, state), np.full((3, 2), 3.0))
 
@@ -241,7 +242,7 @@ def test_a_damaged_newest_checkpoint_resumes_from_the_one_before_with_its_histor
     run = _backup(tmp_path)
     _damage(run.backup_checkpoint(3), how)
     with caplog.at_level(logging.WARNING, logger="fashion_hier"):
-        state = TrainingState.load(run)
+        state = TrainingState.load(Backup.of(run))
     assert (state.epochs_done, state.checkpoint) == (2, "epoch-0002.npz")
     assert [row["epoch"] for row in state.history] == [0, 1]
     np.testing.assert_array_equal(_restored_kernel(run, state), np.full((3, 2), 2.0))
@@ -256,7 +257,7 @@ def test_a_damaged_state_file_resumes_from_the_newest_whole_checkpoint(tmp_path,
     with pytest.raises(DamagedFileError, match="state.json is damaged"):
         read_json(run.backup_state, remedy="-")
     with caplog.at_level(logging.WARNING, logger="fashion_hier"):
-        state = TrainingState.load(run)
+        state = TrainingState.load(Backup.of(run))
     assert (state.epochs_done, state.checkpoint, len(state.history)) == (3, "epoch-0003.npz", 3)
     assert "backup/state.json is damaged (" in caplog.text and "resuming from epoch 3" in caplog.text
 
@@ -266,7 +267,7 @@ def test_a_damaged_state_file_and_newest_checkpoint_resume_from_the_one_before(t
     _damage(run.backup_state, "truncated")
     _damage(run.backup_checkpoint(3), "truncated")
     with caplog.at_level(logging.WARNING, logger="fashion_hier"):
-        state = TrainingState.load(run)
+        state = TrainingState.load(Backup.of(run))
     assert (state.epochs_done, len(state.history)) == (2, 2)
     assert "backup/state.json is damaged" in caplog.text and "backup/epoch-0003.npz is damaged" in caplog.text
 
@@ -277,7 +278,7 @@ def test_no_whole_checkpoint_left_is_a_damaged_file_error_saying_start_afresh(tm
     for epochs in (2, 3):
         _damage(run.backup_checkpoint(epochs), how)
     with pytest.raises(DamagedFileError, match="run again with --overwrite to start afresh") as caught:
-        TrainingState.load(run)
+        TrainingState.load(Backup.of(run))
     assert caught.value.path == str(run.backup_checkpoint(3))
     assert "no other checkpoint" in str(caught.value)
 
@@ -295,7 +296,7 @@ def test_a_run_killed_after_epoch_3_with_a_truncated_checkpoint_resumes_to_the_u
     config_path = _config(catalogue, tmp_path, "run").to_yaml(tmp_path / "config.yaml")
     assert _train_in_subprocess(config_path, kill_epoch=2) == -9
     run = RunDir(tmp_path / "run")
-    assert TrainingState.load(run).epochs_done == 3
+    assert TrainingState.load(Backup.of(run)).epochs_done == 3
     _damage(run.backup_checkpoint(3), "truncated")
 
     resumed = subprocess.run([sys.executable, "-c", TRAIN_AND_KILL, str(config_path), "-1", "-1", "SIGKILL"],
@@ -306,7 +307,7 @@ def test_a_run_killed_after_epoch_3_with_a_truncated_checkpoint_resumes_to_the_u
     assert run.is_finished and not run.backup.exists()
     for weights, reference in zip(_final_weights(run.path), _final_weights(uninterrupted), strict=True):
         np.testing.assert_allclose(weights, reference, rtol=0, atol=1e-6)
-    pd.testing.assert_frame_equal(pd.read_csv(run.history), pd.read_csv(RunDir(uninterrupted).history), rtol=1e-6)
+    pd.testing.assert_frame_equal(_history(run.path), _history(uninterrupted), rtol=1e-6)
 
 
 @pytest.mark.slow

@@ -196,3 +196,17 @@ def test_index_records_its_engine_and_queries_embed_the_same_way(run, paths, tmp
     keras_vectors, _, _ = build_index(run, paths)[0].embedder.embed_paths(paths[:6])
     openvino_vectors, _, _ = loaded.embedder.embed_paths(paths[:6])
     np.testing.assert_allclose(openvino_vectors, keras_vectors, atol=1e-4)
+
+
+def test_the_extraction_engine_follows_the_config_and_auto_falls_back_to_keras_without_openvino(monkeypatch):
+    from fashion_hier.config import ConfigError, TrainConfig
+    from fashion_hier.engine import extraction_engine
+
+    auto = TrainConfig().with_overrides(["training.extraction_engine=auto", "training.extraction_precision=bf16"])
+    assert extraction_engine(TrainConfig()) == EngineSpec("keras", "f32")
+    assert extraction_engine(auto) == EngineSpec("openvino", "bf16")
+    monkeypatch.setitem(sys.modules, "openvino", None)  # what an uninstalled package looks like to import
+    assert extraction_engine(auto) == EngineSpec("keras", "f32")
+    with pytest.raises(ConfigError, match="training.extraction_precision: bf16 needs training.extraction_engine: "
+                                          "openvino or auto"):
+        TrainConfig().with_overrides(["training.extraction_precision=bf16"])

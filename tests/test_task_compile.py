@@ -22,7 +22,8 @@ from fashion_hier.losses import losses_from_config  # noqa: E402
 from fashion_hier.models import build_model  # noqa: E402
 from fashion_hier.rundir import RunDir  # noqa: E402
 from fashion_hier.task import HierarchicalClassifier  # noqa: E402
-from fashion_hier.train import compile_model, save_final_model, weighted_losses  # noqa: E402
+from fashion_hier.compiling import compile_model, weighted_losses  # noqa: E402
+from fashion_hier.train import save_final_model  # noqa: E402
 
 SIZE = 32
 BATCH = 8

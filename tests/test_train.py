@@ -14,6 +14,7 @@ from fashion_hier.config import TrainConfig  # noqa: E402
 from fashion_hier.labels import LabelSpace  # noqa: E402
 from fashion_hier.cli import main as cli_main  # noqa: E402
 from fashion_hier.rundir import RunDir  # noqa: E402
+from fashion_hier.task import HierarchicalClassifier  # noqa: E402
 from fashion_hier.train import RunDirectoryError, _encode_known, train  # noqa: E402
 
 SIZE = 32
@@ -202,8 +203,9 @@ def test_best_checkpoint_and_the_final_model_follow_validation_subcategory_accur
     import fashion_hier.losses  # noqa: F401
 
     final = keras.saving.load_model(run.model, compile=False).get_weights()
-    kept = keras.saving.load_model(run.best, compile=False).get_weights()
-    for final_weights, best_weights in zip(final, kept, strict=True):
+    best_model = keras.saving.load_model(run.best, compile=False)
+    assert isinstance(best_model, HierarchicalClassifier)  # best.keras is the task, not a bare network
+    for final_weights, best_weights in zip(final, best_model.get_weights(), strict=True):
         np.testing.assert_array_equal(final_weights, best_weights)
 
 

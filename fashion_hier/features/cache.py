@@ -32,9 +32,12 @@ MANIFEST_FILE = "manifest.json"
 PATHS_FILE = "paths.txt"
 HEAD_FILE = RunDir.HEAD                    # in a run directory: the head alone, on a feature input
 RUN_FEATURES_FILE = RunDir.FEATURES_RECORD  # in a run directory: which cache the head was trained on
-_IDENTITY_KEYS = ("num_rows", "paths_sha256", "backbone", "weights", "image_size", "resize", "flip")
+_IDENTITY_KEYS = ("num_rows", "paths_sha256", "backbone", "weights", "image_size", "resize", "flip", "engine",
+                  "source")
 FLIPPED_SUBDIR = "flipped"           # in a cache: the cache of the same images, mirrored
-_IDENTITY_DEFAULTS = {"flip": False}  # caches written before the key existed hold unflipped views
+IMAGES_SOURCE = "images"             # features computed from the images (not derived from an activation cache)
+# caches written before a key existed: unflipped views of the images, extracted by Keras in float32
+_IDENTITY_DEFAULTS = {"flip": False, "engine": "keras f32", "source": IMAGES_SOURCE}
 
 
 class FeatureCacheMismatch(ValueError):
@@ -105,7 +108,8 @@ def extract_features(paths: Sequence[str | os.PathLike], *, backbone: str = "res
                      weights: str | os.PathLike | None = "imagenet",
                      image_size: tuple[int, int] = (224, 224), resize: str = "stretch",
                      cache_dir: str | os.PathLike, batch_size: int = 32, overwrite: bool = False,
-                     max_batches: int | None = None, progress: bool = True, flip: bool = False) -> np.memmap:
+                     max_batches: int | None = None, progress: bool = True, flip: bool = False,
+                     engine=None) -> np.memmap:
     """Pooled backbone features of ``paths`` (in order) in ``cache_dir/features.npy``, resumable.
 
     Rows are written batch by batch into a memory-mapped ``.npy``; ``manifest.json`` counts the
@@ -113,6 +117,7 @@ def extract_features(paths: Sequence[str | os.PathLike], *, backbone: str = "res
     for other paths, backbone, weights, size or resize policy is refused unless ``overwrite=True``.
     ``max_batches`` stops after that many batches (a time-boxed run; rerun to continue).
     ``flip=True`` caches the horizontally mirrored images instead (feature-level augmentation).
+    ``engine``: what runs the backbone (``fashion_hier.engine.EngineSpec``; None: Keras), part of the identity.
 
     Returns:
         the (N, feature_dim) float32 array, memory-mapped read-only (complete unless ``max_batches`` stopped it).
@@ -122,8 +127,10 @@ def extract_features(paths: Sequence[str | os.PathLike], *, backbone: str = "res
         raise ValueError("extract_features: paths is empty; pass the image paths of a catalogue (Catalog.paths)")
     if batch_size < 1:
         raise ValueError(f"extract_features: batch_size={batch_size}; expected a positive integer")
-    cache_dir = Path(cache_dir)
-    request = _request_identity(paths, backbone, weights, image_size, resize, flip)
+    from fashion_hier.engine import engine_spec
+
+    cache_dir, spec = Path(cache_dir), engine_spec(engine)
+    request = _request_identity(paths, backbone, weights, image_size, resize, flip, spec.describe())
     manifest = None if overwrite else read_manifest(cache_dir)
     if manifest is not None:
         _check_identity(cache_dir, manifest, request)
@@ -137,7 +144,7 @@ def extract_features(paths: Sequence[str | os.PathLike], *, backbone: str = "res
                 f"(weights=None), which a new run cannot reproduce; pass overwrite=True")
         _fill_rows(features_path, cache_dir, manifest, paths, backbone=backbone, weights=weights,
                    image_size=image_size, resize=resize, batch_size=batch_size,
-                   max_batches=max_batches, progress=progress, flip=flip)
+                   max_batches=max_batches, progress=progress, flip=flip, engine=spec)
     return open_cache_array(features_path, _features_shape(manifest))
 
 
@@ -195,9 +202,13 @@ def flipped_cache_dir(cache_dir: str | os.PathLike) -> Path:
 
 def default_cache_dir(config: TrainConfig, paths: Sequence[str]) -> Path:
     """``output_dir/features/<backbone>_<h>x<w>_<hash of the request>``: one cache per catalogue and backbone."""
+    from fashion_hier.engine import extraction_engine
+
     request = _request_identity([str(p) for p in paths], config.model.backbone, config.model.weights,
-                                config.data.image_size, config.data.resize)
-    del request["flip"]  # caches keep the directory names they had before flipped views existed
+                                config.data.image_size, config.data.resize, engine=extraction_engine(config).describe())
+    for key, value in _IDENTITY_DEFAULTS.items():  # Keras's caches keep the names they had before these keys existed
+        if request[key] == value or key == "flip":
+            del request[key]
     height, width = config.data.image_size
     return Path(config.output_dir) / "features" / f"{config.model.backbone}_{height}x{width}_{request_digest(request)}"
 
@@ -213,6 +224,8 @@ def ensure_feature_caches(config: TrainConfig, paths: Sequence[str], cache_dir: 
     """The feature cache of ``paths`` for ``config`` (and its flipped views with ``data.flip_features`` or
     ``flip``): reused when it already holds every image, extracted (or resumed) otherwise. Returns its directory.
     """
+    from fashion_hier.engine import extraction_engine
+
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(config, paths)
     caches = [(cache_dir, False)]
     if config.data.flip_features or flip:
@@ -223,7 +236,8 @@ def ensure_feature_caches(config: TrainConfig, paths: Sequence[str], cache_dir: 
             continue
         extract_features(paths, backbone=config.model.backbone, weights=config.model.weights,
                          image_size=tuple(config.data.image_size), resize=config.data.resize, cache_dir=directory,
-                         batch_size=batch_size, overwrite=overwrite, flip=flipped, progress=progress)
+                         batch_size=batch_size, overwrite=overwrite, flip=flipped, progress=progress,
+                         engine=extraction_engine(config))
         logger.info("features cached in %s", directory)
     return cache_dir
 
@@ -244,11 +258,12 @@ def _cache_covers(cache_dir: Path, config: TrainConfig, paths: Sequence[str], *,
 
 # --- cache internals ---------------------------------------------------------------------------
 
-def _request_identity(paths, backbone, weights, image_size, resize, flip: bool = False) -> dict:
+def _request_identity(paths, backbone, weights, image_size, resize, flip: bool = False,
+                      engine: str = _IDENTITY_DEFAULTS["engine"], source: str = IMAGES_SOURCE) -> dict:
     digest = hashlib.sha256("\n".join(paths).encode("utf-8")).hexdigest()
     return {"num_rows": len(paths), "paths_sha256": digest, "backbone": backbone,
             "weights": weights_identity(weights), "image_size": [int(s) for s in image_size],
-            "resize": resize, "flip": bool(flip)}
+            "resize": resize, "flip": bool(flip), "engine": engine, "source": source}
 
 
 def read_manifest(cache_dir: Path) -> dict | None:
@@ -339,7 +354,7 @@ def _start_cache(cache_dir: Path, paths: list[str], request: dict) -> dict:
 
 
 def _fill_rows(features_path: Path, cache_dir: Path, manifest: dict, paths: list[str], *, backbone,
-               weights, image_size, resize, batch_size, max_batches, progress, flip=False) -> None:
+               weights, image_size, resize, batch_size, max_batches, progress, flip=False, engine=None) -> None:
     """Run the backbone over the rows not done yet, flushing and counting after every batch.
 
     The next batch is decoded in a background thread while the backbone runs on the current one.
@@ -350,7 +365,9 @@ def _fill_rows(features_path: Path, cache_dir: Path, manifest: dict, paths: list
 
     from fashion_hier.data import read_images
 
-    extractor = feature_extractor(backbone, weights, image_size)
+    from fashion_hier.engine import compile_engine
+
+    extractor = compile_engine(feature_extractor(backbone, weights, image_size), engine)
     features = open_cache_array(features_path, _features_shape(manifest), mode="r+")
     done = manifest["rows_done"]
     starts = list(range(done, len(paths), batch_size))[:max_batches]

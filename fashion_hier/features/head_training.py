@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -26,37 +27,42 @@ from fashion_hier.features.cache import (
 from fashion_hier.atomic import atomic_path, atomic_write_text
 from fashion_hier.labels import LabelSpace
 from fashion_hier.rundir import RunDir
+from fashion_hier.checkpoints import Backup
+from fashion_hier.features.batches import ArrayBatches
 from fashion_hier.timings import StageTimer
+from fashion_hier.training_loop import FitOutcome, Stage, fit_resumable
 
 logger = logging.getLogger(__name__)
-EARLY_STOPPING_MONITOR = "val_subcategory_accuracy"  # unweighted: class weights must not pick the epoch
 
 
 @dataclass
 class FittedHead:
-    """A head trained on features, its Keras history and the wall time of each epoch."""
+    """A head trained on features, its Keras-shaped history, the wall time of each epoch and the loop's outcome."""
 
     model: object            # keras.Model: features in, the three levels' probabilities out
     history: dict
     epoch_seconds: list
+    outcome: FitOutcome
 
 
 def fit_head(config: TrainConfig, label_space: LabelSpace, train_features: np.ndarray, train_labels: dict,
              validation_features: np.ndarray | None = None, validation_labels: dict | None = None, *,
              flipped_train_features: np.ndarray | None = None, callbacks: Sequence = (),
-             verbose: int | str = 0) -> FittedHead:
+             verbose: int | str = 0, backup: Backup | None = None, history_path: Path | None = None) -> FittedHead:
     """Train ``config``'s head on pooled features: the recipe (loss, optimiser, schedule, early stopping).
 
     ``flipped_train_features`` (features of the mirrored training images, same row order) are
-    appended to the training rows as augmentation. With validation data, early stopping follows the
-    validation subcategory accuracy (an unweighted quantity, whatever the loss weighting) and the
-    best epoch is restored; patience ``training.early_stopping_patience`` (null: the whole budget).
+    appended to the training rows as augmentation. It trains through the one training loop
+    (``fashion_hier.training_loop``): with validation data, early stopping follows the validation
+    subcategory accuracy (an unweighted quantity, whatever the loss weighting), patience
+    ``training.early_stopping_patience`` (null: the whole budget), and the head ends on its best epoch.
+    ``backup``/``history_path``: where a run keeps this fit's checkpoints and history, so that a killed fit
+    resumes exactly (``train_head_on_features``); without them, a temporary folder that is removed after.
     """
     import keras
 
-    from fashion_hier.losses import losses_from_config
+    from fashion_hier.compiling import compile_model, weighted_losses
     from fashion_hier.models import build_head_model_from_config
-    from fashion_hier.optimizers import build_optimizer
     from fashion_hier.runtime import resolve_runtime
 
     features, labels = train_features, train_labels
@@ -66,26 +72,25 @@ def fit_head(config: TrainConfig, label_space: LabelSpace, train_features: np.nd
                              f"train_features {train_features.shape}; pass the same rows' mirrored features")
         features = np.concatenate([train_features, flipped_train_features])
         labels = {level: np.concatenate([values, values]) for level, values in train_labels.items()}
-    keras.utils.set_random_seed(training_seed(config))
+    seed = training_seed(config)
+    keras.utils.set_random_seed(seed)
     head = build_head_model_from_config(config, label_space, feature_dim=features.shape[1])
     batch_size, epochs = config.training.batch_size, config.training.epochs
     steps_per_epoch = -(-len(features) // batch_size)
     # float32 head: the cached features are float32 and the head is too small for mixed precision to pay
     jit_compile, _ = resolve_runtime(config.training.jit_compile, "off")
-    head.compile(optimizer=build_optimizer(config.optimizer, steps_per_epoch=steps_per_epoch, epochs=epochs),
-                 loss=losses_from_config(config.loss, label_space, train_labels),
-                 loss_weights=config.loss.level_weights, metrics=_level_metrics(),
-                 jit_compile=jit_compile, run_eagerly=config.training.run_eagerly)
-    has_validation = validation_features is not None and len(validation_features) > 0
-    validation_data = (validation_features, validation_labels) if has_validation else None
-    from fashion_hier.callbacks import EpochTimer, StopOnInterrupt
 
-    timer = EpochTimer()
-    with StopOnInterrupt() as interrupt:
-        history = head.fit(features, labels, validation_data=validation_data, batch_size=batch_size, epochs=epochs,
-                           shuffle=True, verbose=verbose,
-                           callbacks=[interrupt, timer, _early_stopping(config, has_validation), *callbacks])
-    return FittedHead(head, history.history, timer.seconds)
+    def prepare(model) -> None:
+        compile_model(model, config, weighted_losses(config, label_space, train_labels), label_space,
+                      config.optimizer.learning_rate, jit_compile, steps_per_epoch=steps_per_epoch, epochs=epochs,
+                      metrics=_level_metrics())
+
+    has_validation = validation_features is not None and len(validation_features) > 0
+    validation_data = ArrayBatches(validation_features, validation_labels, batch_size) if has_validation else None
+    outcome = fit_resumable(head, [Stage(0, epochs, prepare)], ArrayBatches(features, labels, batch_size, seed=seed),
+                            validation_data, backup=backup, history_path=history_path,
+                            patience=config.training.early_stopping_patience, callbacks=callbacks, verbose=verbose)
+    return FittedHead(head, outcome.history, outcome.epoch_seconds, outcome)
 
 
 def train_head_on_features(config: TrainConfig, cache_dir: str | os.PathLike, *, overwrite: bool = False,
@@ -104,9 +109,10 @@ def train_head_on_features(config: TrainConfig, cache_dir: str | os.PathLike, *,
     first (``fashion_hier.finetune.stage``); the fine-tuned image model is ``model.keras``, and there is
     no ``head.keras``/``features.json``, since the frozen features no longer describe the model.
 
-    ``overwrite``/``resume`` mean what they mean for ``fashion_hier.train.train`` (a run stopped before it
-    finished starts again: the head has no epoch checkpoints); ``callbacks`` run in the head's fit and in
-    the fine-tune's. The run directory's lock is held throughout. ``timer`` (``fashion_hier.timings``) times
+    ``overwrite``/``resume`` mean what they mean for ``fashion_hier.train.train``: the head and the fine-tune
+    each checkpoint every epoch (``backup/head``, ``backup/finetune``; ``fashion_hier.training_loop``), so a
+    killed run resumes where it stopped and ends with an uninterrupted run's weights. ``callbacks`` run in
+    the head's fit and in the fine-tune's. The run directory's lock is held throughout. ``timer`` (``fashion_hier.timings``) times
     the activation extraction, the head and the fine-tune.
     """
     from fashion_hier import train as training
@@ -120,8 +126,6 @@ def train_head_on_features(config: TrainConfig, cache_dir: str | os.PathLike, *,
 def _train_head_locked(config: TrainConfig, cache_dir: str | os.PathLike, *, overwrite: bool, resume: bool,
                        callbacks: Sequence, verbose: int | str, catalog_paths: Sequence[str] | None,
                        timer: StageTimer) -> Path:
-    import keras
-
     from fashion_hier import train as training
     from fashion_hier.features.cache import flipped_cache_dir
 
@@ -141,6 +145,7 @@ def _train_head_locked(config: TrainConfig, cache_dir: str | os.PathLike, *, ove
             activation_cache = ensure_activation_cache(config, catalog_paths)
     prepared = training.prepare_run(config, overwrite=overwrite, resume=resume)
     run_dir, label_space = prepared.run_dir, prepared.label_space
+    run = RunDir(run_dir)
     train_paths, train_labels = _readable(cache, _image_paths(prepared.train_frame), prepared.train_labels)
     train_features = _features_of(cache, train_paths, "train split")
     flipped_features = None if flipped is None else _features_of(flipped, train_paths, "train split (flipped)")
@@ -156,10 +161,10 @@ def _train_head_locked(config: TrainConfig, cache_dir: str | os.PathLike, *, ove
     with timer.stage("head"):
         fitted = fit_head(config, label_space, train_features, train_labels, validation_features,
                           validation_labels, flipped_train_features=flipped_features, verbose=verbose,
-                          callbacks=[keras.callbacks.CSVLogger(str(RunDir(run_dir).history)), *callbacks])
+                          callbacks=callbacks, backup=Backup.of(run, run.HEAD_BACKUP), history_path=run.history)
     logger.info(_timing_summary(fitted.epoch_seconds, len(train_features), cache.manifest))
-    finished = {"epochs": len(fitted.history.get("loss", [])), "monitor": EARLY_STOPPING_MONITOR,
-                "trainer": "head on cached features"}
+    finished = {"epochs": fitted.outcome.epochs, "monitor": fitted.outcome.monitor,
+                "best_epoch": fitted.outcome.best_epoch, "trainer": "head on cached features"}
     if activation_cache is not None:
         with timer.stage("fine-tune"):
             finished.update(_finetune(config, activation_cache, label_space, fitted, train_paths, train_labels,
@@ -171,7 +176,8 @@ def _train_head_locked(config: TrainConfig, cache_dir: str | os.PathLike, *, ove
         _save_full_model(fitted.model, config, label_space, run_dir, prepared.train_labels)
         atomic_write_text(RunDir(run_dir).features_record, json.dumps(
             {"cache_dir": str(Path(cache_dir).resolve()), **_identity(cache.manifest)}, indent=2))
-    RunDir(run_dir).mark_finished(finished)
+    run.mark_finished(finished)
+    shutil.rmtree(run.backup, ignore_errors=True)  # only now: until the marker, the backup is the run
     logger.info("run saved in %s", run_dir)
     return run_dir
 
@@ -181,8 +187,6 @@ def _finetune(config: TrainConfig, activation_cache, label_space: LabelSpace, fi
               validation_labels: dict | None, run_dir: Path, all_train_labels: dict, *, callbacks: Sequence,
               verbose) -> dict:
     """The partial fine-tune after the head; saves the kept model as the run's ``model.keras``; returns its record."""
-    import keras
-
     from fashion_hier.finetune.stage import finetune_stage
 
     run = RunDir(run_dir)
@@ -191,14 +195,14 @@ def _finetune(config: TrainConfig, activation_cache, label_space: LabelSpace, fi
     if validation_paths is not None:
         validation_paths, validation_labels = _without(validation_paths, validation_labels, unreadable)
     outcome = finetune_stage(config, activation_cache, label_space, fitted.model, fitted.history, train_paths,
-                             train_labels, validation_paths, validation_labels, verbose=verbose,
-                             callbacks=[keras.callbacks.CSVLogger(str(run.finetune_history)), *callbacks])
+                             train_labels, validation_paths, validation_labels, verbose=verbose, callbacks=callbacks,
+                             backup=Backup.of(run, run.FINETUNE_BACKUP), history_path=run.finetune_history)
     if outcome.kept:
-        from fashion_hier.train import save_final_model
+        from fashion_hier.train import link_best, save_final_model
 
         save_final_model(outcome.result.model, run, config=config, label_space=label_space,
                          train_labels=all_train_labels)
-        _link_best(run)
+        link_best(run)
     else:
         _save_full_model(fitted.model, config, label_space, run_dir, all_train_labels)
     return {"trainer": "head on cached features, then the backbone above "
@@ -206,8 +210,8 @@ def _finetune(config: TrainConfig, activation_cache, label_space: LabelSpace, fi
             "finetune": {"cut_layer": config.model.trainable_from, "kept": outcome.kept,
                          "best_epoch": outcome.result.best_epoch, "epochs": len(outcome.result.epoch_seconds),
                          "epoch_seconds": [round(s, 1) for s in outcome.result.epoch_seconds],
-                         "frozen_" + EARLY_STOPPING_MONITOR: outcome.frozen_score,
-                         "finetuned_" + EARLY_STOPPING_MONITOR: outcome.finetuned_score}}
+                         "frozen_" + fitted.outcome.monitor: outcome.frozen_score,
+                         "finetuned_" + fitted.outcome.monitor: outcome.finetuned_score}}
 
 
 def _without(paths: list[str], labels: dict, dropped: set[str]) -> tuple[list[str], dict]:
@@ -230,16 +234,6 @@ def _level_metrics() -> dict:
             for level in ("category", "subcategory")}
 
 
-def _early_stopping(config: TrainConfig, has_validation: bool):
-    """Stop on the validation subcategory accuracy (training loss without validation); restore the best epoch."""
-    import keras
-
-    patience = config.training.early_stopping_patience
-    return keras.callbacks.EarlyStopping(  # never a weighted loss: accuracy, on validation when there is one
-        monitor=EARLY_STOPPING_MONITOR if has_validation else EARLY_STOPPING_MONITOR.removeprefix("val_"), mode="max",
-        restore_best_weights=True, patience=config.training.epochs if patience is None else patience)
-
-
 def _readable(cache: FeatureCache, paths: list[str], labels: dict) -> tuple[list[str], dict]:
     """``paths`` and their ``labels`` without the images the cache could not read (their rows are placeholders)."""
     kept_paths, kept_labels = _without(paths, labels, set(cache.unreadable))
@@ -259,24 +253,13 @@ def _save_full_model(head, config: TrainConfig, label_space: LabelSpace, run_dir
     ``best.keras`` is the same file (the head restored its best epoch): one file, two names.
     """
     from fashion_hier.models import build_model_from_config, copy_head_weights
-    from fashion_hier.train import save_final_model
+    from fashion_hier.train import link_best, save_final_model
 
     run = RunDir(run_dir)
     model = build_model_from_config(config, label_space)
     copy_head_weights(head, model)
     save_final_model(model, run, config=config, label_space=label_space, train_labels=train_labels)
-    _link_best(run)
-
-
-def _link_best(run: RunDir) -> None:
-    """``best.keras`` is ``model.keras`` (the trainer restored its best epoch): one file, two names."""
-    run.best.unlink(missing_ok=True)
-    try:
-        os.link(run.model, run.best)
-    except OSError:
-        import shutil
-
-        shutil.copyfile(run.model, run.best)
+    link_best(run)
 
 
 def _timing_summary(epoch_seconds: list, train_rows: int, manifest: dict) -> str:

@@ -38,7 +38,9 @@ UNREADABLE_FILE = "unreadable.txt"
 DEFAULT_CUT = "conv4_block6_out"   # the input of ResNet-50's last stage (conv5)
 VIEWS = ("original", "flipped")
 _IDENTITY_KEYS = ("num_rows", "paths_sha256", "backbone", "weights", "image_size", "resize", "cut_layer",
-                  "dtype")
+                  "dtype", "engine")
+KERAS_ENGINE = "keras f32"  # ``EngineSpec.describe()`` of Keras: caches written before the key existed
+_IDENTITY_DEFAULTS = {"engine": KERAS_ENGINE}
 
 
 class ActivationCacheMismatch(ValueError):
@@ -105,15 +107,17 @@ def extract_activations(paths: Sequence[str | os.PathLike], *, cache_dir: str | 
                         backbone: str = "resnet50", weights: str | os.PathLike | None = "imagenet",
                         image_size: tuple[int, int] = (224, 224), resize: str = "stretch",
                         cut_layer: str = DEFAULT_CUT, dtype: str = "float16", batch_size: int = 32,
-                        overwrite: bool = False, max_batches: int | None = None) -> ActivationCache:
+                        overwrite: bool = False, max_batches: int | None = None, engine=None) -> ActivationCache:
     """Cut-layer activations of ``paths`` (original and flipped view) in ``cache_dir``, resumable.
 
     ``backbone`` is recorded (and built) as its trunk (``backbone_trunk``: ``resnet50_multiscale`` ->
     ``resnet50``): the layers below a cut are the trunk's, so one cache serves both names.
     Rows are written batch by batch and ``manifest.json`` counts those done after each flushed
     batch. Unreadable images are skipped (zero rows, listed in ``unreadable.txt`` and logged).
-    ``max_batches`` stops after that many batches (rerun to continue). Returns the cache (complete
-    unless ``max_batches`` stopped it; then ``load_activation_cache`` refuses it until finished).
+    ``max_batches`` stops after that many batches (rerun to continue). ``engine``: what runs the backbone
+    (``fashion_hier.engine.EngineSpec``; None: Keras); it is part of the cache's identity, so maps computed
+    at bf16 never pass for float32 ones. Returns the cache (complete unless ``max_batches`` stopped it; then
+    ``load_activation_cache`` refuses it until finished).
     """
     paths = [str(p) for p in paths]
     if not paths:
@@ -122,11 +126,13 @@ def extract_activations(paths: Sequence[str | os.PathLike], *, cache_dir: str | 
         raise ValueError(f"extract_activations: batch_size={batch_size}; expected a positive integer")
     if dtype not in ("float16", "float32"):
         raise ValueError(f"extract_activations: dtype={dtype!r}; expected 'float16' or 'float32'")
+    from fashion_hier.engine import compile_engine, engine_spec
     from fashion_hier.models import backbone_trunk
 
+    spec = engine_spec(engine)
     backbone = backbone_trunk(backbone)
     cache_dir = Path(cache_dir)
-    request = _request_identity(paths, backbone, weights, image_size, resize, cut_layer, dtype)
+    request = _request_identity(paths, backbone, weights, image_size, resize, cut_layer, dtype, spec.describe())
     manifest = None if overwrite else read_manifest(cache_dir)
     if manifest is not None:
         _check_identity(cache_dir, manifest, request)
@@ -139,6 +145,7 @@ def extract_activations(paths: Sequence[str | os.PathLike], *, cache_dir: str | 
     extractor = cut_extractor(backbone, weights, tuple(image_size), cut_layer)
     if manifest is None:
         manifest = _start_cache(cache_dir, paths, request, tuple(extractor.output.shape[1:]))
+    extractor = compile_engine(extractor, spec)
     if manifest["rows_done"] < len(paths):
         _fill_rows(extractor, cache_dir, manifest, paths, image_size=tuple(image_size), resize=resize,
                    batch_size=batch_size, max_batches=max_batches)
@@ -175,7 +182,7 @@ def load_activation_cache(cache_dir: str | os.PathLike, *, expect: dict | None =
 
 def identity(manifest: dict) -> dict:
     """The keys that identify what a cache was computed from."""
-    return {key: manifest.get(key) for key in _IDENTITY_KEYS}
+    return {key: manifest.get(key, _IDENTITY_DEFAULTS.get(key)) for key in _IDENTITY_KEYS}
 
 
 def _open(cache_dir: Path, manifest: dict) -> ActivationCache:
@@ -187,16 +194,18 @@ def _open(cache_dir: Path, manifest: dict) -> ActivationCache:
     return ActivationCache(cache_dir, paths, activations, readable, manifest)
 
 
-def _request_identity(paths, backbone, weights, image_size, resize, cut_layer, dtype) -> dict:
+def _request_identity(paths, backbone, weights, image_size, resize, cut_layer, dtype,
+                      engine: str = KERAS_ENGINE) -> dict:
     digest = hashlib.sha256("\n".join(paths).encode("utf-8")).hexdigest()
     return {"num_rows": len(paths), "paths_sha256": digest, "backbone": backbone,
             "weights": weights_identity(weights), "image_size": [int(s) for s in image_size],
-            "resize": resize, "cut_layer": cut_layer, "dtype": dtype}
+            "resize": resize, "cut_layer": cut_layer, "dtype": dtype, "engine": engine}
 
 
 def _check_identity(cache_dir: Path, manifest: dict, request: dict) -> None:
-    differences = [f"{key}: cache has {manifest.get(key)!r}, request has {request[key]!r}"
-                   for key in _IDENTITY_KEYS if manifest.get(key) != request[key]]
+    cached = identity(manifest)
+    differences = [f"{key}: cache has {cached[key]!r}, request has {request[key]!r}"
+                   for key in _IDENTITY_KEYS if cached[key] != request[key]]
     if differences:
         raise ActivationCacheMismatch(
             f"activation cache {cache_dir} was made for a different request (" + "; ".join(differences)

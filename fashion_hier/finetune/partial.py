@@ -6,8 +6,9 @@ the cut only. Every BatchNormalization layer above the cut is frozen (``trainabl
 in Keras 3 also runs it in inference mode), so its statistics stay the ImageNet ones and the
 assembled image model computes exactly what was trained. Each sample is seen as its original or
 its mirror image, drawn per epoch from a seeded generator, optionally randomly cropped
-(``training.finetune_crop``). Early stopping follows the
-(unweighted) validation subcategory accuracy and restores the best epoch.
+(``training.finetune_crop``). It trains through the one training loop (``fashion_hier.training_loop``):
+checkpointed every epoch, early stopping on the (unweighted) validation subcategory accuracy, ending on
+the best epoch.
 
 ``assemble_full_model`` then builds the ordinary image model (``build_model``) and copies the
 fine-tuned backbone layers and the head into it by layer name, so ``Predictor``/``evaluate`` on
@@ -19,18 +20,20 @@ import logging
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import keras
 import numpy as np
 
-from fashion_hier.callbacks import EpochTimer, StopOnInterrupt
+from fashion_hier.checkpoints import Backup
 from fashion_hier.finetune.activations import DEFAULT_CUT, ActivationCache, ActivationCacheMismatch
 from fashion_hier.labels import LEVELS
+from fashion_hier.training_loop import Stage, fit_resumable, monitor_name
 
 logger = logging.getLogger(__name__)
 
-MONITOR = "val_subcategory_accuracy"
+MONITOR = monitor_name(has_validation=True)  # what the fine-tune must beat the frozen head on
 
 
 @dataclass
@@ -133,15 +136,22 @@ class CachedViews(keras.utils.PyDataset):
         if crop is not None and seed is None:
             raise ValueError("crop needs a seed (random crops are for training batches)")
         self.activations, self.rows, self.labels = activations, np.asarray(rows), labels
-        self.batch_size, self.seed, self.epoch, self.crop = int(batch_size), seed, 0, crop
-        self._draw()
+        self.batch_size, self.seed, self.crop = int(batch_size), seed, crop
+        self.epoch = 0
 
-    def _draw(self) -> None:
+    @property
+    def epoch(self) -> int:
+        """The epoch whose order, views and crops ``__getitem__`` uses (the training loop sets it)."""
+        return self._epoch
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._epoch = int(value)
         count = len(self.rows)
         if self.seed is None:
             self.order, self.views = np.arange(count), np.zeros(count, dtype=np.int64)
             return
-        generator = np.random.default_rng([self.seed, self.epoch])
+        generator = np.random.default_rng([self.seed, self._epoch])
         self.order, self.views = generator.permutation(count), generator.integers(0, 2, count)
 
     def __len__(self) -> int:
@@ -160,7 +170,6 @@ class CachedViews(keras.utils.PyDataset):
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
-        self._draw()
 
 
 def cached_batches(cache: ActivationCache, rows: Sequence[int], labels: dict | None, batch_size: int, *,
@@ -205,7 +214,8 @@ def finetune_from_cache(config, cache: ActivationCache, label_space, train_paths
                         validation_paths: Sequence[str] | None = None, validation_labels: dict | None = None, *,
                         cut_layer: str | None = None, learning_rate: float = 1e-4, epochs: int | None = None,
                         losses: dict | None = None, initial_head=None, callbacks: Sequence = (),
-                        verbose: int | str = "auto") -> FinetuneResult:
+                        verbose: int | str = "auto", backup: Backup | None = None,
+                        history_path: os.PathLike | None = None) -> FinetuneResult:
     """Fine-tune ``config``'s backbone above ``cut_layer`` with its head on ``cache``; return the image model.
 
     Args:
@@ -218,13 +228,15 @@ def finetune_from_cache(config, cache: ActivationCache, label_space, train_paths
             (restores the best epoch); without them all epochs run.
         cut_layer: default ``cache.manifest["cut_layer"]`` (config key ``model.trainable_from``).
         learning_rate: Adam's, for the backbone layers and the head alike (small: 1e-4).
-        losses: per-level losses (default ``fashion_hier.train.weighted_losses(config, ...)``).
+        losses: per-level losses (default ``fashion_hier.compiling.weighted_losses(config, ...)``).
         initial_head: a ``build_head_model`` head (e.g. trained on the frozen features) to start from;
             a fresh head otherwise.
+        backup, history_path: where a run keeps this fit's checkpoints and history, so that a killed fine-tune
+            resumes exactly (the one training loop, ``fashion_hier.training_loop``); None: a temporary folder.
     Returns:
         ``FinetuneResult`` whose ``model`` is the ``build_model`` image model (``model.keras``-ready).
     """
-    from fashion_hier import train as training
+    from fashion_hier.compiling import compile_model, weighted_losses
     from fashion_hier.config import training_seed
     from fashion_hier.features import weights_identity
     from fashion_hier.models import backbone_spec, backbone_trunk, build_head_model_from_config, copy_head_weights
@@ -248,27 +260,23 @@ def finetune_from_cache(config, cache: ActivationCache, label_space, train_paths
     if initial_head is not None:
         copy_head_weights(initial_head, head_model)
     model = cached_model(upper, head_model)
-    losses = losses or training.weighted_losses(config, label_space, train_labels)
+    losses = losses or weighted_losses(config, label_space, train_labels)
     batch_size = config.training.batch_size
     epochs = int(epochs or config.training.epochs)
-    training.compile_model(model, config, losses, label_space, learning_rate, jit_compile=False,
-                           steps_per_epoch=-(-len(train_rows) // batch_size), epochs=epochs)
 
-    train_data = cached_batches(cache, train_rows, train_labels, batch_size, seed=seed,
-                                crop=config.training.finetune_crop)
-    validation_data, fit_callbacks = None, [EpochTimer()]
+    learning = config.training
+    train_data = cached_batches(cache, train_rows, train_labels, batch_size, seed=seed, crop=learning.finetune_crop)
+    validation_data = None
     if validation_paths is not None and len(validation_paths):
         validation_rows = cache.rows(validation_paths, source="validation images")
         _check_rows(cache, validation_rows, "validation")
         validation_data = cached_batches(cache, validation_rows, validation_labels, batch_size)
-        patience = config.training.early_stopping_patience
-        fit_callbacks.append(keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", restore_best_weights=True,
-                                                           patience=epochs if patience is None else patience))
-    with StopOnInterrupt() as interrupt:
-        history = model.fit(train_data, validation_data=validation_data, epochs=epochs, shuffle=False,
-                            callbacks=[interrupt, *fit_callbacks, *callbacks], verbose=verbose)
-    best_epoch = None
-    if validation_data is not None and MONITOR in history.history:
-        best_epoch = int(np.argmax(history.history[MONITOR])) + 1
+    compile_stage = lambda network: compile_model(  # noqa: E731
+        network, config, losses, label_space, learning_rate, jit_compile=False,
+        steps_per_epoch=-(-len(train_rows) // batch_size), epochs=epochs)
+    outcome = fit_resumable(model, [Stage(0, epochs, compile_stage)], train_data, validation_data, backup=backup,
+                            history_path=None if history_path is None else Path(history_path),
+                            patience=learning.early_stopping_patience, callbacks=callbacks, verbose=verbose)
+    best_epoch = outcome.best_epoch + 1 if validation_data is not None and outcome.best_epoch is not None else None
     full = assemble_full_model(upper, head_model, config, label_space)
-    return FinetuneResult(full, upper, head_model, dict(history.history), fit_callbacks[0].seconds, best_epoch)
+    return FinetuneResult(full, upper, head_model, outcome.history, outcome.epoch_seconds, best_epoch)

@@ -17,9 +17,11 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from fashion_hier.checkpoints import Backup
 from fashion_hier.config import TrainConfig
 from fashion_hier.features.cache import request_digest
-from fashion_hier.finetune.activations import ActivationCache, _request_identity, extract_activations
+from fashion_hier.engine import extraction_engine
+from fashion_hier.finetune.activations import KERAS_ENGINE, ActivationCache, _request_identity, extract_activations
 from fashion_hier.finetune.partial import MONITOR, FinetuneResult, finetune_from_cache
 from fashion_hier.labels import LabelSpace
 from fashion_hier.models import backbone_trunk
@@ -30,8 +32,11 @@ logger = logging.getLogger(__name__)
 def default_activation_cache_dir(config: TrainConfig, paths: Sequence[str]) -> Path:
     """``output_dir/features/activations_<trunk>_<h>x<w>_<cut>_<hash of the request>``, beside the feature caches."""
     trunk = backbone_trunk(config.model.backbone)   # resnet50_multiscale shares resnet50's cache
-    request = _request_identity([str(p) for p in paths], trunk, config.model.weights,
-                                config.data.image_size, config.data.resize, config.model.trainable_from, "float16")
+    request = _request_identity([str(p) for p in paths], trunk, config.model.weights, config.data.image_size,
+                                config.data.resize, config.model.trainable_from, "float16",
+                                extraction_engine(config).describe())
+    if request["engine"] == KERAS_ENGINE:
+        del request["engine"]  # Keras's caches keep the names they had before engines existed
     height, width = config.data.image_size
     name = f"activations_{trunk}_{height}x{width}_{config.model.trainable_from}"
     return Path(config.output_dir) / "features" / f"{name}_{request_digest(request)}"
@@ -43,7 +48,8 @@ def ensure_activation_cache(config: TrainConfig, paths: Sequence[str],
     cache_dir = Path(cache_dir) if cache_dir is not None else default_activation_cache_dir(config, paths)
     cache = extract_activations(paths, cache_dir=cache_dir, backbone=config.model.backbone,
                                 weights=config.model.weights, image_size=tuple(config.data.image_size),
-                                resize=config.data.resize, cut_layer=config.model.trainable_from)
+                                resize=config.data.resize, cut_layer=config.model.trainable_from,
+                                engine=extraction_engine(config))
     logger.info("activations at %s cached in %s", config.model.trainable_from, cache_dir)
     return cache
 
@@ -61,18 +67,21 @@ class FinetuneOutcome:
 def finetune_stage(config: TrainConfig, cache: ActivationCache, label_space: LabelSpace, frozen_head,
                    frozen_history: dict, train_paths: Sequence[str], train_labels: dict,
                    validation_paths: Sequence[str] | None, validation_labels: dict | None, *,
-                   callbacks: Sequence = (), verbose: int | str = "auto") -> FinetuneOutcome:
+                   callbacks: Sequence = (), verbose: int | str = "auto", backup: Backup | None = None,
+                   history_path: Path | None = None) -> FinetuneOutcome:
     """Fine-tune ``frozen_head`` with the backbone above the cut; keep it only if validation says it is better.
 
     ``frozen_history`` is the head fit's Keras history (its best ``val_subcategory_accuracy`` is what the
     fine-tune must beat). Without validation rows the fine-tune is always kept (all epochs run).
+    ``backup``/``history_path``: the run's folder for the fine-tune's checkpoints and its history CSV
+    (``finetune_from_cache``).
     """
     finetune_config = dataclasses.replace(config, optimizer=dataclasses.replace(config.optimizer, warmup_epochs=0))
     result = finetune_from_cache(finetune_config, cache, label_space, train_paths, train_labels, validation_paths,
                                  validation_labels, cut_layer=config.model.trainable_from,
                                  learning_rate=config.training.finetune_learning_rate,
                                  epochs=config.training.finetune_epochs, initial_head=frozen_head,
-                                 callbacks=callbacks, verbose=verbose)
+                                 callbacks=callbacks, verbose=verbose, backup=backup, history_path=history_path)
     frozen = frozen_history.get(MONITOR)
     finetuned = result.history.get(MONITOR)
     frozen_score = max(frozen) if frozen else None
