@@ -4,6 +4,11 @@ Everything the library writes goes to a temporary name beside the target and is 
 (``os.replace`` is atomic on POSIX and Windows), so a full disk or a kill mid-write leaves the last
 good file in place. ``DiskFullError`` turns "No space left on device" into one clear message.
 
+Written in place, by design: the memory-mapped feature and activation caches (filled batch by batch; their
+atomic ``manifest.json`` counts the rows done, so a kill loses at most the batch in flight and a rerun
+resumes), the synthetic catalogues (generated into a folder of their own), and Spark's scratch copies of
+image bytes (a worker's temporary files).
+
 New files and folders get the mode a plain ``open(path, "w")`` or ``mkdir`` would give them (0o666 or 0o777
 less the user's umask: the kernel applies it when the temporary is created, so the process umask is never
 read or changed), and a replaced file keeps its mode, so results are as readable as the user wants them.

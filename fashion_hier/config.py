@@ -22,6 +22,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 import yaml
 
+from fashion_hier.atomic import atomic_write_text
 from fashion_hier.config_checks import BACKBONE_NAMES, check_across_fields
 from fashion_hier.data.images import DEFAULT_MAX_PIXELS
 from fashion_hier.errors import ConfigError
@@ -282,7 +283,7 @@ class TrainConfig(_Section):
 
     def to_yaml(self, path: str | os.PathLike) -> Path:
         path = Path(path)
-        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+        atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
         return path
 
 

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from fashion_hier.atomic import atomic_path, atomic_write_text
 from fashion_hier.config import ConfigError, TrainConfig
 from fashion_hier.jsonio import write_json
 from fashion_hier.metrics import ATTRIBUTE_KEYS, HIERARCHY_KEYS, SINGLE_LABEL_KEYS
@@ -131,7 +132,7 @@ def _keep_only_results(run_dir: Path) -> None:
     """A ``.gitignore`` in the run directory that lets git see only the small text results."""
     lines = ["# written by fashion_hier.experiments: models, plots, splits and predictions stay local", "*",
              "!.gitignore", *(f"!{name}" for name in COMMITTED_FILES)]
-    (run_dir / ".gitignore").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic_write_text(run_dir / ".gitignore", "\n".join(lines) + "\n")
 
 
 def load_record(run_dir: Path) -> dict[str, Any] | None:
@@ -178,8 +179,8 @@ def synthetic_catalog(out_dir: str | os.PathLike, n: int, *, image_size: int, se
     settings_file = catalog_dir / "settings.json"
     if not labels_csv.is_file() or not settings_file.is_file() or json.loads(settings_file.read_text()) != settings:
         labels_csv = Path(make_synthetic_catalog(catalog_dir, n=n, image_size=image_size, seed=seed))
-        settings_file.write_text(json.dumps(settings) + "\n", encoding="utf-8")
-        (catalog_dir / ".gitignore").write_text("*\n", encoding="utf-8")
+        atomic_write_text(settings_file, json.dumps(settings) + "\n")
+        atomic_write_text(catalog_dir / ".gitignore", "*\n")
     return catalog_dir
 
 
@@ -222,8 +223,9 @@ def write_comparison(records: Sequence[dict[str, Any]], out_dir: str | os.PathLi
     out_dir = Path(out_dir)
     frame = comparison_frame(records)
     csv_path, md_path = out_dir / f"{COMPARISON_NAME}.csv", out_dir / f"{COMPARISON_NAME}.md"
-    frame.to_csv(csv_path)
-    md_path.write_text(comparison_markdown(frame), encoding="utf-8")
+    with atomic_path(csv_path) as temporary:
+        frame.to_csv(temporary)
+    atomic_write_text(md_path, comparison_markdown(frame))
     return csv_path, md_path
 
 

@@ -23,6 +23,7 @@ from typing import Any, Iterable, Literal, Sequence
 import numpy as np
 import pandas as pd
 
+from fashion_hier.atomic import atomic_write_text
 from fashion_hier.jsonio import to_json_data
 
 LEVELS = ("category", "subcategory", "attributes")
@@ -642,7 +643,7 @@ class LabelSpace:
     def save(self, path: str | Path) -> Path:
         """Write the label space as indented UTF-8 JSON; returns the path."""
         path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
         return path
 
     @classmethod

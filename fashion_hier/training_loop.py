@@ -33,6 +33,7 @@ from fashion_hier.checkpoints import (
     should_stop,
     write_history,
 )
+from fashion_hier.rundir import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def fit_resumable(model, stages: Sequence[Stage], train_data, validation_data=No
         with tempfile.TemporaryDirectory(prefix="fashion_hier_fit_") as scratch:
             return fit_resumable(model, stages, train_data, validation_data,
                                  backup=backup or Backup(Path(scratch) / "backup"),
-                                 history_path=history_path or Path(scratch) / "history.csv", patience=patience,
+                                 history_path=history_path or Path(scratch) / RunDir.HISTORY, patience=patience,
                                  callbacks=callbacks, verbose=verbose)
     monitor = monitor_name(validation_data is not None)
     state = TrainingState.load(backup)

@@ -347,7 +347,7 @@ def _start_cache(cache_dir: Path, paths: list[str], request: dict) -> dict:
     features = np.lib.format.open_memmap(cache_dir / FEATURES_FILE, mode="w+", dtype=np.float32,
                                          shape=(len(paths), feature_dim))
     del features
-    (cache_dir / PATHS_FILE).write_text("\n".join(paths) + "\n", encoding="utf-8")
+    atomic_write_text(cache_dir / PATHS_FILE, "\n".join(paths) + "\n")
     manifest = {**request, "feature_dim": feature_dim, "dtype": "float32", "rows_done": 0, "seconds": 0.0}
     write_manifest(cache_dir, manifest)
     return manifest
