@@ -7,7 +7,12 @@ Loading a saved model: Keras finds custom classes (``HierarchicalClassifier``, t
 layer, the weighted losses) by registered name, so the modules defining them must be imported before
 ``keras.saving.load_model``. ``import fashion_hier`` arranges that without importing TensorFlow
 itself: if keras is already imported, the registering modules are imported now; otherwise a one-shot
-import hook imports them right after keras is (the only thing the hook does).
+import hook imports them right after keras is.
+
+TensorFlow's C++ log lines: ``import fashion_hier`` sets ``TF_CPP_MIN_LOG_LEVEL=3`` (fatal errors only) unless
+the environment already has a level, and a second one-shot hook runs TensorFlow's own import with the lines
+its libraries print while loading dropped, which no variable stops (``fashion_hier.logs`` has the evidence).
+Both act only if TensorFlow is not imported yet.
 """
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ import importlib.abc
 import importlib.util
 import sys
 from importlib import import_module
+
+from fashion_hier import logs
 
 __version__ = "0.3.0.dev0"  # the one definition: setup.cfg reads it (attr:)
 
@@ -43,27 +50,48 @@ def register_keras_objects() -> None:
         import_module(module)
 
 
-class _RegisterAfterKerasImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: when ``keras`` is first imported, runs ``register_keras_objects`` after it."""
+class _AroundFirstImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: runs the first import of module ``name`` through ``around(exec_module)``."""
+
+    def __init__(self, name: str, around):
+        self.name, self.around = name, around
 
     def find_spec(self, fullname, path, target=None):
-        if fullname != "keras":
+        if fullname != self.name:
             return None
         sys.meta_path.remove(self)  # one shot; also lets find_spec below see the real finders
         spec = importlib.util.find_spec(fullname)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
-        run_keras = spec.loader.exec_module
-
-        def exec_module(module):
-            run_keras(module)
-            register_keras_objects()
-
-        spec.loader.exec_module = exec_module
+        spec.loader.exec_module = self.around(spec.loader.exec_module)
         return spec
+
+
+def _then_register(exec_module):
+    def run_keras(module):
+        exec_module(module)
+        register_keras_objects()
+
+    return run_keras
+
+
+def _native_load_lines_dropped(exec_module):
+    def run_tensorflow(module):
+        with logs.native_load_lines_dropped():
+            exec_module(module)
+
+    return run_tensorflow
+
+
+def _around_first_import(name: str, around) -> None:
+    if not any(isinstance(finder, _AroundFirstImport) and finder.name == name for finder in sys.meta_path):
+        sys.meta_path.insert(0, _AroundFirstImport(name, around))
 
 
 if "keras" in sys.modules:
     register_keras_objects()
-elif not any(isinstance(finder, _RegisterAfterKerasImport) for finder in sys.meta_path):
-    sys.meta_path.insert(0, _RegisterAfterKerasImport())
+else:
+    _around_first_import("keras", _then_register)
+if "tensorflow" not in sys.modules:
+    logs.quiet_tensorflow_by_default()
+    _around_first_import("tensorflow", _native_load_lines_dropped)

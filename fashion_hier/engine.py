@@ -174,13 +174,47 @@ def limit_keras_threads(spec: EngineSpec) -> None:
 
 
 def convert(model):
-    """``model``'s inference forward pass as an OpenVINO model (dynamic batch; outputs named as Keras names them)."""
+    """``model``'s inference forward pass as an OpenVINO model (dynamic batch; outputs named as Keras names them).
+
+    A model trained under a mixed policy (``mixed_bfloat16``: ``training.mixed_precision: auto`` on a bf16 CPU)
+    is converted as its float32 copy: OpenVINO's TensorFlow frontend has no rule for bfloat16 constants, and
+    the weights are float32 anyway; ``precision`` decides the arithmetic.
+    """
     import openvino as ov
     import tensorflow as tf
 
+    model = float32_copy(model)
     signature = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="image")
     function = tf.function(lambda images: model(images, training=False)).get_concrete_function(signature)
     return ov.convert_model(function)
+
+
+def float32_copy(model):
+    """``model`` itself when every layer computes in float32, else the same network rebuilt with float32 policies
+    and given its weights (which a mixed policy keeps in float32)."""
+    import keras
+
+    config = keras.saving.serialize_keras_object(model)
+    if not _to_float32(config):
+        return model
+    copy = keras.saving.deserialize_keras_object(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _to_float32(node) -> bool:
+    """Set every non-float32 ``DTypePolicy`` in a serialized Keras object to float32; whether any was."""
+    changed = False
+    if isinstance(node, dict):
+        if node.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and isinstance(node.get("config"), dict) \
+                and node["config"].get("name") not in (None, "float32"):
+            node["config"]["name"], changed = "float32", True
+        for value in node.values():
+            changed = _to_float32(value) or changed
+    elif isinstance(node, list):
+        for value in node:
+            changed = _to_float32(value) or changed
+    return changed
 
 
 def quantize(ir, images: np.ndarray):

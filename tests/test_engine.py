@@ -210,3 +210,27 @@ def test_the_extraction_engine_follows_the_config_and_auto_falls_back_to_keras_w
     with pytest.raises(ConfigError, match="training.extraction_precision: bf16 needs training.extraction_engine: "
                                           "openvino or auto"):
         TrainConfig().with_overrides(["training.extraction_precision=bf16"])
+
+
+def test_a_network_trained_in_mixed_bfloat16_converts_as_its_float32_copy():
+    """OpenVINO has no rule for bfloat16 constants: the model of a run trained with mixed_precision auto on a bf16
+    CPU converts as the same network with float32 policies (its weights are float32 under the mixed policy)."""
+    pytest.importorskip("openvino")
+    import keras
+
+    from fashion_hier.engine import compile_engine, float32_copy
+    from fashion_hier.models import build_model
+
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        network = build_model(3, 4, 5, backbone="small_cnn", weights=None, input_shape=(32, 32, 3), units=8)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    copy = float32_copy(network)
+    assert copy is not network and all(layer.dtype_policy.name == "float32" for layer in copy.layers)
+    assert float32_copy(copy) is copy  # already float32: nothing rebuilt
+    images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    expected = copy.predict_on_batch(images)
+    answered = compile_engine(network, EngineSpec("openvino", "f32")).predict_on_batch(images)
+    for level, scores in expected.items():
+        np.testing.assert_allclose(answered[level], scores, rtol=0, atol=1e-4)

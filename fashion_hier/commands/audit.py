@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import Sequence
 
@@ -46,7 +45,6 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
     if args.folds < 2:
         parser.error(f"--folds must be at least 2, got {args.folds}")
     weights = None if args.weights in ("none", "None", "null") else args.weights
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.run is not None:
         source = audit.AuditSource.from_run(args.run, labels_csv=args.labels, image_dir=args.images,
                                             backbone=args.backbone, weights="run" if args.weights is None else weights)
