@@ -36,8 +36,9 @@ _IDENTITY_KEYS = ("num_rows", "paths_sha256", "backbone", "weights", "image_size
                   "source")
 FLIPPED_SUBDIR = "flipped"           # in a cache: the cache of the same images, mirrored
 IMAGES_SOURCE = "images"             # features computed from the images (not derived from an activation cache)
+KERAS_F32 = "keras f32"              # EngineSpec.describe() of Keras: exactly what model.keras computes
 # caches written before a key existed: unflipped views of the images, extracted by Keras in float32
-_IDENTITY_DEFAULTS = {"flip": False, "engine": "keras f32", "source": IMAGES_SOURCE}
+_IDENTITY_DEFAULTS = {"flip": False, "engine": KERAS_F32, "source": IMAGES_SOURCE}
 
 
 class FeatureCacheMismatch(ValueError):

@@ -11,7 +11,14 @@ from typing import Sequence
 
 import numpy as np
 
-from fashion_hier.features.cache import FeatureCacheMismatch, _features_of, _identity, load_feature_cache
+from fashion_hier.features.cache import (
+    IMAGES_SOURCE,
+    KERAS_F32,
+    FeatureCacheMismatch,
+    _features_of,
+    _identity,
+    load_feature_cache,
+)
 from fashion_hier.labels import LEVELS
 from fashion_hier.rundir import RunDir
 
@@ -48,11 +55,19 @@ def scores_from_feature_cache(run_dir: str | os.PathLike, paths: Sequence[str], 
         return None
     if _identity(cache.manifest) != _identity(record) or set(paths) & set(cache.unreadable):
         return None  # unreadable images: scoring the images themselves skips and reports them properly
+    if not _what_the_model_computes(cache.manifest):
+        return None  # bf16 or derived features: close to, not equal to, what model.keras computes on the images
     try:
         features = _features_of(cache, paths, "evaluated")
     except FeatureCacheMismatch:
         return None
     return predict_from_features(run_dir, features, batch_size=batch_size)
+
+
+def _what_the_model_computes(manifest: dict) -> bool:
+    """Whether a cache holds exactly the features ``model.keras`` computes: Keras float32, from the images."""
+    identity = _identity(manifest)
+    return identity["engine"] == KERAS_F32 and identity["source"] == IMAGES_SOURCE
 
 
 def load_head(run_dir: Path):
