@@ -191,7 +191,8 @@ def convert(model):
 
 def float32_copy(model):
     """``model`` itself when every layer computes in float32, else the same network rebuilt with float32 policies
-    and given its weights (which a mixed policy keeps in float32)."""
+    and given its weights (which a mixed policy keeps in float32). For the converters that cannot lower bfloat16
+    or float16: OpenVINO's TensorFlow frontend and TFLite (``fashion_hier.export``)."""
     import keras
 
     config = keras.saving.serialize_keras_object(model)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from fashion_hier.decoding import SCORE_SUFFIX
+from fashion_hier.engine import float32_copy  # TFLite cannot lower bfloat16 either
 from fashion_hier.predict import Predictor
 
 FORMATS = ("savedmodel", "tflite", "openvino")
@@ -217,38 +218,6 @@ def export_tflite(model_or_run, out_path: str | os.PathLike, *, quantization: st
     with atomic_path(out_path) as target:
         Path(target).write_bytes(flatbuffer)
     return Path(out_path)
-
-
-def float32_copy(model):
-    """``model`` itself when it computes in float32, else the same network and weights rebuilt in float32.
-
-    A run trained under a mixed precision policy computes in bfloat16/float16, which the TFLite
-    converter cannot lower; its variables are float32 already, so only the layers' policies change.
-    """
-    if all(layer.dtype_policy.compute_dtype == "float32" for layer in _all_layers(model)):
-        return model
-    config = _float32_policies(model.get_config())
-    copy = model.__class__.from_config(config)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _all_layers(layer)
-
-
-def _float32_policies(value):
-    """A layer config with every mixed ``DTypePolicy`` replaced by float32."""
-    if isinstance(value, dict):
-        if value.get("class_name") == "DTypePolicy" and str(value.get("config", {}).get("name", "")).startswith("mixed"):
-            return {**value, "config": {**value["config"], "name": "float32"}}
-        return {key: _float32_policies(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_float32_policies(item) for item in value]
-    return value
 
 
 def tflite_scores(tflite_path: str | os.PathLike, images: np.ndarray) -> dict[str, np.ndarray]:

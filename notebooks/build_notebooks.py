@@ -72,7 +72,8 @@ model = build_model(label_space.num_categories, label_space.num_subcategories, l
 print(label_space)
 print(f"{model.count_params():,} parameters; outputs {model.output_names}")'''),
     ("markdown", "## Train\n`train` reads a `TrainConfig` (YAML-able), splits the catalogue, weights the losses by "
-                 "inverse class frequency, builds the same model and fits it into a run directory."),
+                 "class frequency (the default `smoothed` scheme: count^-0.5, capped at 5x), builds the same model "
+                 "and fits it into a run directory."),
     ("code", '''\
 from fashion_hier.config import TrainConfig
 from fashion_hier.train import train
@@ -82,7 +83,6 @@ config = TrainConfig.from_dict({  # every other value is the paper's setup (Trai
              "columns": {"attributes": ["baseColour", "pattern", "season", "usage"]},
              "image_size": [IMAGE_SIZE, IMAGE_SIZE], "augment": False, "seed": SEED},
     "model": {"backbone": BACKBONE, "weights": None, "units": 64, "l2": 0.0},
-    "loss": {"power": 0.5},  # square-root inverse-frequency weights: steadier on a tiny catalogue
     "training": {"batch_size": 16, "epochs": EPOCHS, "jit_compile": False},
     "output_dir": str(work), "name": "run",
 })

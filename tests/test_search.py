@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -48,7 +49,8 @@ def test_neighbours_equal_a_brute_force_cosine_search(run_dir, catalogue):
         got = found[found["query"] == query]
         expected_ids = np.argsort(-similarity[row], kind="stable")[:5]
         np.testing.assert_allclose(got["distance"], 1 - similarity[row, expected_ids], atol=1e-5)
-        assert got["id"].iloc[0] == row and got["image_path"].iloc[0] == query  # an image is its own nearest
+        assert got["position"].iloc[0] == row and got["image_path"].iloc[0] == query  # an image is its own nearest
+        assert got["id"].iloc[0] == Path(query).stem  # the catalogue id, not the index row
         assert got["rank"].tolist() == [1, 2, 3, 4, 5]
     assert unreadable == [] and not index.approximate and len(index) == len(catalogue)
 
@@ -108,7 +110,7 @@ def test_commands_index_then_similar_with_csv_and_plots(run_dir, catalogue, tmp_
     assert similar_main(["--index", str(tmp_path / "index"), *catalogue[:2], "-k", "3", "--out", str(out),
                          "--plot", str(plots)]) == 0
     table = pd.read_csv(out)
-    assert list(table.columns) == ["query", "rank", "id", "image_path", "distance"] and len(table) == 6
+    assert list(table.columns) == ["query", "rank", "id", "image_path", "distance", "position"] and len(table) == 6
     assert len(list(plots.glob("*.png"))) == 2
 
     assert similar_main(["--index", str(plots), catalogue[0]]) == 2  # a folder, but not an index

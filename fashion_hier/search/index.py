@@ -38,7 +38,14 @@ IVF_REDUCED_DIMENSION = 128  # the PCA projection the inverted lists are built o
 IVF_REFINE_FACTOR = 16       # candidates per neighbour re-ranked on the full vectors (8-bit scalar quantized)
 IVF_TRAINING_SAMPLE = 200_000  # vectors PCA and the k-means of the lists are trained on
 EMBED_CHUNK = 20_000  # images embedded, then added, at a time by build_index
-RESULT_COLUMNS = ("query", "rank", "id", "image_path", "distance")
+# id: the catalogue id, the image's file name without its extension (the library finds a catalogue row's photo as
+# IMAGE_DIR/<id>.<ext>); position: the image's row in the index
+RESULT_COLUMNS = ("query", "rank", "id", "image_path", "distance", "position")
+
+
+def catalogue_id(image_path: str) -> str:
+    """The catalogue id of an image: its file name without the extension (``images/15970.jpg`` -> ``15970``)."""
+    return Path(image_path).stem
 
 
 class IndexMismatchError(ValueError):
@@ -91,7 +98,7 @@ class SimilarityIndex:
         scores, ids = self.faiss_index.search(np.ascontiguousarray(vectors, np.float32), min(k, len(self)))
         # inner product = cosine (flat, hnsw); squared L2 between unit vectors = 2 - 2 cosine (ivf)
         distances = scores / 2.0 if self.record["kind"] == "ivf" else 1.0 - scores
-        rows = [(name, rank + 1, int(i), self.image_paths[i], float(d))
+        rows = [(name, rank + 1, catalogue_id(self.image_paths[i]), self.image_paths[i], float(d), int(i))
                 for name, row_ids, row_distances in zip(names, ids, distances)
                 for rank, (i, d) in enumerate(zip(row_ids, row_distances)) if i >= 0]
         return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
@@ -116,7 +123,7 @@ class SimilarityIndex:
 
         with atomic_directory(out_dir) as target:
             faiss.write_index(self.faiss_index, str(target / INDEX_FILE))
-            pd.DataFrame({"id": range(len(self.image_paths)), "image_path": self.image_paths}).to_csv(
+            pd.DataFrame({"id": [catalogue_id(path) for path in self.image_paths], "image_path": self.image_paths}).to_csv(
                 target / IMAGES_FILE, index=False)
             write_json(target / RECORD_FILE, {**self.record, "count": len(self)})
         return Path(out_dir)
