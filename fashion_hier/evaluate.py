@@ -50,7 +50,7 @@ from fashion_hier.metrics.groups import group_report, masked_attribute_report
 from fashion_hier.predict import Predictor
 from fashion_hier.report import group_table_cells, threshold_hint, write_html_report
 from fashion_hier.rundir import RunDir
-from fashion_hier.thresholds import DEFAULT_CAP, DEFAULT_FLOOR, DEFAULT_THRESHOLD, load_thresholds, save_thresholds
+from fashion_hier.thresholds import DEFAULT_CAP, DEFAULT_FLOOR, DEFAULT_THRESHOLD, save_thresholds
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +62,16 @@ COVERAGE_TARGETS = (0.95, 0.98, 0.99)  # the accuracies a team may require of th
 
 
 # ---- thresholds -----------------------------------------------------------------------------
-def attribute_thresholds(run_dir: Path, label_space: LabelSpace) -> tuple[np.ndarray, str]:
-    """The run's tuned thresholds when its thresholds file exists, else the default for every label."""
+def attribute_thresholds(predictor: Predictor, run_dir: Path, checkpoint: str) -> tuple[np.ndarray, str]:
+    """The thresholds ``predict`` applies (``predictor.thresholds``: the run's thresholds file when it has one,
+    else those stored in the model file) and where they come from, so the report and the predictions agree."""
+    thresholds = np.asarray(predictor.thresholds, dtype=float)
     path = RunDir(run_dir).thresholds
     if path.is_file():
-        return load_thresholds(path, label_space.attributes), str(path)
-    return np.full(label_space.num_attributes, DEFAULT_THRESHOLD), f"default {DEFAULT_THRESHOLD}"
+        return thresholds, str(path)
+    if np.all(thresholds == DEFAULT_THRESHOLD):
+        return thresholds, f"default {DEFAULT_THRESHOLD}"
+    return thresholds, f"{checkpoint} (stored in the model)"
 
 
 def tune_run_thresholds(
@@ -162,7 +166,9 @@ def evaluate_run(
     if tune_thresholds:
         tune_run_thresholds(predictor, run_dir, floor=floor, cap=cap, batch_size=batch_size, progress=progress,
                             checkpoint=checkpoint)
-    thresholds, threshold_source = attribute_thresholds(run_dir, label_space)
+    if tune_thresholds:  # the tuned thresholds are in the run's files now: what predict would load
+        predictor = Predictor.load(run_dir, checkpoint=checkpoint, engine=engine)
+    thresholds, threshold_source = attribute_thresholds(predictor, run_dir, checkpoint)
 
     if labels_csv is not None:
         data = prepare(read_labelled_csv(run_dir, labels_csv, image_dir, label_space), label_space, str(labels_csv))
