@@ -16,10 +16,10 @@ import os
 from dataclasses import dataclass
 from typing import Iterable, Mapping, NamedTuple, Sequence
 
-import keras
 import numpy as np
 
 from fashion_hier.data.augment import apply, check_augment, sample_seeds
+from fashion_hier.data.epochs import EpochDataset
 from fashion_hier.data.images import (DEFAULT_MAX_PIXELS, ImageReadError, check_max_pixels, check_resize, check_size,
                                        read_images)
 from fashion_hier.data.unreadable import UnreadableImage, UnreadableImages
@@ -165,7 +165,7 @@ def _aligned(arrays: Mapping[str, np.ndarray] | None, name: str, rows: int, *, l
     return checked
 
 
-class FashionSequence(keras.utils.PyDataset):
+class FashionSequence(EpochDataset):
     """Batches ``(images, labels[, sample_weights])`` (or images only when ``labels`` is None).
 
     An image that cannot be read is left out of its batch together with its labels and weights
@@ -228,16 +228,6 @@ class FashionSequence(keras.utils.PyDataset):
         images, kept, failed = self.inputs.read(indices, seeds, self.unreadable, substitutes)
         return LoadedBatch(images, self.inputs.targets(kept), self.inputs.paths[kept].tolist(), failed)
 
-    def on_epoch_end(self) -> None:
-        """Move to the next epoch: new sample order (when shuffling) and new augmentation seeds."""
-        self.epoch += 1
-
-    @property
-    def epoch(self) -> int:
-        """The epoch whose order and augmentation seeds ``__getitem__`` uses."""
-        return self._epoch
-
-    @epoch.setter
-    def epoch(self, value: int) -> None:
-        self._epoch = int(value)
-        self._order = self.inputs.order(self._epoch)
+    def draw(self, epoch: int) -> None:
+        """The sample order of ``epoch`` (when shuffling); its augmentation seeds follow from the epoch too."""
+        self._order = self.inputs.order(epoch)

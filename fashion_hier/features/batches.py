@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 
-import keras
 import numpy as np
 
+from fashion_hier.data.epochs import EpochDataset
 
-class ArrayBatches(keras.utils.PyDataset):
+
+class ArrayBatches(EpochDataset):
     """``(features, {level: targets})`` batches of ``x`` and ``labels``; shuffled per epoch when ``seed`` is given.
 
     ``seed=None``: rows in order (validation, scoring). The last, partial batch is kept.
@@ -31,16 +32,9 @@ class ArrayBatches(keras.utils.PyDataset):
         self.batch_size, self.seed = int(batch_size), seed
         self.epoch = 0
 
-    @property
-    def epoch(self) -> int:
-        """The epoch whose order ``__getitem__`` uses."""
-        return self._epoch
-
-    @epoch.setter
-    def epoch(self, value: int) -> None:
-        self._epoch = int(value)
+    def draw(self, epoch: int) -> None:
         self._order = (np.arange(len(self.x)) if self.seed is None
-                       else np.random.default_rng([self.seed, self._epoch]).permutation(len(self.x)))
+                       else np.random.default_rng([self.seed, epoch]).permutation(len(self.x)))
 
     def __len__(self) -> int:
         return math.ceil(len(self.x) / self.batch_size)
@@ -49,5 +43,3 @@ class ArrayBatches(keras.utils.PyDataset):
         rows = self._order[index * self.batch_size:(index + 1) * self.batch_size]
         return self.x[rows], {level: values[rows] for level, values in self.labels.items()}
 
-    def on_epoch_end(self) -> None:
-        self.epoch += 1

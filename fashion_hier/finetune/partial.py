@@ -27,6 +27,7 @@ import keras
 import numpy as np
 
 from fashion_hier.checkpoints import Backup
+from fashion_hier.data.epochs import EpochDataset
 from fashion_hier.finetune.activations import DEFAULT_CUT, ActivationCache, ActivationCacheMismatch
 from fashion_hier.labels import LEVELS
 from fashion_hier.training_loop import Stage, fit_resumable, monitor_name
@@ -120,7 +121,7 @@ def crop_and_resize(maps: np.ndarray, boxes: np.ndarray) -> np.ndarray:
                                     (height, width)).numpy()
 
 
-class CachedViews(keras.utils.PyDataset):
+class CachedViews(EpochDataset):
     """Batches of cached activations (float32) and targets; a seeded random view per sample per epoch.
 
     ``seed=None``: the original view, rows in order (validation, scoring). ``crop`` (training only,
@@ -139,19 +140,13 @@ class CachedViews(keras.utils.PyDataset):
         self.batch_size, self.seed, self.crop = int(batch_size), seed, crop
         self.epoch = 0
 
-    @property
-    def epoch(self) -> int:
-        """The epoch whose order, views and crops ``__getitem__`` uses (the training loop sets it)."""
-        return self._epoch
-
-    @epoch.setter
-    def epoch(self, value: int) -> None:
-        self._epoch = int(value)
+    def draw(self, epoch: int) -> None:
+        """The order and the view (original or mirrored) of every row in ``epoch``; its crops follow from it too."""
         count = len(self.rows)
         if self.seed is None:
             self.order, self.views = np.arange(count), np.zeros(count, dtype=np.int64)
             return
-        generator = np.random.default_rng([self.seed, self._epoch])
+        generator = np.random.default_rng([self.seed, epoch])
         self.order, self.views = generator.permutation(count), generator.integers(0, 2, count)
 
     def __len__(self) -> int:
@@ -168,8 +163,6 @@ class CachedViews(keras.utils.PyDataset):
             return (x,)
         return x, {level: np.asarray(self.labels[level])[picked] for level in LEVELS}
 
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
 
 
 def cached_batches(cache: ActivationCache, rows: Sequence[int], labels: dict | None, batch_size: int, *,
