@@ -7,29 +7,37 @@ a second cache of the same images, used as feature-level augmentation by the hea
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from fashion_hier.atomic import atomic_write_text
+from fashion_hier.cachefiles import (  # noqa: F401  (the shared pieces are part of this module's names too)
+    MANIFEST_FILE,
+    PATHS_FILE,
+    cache_remedy,
+    check_identity,
+    fill_rows,
+    identity,
+    open_cache_array,
+    paths_identity,
+    read_cache_paths,
+    read_manifest,
+    request_digest,
+    row_index,
+    start_cache,
+    weights_identity,
+    write_manifest,
+)
 from fashion_hier.config import TrainConfig
-from fashion_hier.errors import DamagedFileError
-from fashion_hier.jsonio import read_json
 from fashion_hier.rundir import RunDir
 
 logger = logging.getLogger(__name__)
 
 FEATURES_FILE = "features.npy"
-MANIFEST_FILE = "manifest.json"
-PATHS_FILE = "paths.txt"
 HEAD_FILE = RunDir.HEAD                    # in a run directory: the head alone, on a feature input
 RUN_FEATURES_FILE = RunDir.FEATURES_RECORD  # in a run directory: which cache the head was trained on
 _IDENTITY_KEYS = ("num_rows", "paths_sha256", "backbone", "weights", "image_size", "resize", "flip", "engine",
@@ -61,34 +69,10 @@ class FeatureCache:
 
     def rows(self, paths: Sequence[str], *, source: str = "paths") -> np.ndarray:
         """Row index of each path (compared as real paths); a clear error names paths the cache lacks."""
-        import pandas as pd
-
-        index = pd.Index(_real_paths(self.paths)).get_indexer(_real_paths(paths))
-        missing = [str(p) for p, i in zip(paths, index) if i < 0]
-        if missing:
-            raise FeatureCacheMismatch(
-                f"{len(missing)} of {len(index)} {source} are not in the feature cache {self.cache_dir} "
-                f"(e.g. {missing[:3]}); extract features for this catalogue, e.g. "
-                f"'fashion-hier features --config CFG --cache NEW_DIR'")
-        return index
-
-
-def _real_paths(paths: Sequence[str]) -> list[str]:
-    """Symlinks and relative parts resolved, so one file has one name in lookups."""
-    return [os.path.realpath(str(p)) for p in paths]
-
-
-def weights_identity(weights: str | os.PathLike | None) -> dict:
-    """What identifies the backbone's weights: a name, or a file's path, size and first-megabyte hash."""
-    if weights is None or str(weights) == "imagenet":
-        return {"name": None if weights is None else "imagenet"}
-    path = Path(weights).expanduser().resolve()
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} does not exist; pass weights='imagenet', None or "
-                                f"the path of a local weights file (see ../shared/tools/get_resnet50_imagenet.sh)")
-    with path.open("rb") as handle:
-        head_hash = hashlib.sha256(handle.read(1 << 20)).hexdigest()
-    return {"path": str(path), "size": path.stat().st_size, "sha256_first_mb": head_hash}
+        return row_index(self.paths, paths, rows_done=int(self.manifest["rows_done"]), error=FeatureCacheMismatch,
+                         what=f"feature cache {self.cache_dir}", source=source,
+                         remedy="extract features for this catalogue, e.g. "
+                                "'fashion-hier features --config CFG --cache NEW_DIR'")
 
 
 def feature_extractor(backbone: str = "resnet50", weights: str | os.PathLike | None = "imagenet",
@@ -170,7 +154,7 @@ def _features_shape(manifest: dict) -> tuple[int, int]:
 
 
 def _identity(manifest: dict) -> dict:
-    return {key: manifest.get(key, _IDENTITY_DEFAULTS.get(key)) for key in _IDENTITY_KEYS}
+    return identity(manifest, _IDENTITY_KEYS, _IDENTITY_DEFAULTS)
 
 
 def _check_cache_serves(cache: FeatureCache, config: TrainConfig, *, flip: bool = False) -> None:
@@ -212,11 +196,6 @@ def default_cache_dir(config: TrainConfig, paths: Sequence[str]) -> Path:
             del request[key]
     height, width = config.data.image_size
     return Path(config.output_dir) / "features" / f"{config.model.backbone}_{height}x{width}_{request_digest(request)}"
-
-
-def request_digest(request: dict) -> str:
-    """A short hash of a cache request (its identity keys): part of a default cache directory's name."""
-    return hashlib.sha256(json.dumps(request, sort_keys=True).encode("utf-8")).hexdigest()[:10]
 
 
 def ensure_feature_caches(config: TrainConfig, paths: Sequence[str], cache_dir: str | os.PathLike | None = None, *,
@@ -261,144 +240,50 @@ def _cache_covers(cache_dir: Path, config: TrainConfig, paths: Sequence[str], *,
 
 def _request_identity(paths, backbone, weights, image_size, resize, flip: bool = False,
                       engine: str = _IDENTITY_DEFAULTS["engine"], source: str = IMAGES_SOURCE) -> dict:
-    digest = hashlib.sha256("\n".join(paths).encode("utf-8")).hexdigest()
-    return {"num_rows": len(paths), "paths_sha256": digest, "backbone": backbone,
+    return {**paths_identity(paths), "backbone": backbone,
             "weights": weights_identity(weights), "image_size": [int(s) for s in image_size],
             "resize": resize, "flip": bool(flip), "engine": engine, "source": source}
 
 
-def read_manifest(cache_dir: Path) -> dict | None:
-    """A cache's ``manifest.json`` (what it was made for and how far it got), or None when there is none.
-
-    Shared by the feature and activation caches; a damaged one is a ``DamagedFileError``.
-    """
-    path = Path(cache_dir) / MANIFEST_FILE
-    if not path.exists():
-        return None
-    return read_json(path, remedy=cache_remedy(cache_dir), keys=("num_rows", "rows_done"))
-
-
-def cache_remedy(cache_dir: str | os.PathLike) -> str:
-    """What to do about a damaged cache file: the cache is derived data, so recompute it."""
-    return f"delete the cache directory {cache_dir} and run the same command again to recompute it"
-
-
-def read_cache_paths(cache_dir: Path, manifest: dict) -> np.ndarray:
-    """A cache's ``paths.txt``: one image path per row, as many as its manifest records."""
-    path = Path(cache_dir) / PATHS_FILE
-    if not path.is_file():
-        raise DamagedFileError(path, "the file is missing", cache_remedy(cache_dir))
-    paths = np.asarray(path.read_text(encoding="utf-8").splitlines(), dtype=str)
-    if len(paths) != int(manifest["num_rows"]):
-        raise DamagedFileError(path, f"{len(paths)} paths, {MANIFEST_FILE} records {manifest['num_rows']} rows",
-                               cache_remedy(cache_dir))
-    return paths
-
-
-def open_cache_array(path: Path, shape: Sequence[int], *, mode: str = "r") -> np.memmap:
-    """Memory-map a cache's ``.npy`` after checking it holds, in full, the array of ``shape`` its manifest records.
-
-    Shared by the feature and activation caches. A truncated file would otherwise fail inside NumPy
-    ("mmap length is greater than file size") without naming the file.
-    """
-    path = Path(path)
-    shape = tuple(int(size) for size in shape)
-    remedy = cache_remedy(path.parent)
-    try:
-        with path.open("rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            stored_shape, _, dtype = read_header(handle)
-            data_offset = handle.tell()
-    except FileNotFoundError:
-        raise DamagedFileError(path, "the file is missing", remedy) from None
-    except ValueError as error:
-        raise DamagedFileError(path, f"not a NumPy array file: {error}", remedy) from None
-    if tuple(stored_shape) != shape:
-        raise DamagedFileError(path, f"it holds a {stored_shape} array, {MANIFEST_FILE} records {shape}", remedy)
-    needed, size = data_offset + math.prod(shape) * dtype.itemsize, path.stat().st_size
-    if size < needed:
-        raise DamagedFileError(path, f"{size:,} bytes, shorter than the {needed:,} bytes of the {shape[0]} rows "
-                                     f"{MANIFEST_FILE} records", remedy)
-    return np.lib.format.open_memmap(path, mode=mode)
-
-
-def write_manifest(cache_dir: Path, manifest: dict) -> None:
-    """Atomic replace, so an interrupted extraction never leaves a half-written manifest."""
-    atomic_write_text(Path(cache_dir) / MANIFEST_FILE, json.dumps(manifest, indent=2))
-
-
 def _check_identity(cache_dir: Path, manifest: dict, request: dict) -> None:
-    cached = _identity(manifest)
-    differences = [f"{key}: cache has {cached[key]!r}, request has {request[key]!r}"
-                   for key in _IDENTITY_KEYS if cached[key] != request[key]]
-    if differences:
-        raise FeatureCacheMismatch(
-            f"feature cache {cache_dir} was made for a different request ("
-            + "; ".join(differences)
-            + "); pass another cache directory, or overwrite=True (--overwrite) to recompute it")
+    check_identity(cache_dir, manifest, request, keys=_IDENTITY_KEYS, defaults=_IDENTITY_DEFAULTS,
+                   error=FeatureCacheMismatch, what="feature cache")
 
 
 def _start_cache(cache_dir: Path, paths: list[str], request: dict) -> dict:
     from fashion_hier.models import backbone_spec
 
     feature_dim = int(backbone_spec(request["backbone"]).feature_dim)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    features = np.lib.format.open_memmap(cache_dir / FEATURES_FILE, mode="w+", dtype=np.float32,
-                                         shape=(len(paths), feature_dim))
-    del features
-    atomic_write_text(cache_dir / PATHS_FILE, "\n".join(paths) + "\n")
-    manifest = {**request, "feature_dim": feature_dim, "dtype": "float32", "rows_done": 0, "seconds": 0.0}
-    write_manifest(cache_dir, manifest)
-    return manifest
+    return start_cache(cache_dir, paths, request, array_file=FEATURES_FILE, array_shape=(len(paths), feature_dim),
+                       array_dtype="float32", feature_dim=feature_dim, dtype="float32")
 
 
 def _fill_rows(features_path: Path, cache_dir: Path, manifest: dict, paths: list[str], *, backbone,
                weights, image_size, resize, batch_size, max_batches, progress, flip=False, engine=None) -> None:
-    """Run the backbone over the rows not done yet, flushing and counting after every batch.
+    """Run the backbone (through ``engine``) over the rows not done yet (``cachefiles.fill_rows``).
 
-    The next batch is decoded in a background thread while the backbone runs on the current one.
+    An unreadable image becomes a white placeholder row, recorded in the manifest and skipped by the head
+    trainer, so one bad file never stops an extraction of thousands.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tqdm.auto import tqdm
-
     from fashion_hier.data import read_images
-
     from fashion_hier.engine import compile_engine
 
     extractor = compile_engine(feature_extractor(backbone, weights, image_size), engine)
-    features = open_cache_array(features_path, _features_shape(manifest), mode="r+")
-    done = manifest["rows_done"]
-    starts = list(range(done, len(paths), batch_size))[:max_batches]
 
-    def load(start: int) -> np.ndarray:
-        """The batch's images; an unreadable one becomes a white image, recorded in the manifest and skipped
-        by the head trainer, so one bad file never stops an extraction of thousands."""
-        chunk = paths[start:start + batch_size]
+    def load(chunk: list[str]):
         read = read_images(chunk, tuple(image_size), resize=resize)
         images = np.full((len(chunk), *tuple(image_size), 3), 255.0, np.float32)
         images[read.kept] = read.images
-        for path, reason in read.failed:
+        return (np.ascontiguousarray(images[:, :, ::-1]) if flip else images), list(read.failed)
+
+    def record_unreadable(start: int, failed: list) -> None:
+        for path, reason in failed:
             logger.warning("unreadable image %s (%s): its feature row is a placeholder, left out of training", path,
                            reason)
             manifest.setdefault("unreadable", {})[str(path)] = reason
-        return np.ascontiguousarray(images[:, :, ::-1]) if flip else images
 
-    with ThreadPoolExecutor(max_workers=1) as decoder, \
-            tqdm(total=len(paths), initial=done, unit="img", disable=not progress, desc=f"{backbone} features") as bar:
-        pending = decoder.submit(load, starts[0]) if starts else None
-        for position, start in enumerate(starts):
-            started = time.perf_counter()
-            images = pending.result()
-            if position + 1 < len(starts):
-                pending = decoder.submit(load, starts[position + 1])
-            pooled = np.asarray(extractor.predict_on_batch(images), dtype=np.float32)
-            features[start:start + len(pooled)] = pooled
-            features.flush()
-            manifest["rows_done"] = start + len(pooled)
-            manifest["seconds"] += time.perf_counter() - started
-            write_manifest(cache_dir, manifest)
-            bar.update(len(pooled))
+    features = open_cache_array(features_path, _features_shape(manifest), mode="r+")
+    fill_rows(cache_dir, manifest, features, paths, batch_size=batch_size, max_batches=max_batches, load=load,
+              compute=lambda images: np.asarray(extractor.predict_on_batch(images), dtype=np.float32),
+              record_unreadable=record_unreadable, progress=progress, description=f"{backbone} features")
     del features

@@ -10,26 +10,27 @@ continues where it stopped and a cache made for other images, weights, size or c
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from fashion_hier.atomic import atomic_write_text
-from fashion_hier.features.cache import (  # the two caches share their manifest and paths files and checks
+from fashion_hier.cachefiles import (  # the one cache implementation; the feature cache is its other use
     MANIFEST_FILE,
-    PATHS_FILE,
+    check_identity,
+    fill_rows,
     open_cache_array,
+    paths_identity,
     read_cache_paths,
     read_manifest,
+    row_index,
+    start_cache,
     weights_identity,
-    write_manifest,
 )
+from fashion_hier.cachefiles import identity as cache_identity
 
 logger = logging.getLogger(__name__)
 
@@ -62,17 +63,9 @@ class ActivationCache:
 
     def rows(self, paths: Sequence[str], *, source: str = "paths") -> np.ndarray:
         """Row index of each path (compared as real paths); an error names paths the cache lacks."""
-        import pandas as pd
-
-        index = pd.Index([os.path.realpath(p) for p in self.paths]).get_indexer(
-            [os.path.realpath(str(p)) for p in paths])
-        index[index >= int(self.manifest["rows_done"])] = -1   # an unfinished cache: rows not written yet
-        missing = [str(p) for p, i in zip(paths, index) if i < 0]
-        if missing:
-            raise ActivationCacheMismatch(
-                f"{len(missing)} of {len(index)} {source} are not in the activation cache {self.cache_dir} "
-                f"(e.g. {missing[:3]}); extract activations for this catalogue first")
-        return index
+        return row_index(self.paths, paths, rows_done=int(self.manifest["rows_done"]), error=ActivationCacheMismatch,
+                         what=f"activation cache {self.cache_dir}", source=source,
+                         remedy="extract activations for this catalogue first")
 
 
 def cut_extractor(backbone: str = "resnet50", weights: str | os.PathLike | None = "imagenet",
@@ -182,7 +175,7 @@ def load_activation_cache(cache_dir: str | os.PathLike, *, expect: dict | None =
 
 def identity(manifest: dict) -> dict:
     """The keys that identify what a cache was computed from."""
-    return {key: manifest.get(key, _IDENTITY_DEFAULTS.get(key)) for key in _IDENTITY_KEYS}
+    return cache_identity(manifest, _IDENTITY_KEYS, _IDENTITY_DEFAULTS)
 
 
 def _open(cache_dir: Path, manifest: dict) -> ActivationCache:
@@ -196,37 +189,25 @@ def _open(cache_dir: Path, manifest: dict) -> ActivationCache:
 
 def _request_identity(paths, backbone, weights, image_size, resize, cut_layer, dtype,
                       engine: str = KERAS_ENGINE) -> dict:
-    digest = hashlib.sha256("\n".join(paths).encode("utf-8")).hexdigest()
-    return {"num_rows": len(paths), "paths_sha256": digest, "backbone": backbone,
+    return {**paths_identity(paths), "backbone": backbone,
             "weights": weights_identity(weights), "image_size": [int(s) for s in image_size],
             "resize": resize, "cut_layer": cut_layer, "dtype": dtype, "engine": engine}
 
 
 def _check_identity(cache_dir: Path, manifest: dict, request: dict) -> None:
-    cached = identity(manifest)
-    differences = [f"{key}: cache has {cached[key]!r}, request has {request[key]!r}"
-                   for key in _IDENTITY_KEYS if cached[key] != request[key]]
-    if differences:
-        raise ActivationCacheMismatch(
-            f"activation cache {cache_dir} was made for a different request (" + "; ".join(differences)
-            + "); pass another cache directory, or overwrite=True to recompute it")
+    check_identity(cache_dir, manifest, request, keys=_IDENTITY_KEYS, defaults=_IDENTITY_DEFAULTS,
+                   error=ActivationCacheMismatch, what="activation cache")
 
 
 def _start_cache(cache_dir: Path, paths: list[str], request: dict, map_shape: tuple) -> dict:
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    shape = (len(paths), len(VIEWS), *[int(s) for s in map_shape])
-    activations = np.lib.format.open_memmap(cache_dir / ACTIVATIONS_FILE, mode="w+", dtype=request["dtype"],
-                                            shape=shape)
-    del activations
-    atomic_write_text(cache_dir / PATHS_FILE, "\n".join(paths) + "\n")
     (cache_dir / UNREADABLE_FILE).unlink(missing_ok=True)
-    manifest = {**request, "shape": list(shape), "views": list(VIEWS), "rows_done": 0, "seconds": 0.0}
-    write_manifest(cache_dir, manifest)
-    return manifest
+    shape = (len(paths), len(VIEWS), *[int(s) for s in map_shape])
+    return start_cache(cache_dir, paths, request, array_file=ACTIVATIONS_FILE, array_shape=shape,
+                       array_dtype=request["dtype"], shape=list(shape), views=list(VIEWS))
 
 
-def _load_batch(paths: list[str], image_size, resize) -> tuple[np.ndarray, list[str]]:
-    """Decoded pixels of ``paths`` (zeros for an unreadable one) and the unreadable paths."""
+def _load_batch(paths: list[str], image_size, resize) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Decoded pixels of ``paths`` (zeros for an unreadable one) and ``(path, reason)`` of the unreadable ones."""
     from fashion_hier.data.images import ImageReadError, load_image
 
     batch = np.zeros((len(paths), *image_size, 3), np.float32)
@@ -236,44 +217,31 @@ def _load_batch(paths: list[str], image_size, resize) -> tuple[np.ndarray, list[
             batch[row] = load_image(path, image_size, resize=resize)
         except ImageReadError as error:
             logger.warning("skipped: %s", error)
-            unreadable.append(path)
+            unreadable.append((path, str(error)))
     return batch, unreadable
 
 
 def _fill_rows(extractor, cache_dir: Path, manifest: dict, paths: list[str], *, image_size, resize,
-               batch_size, max_batches) -> None:
-    """Run the backbone below the cut over the rows not done yet; flush and count after every batch.
-
-    Each batch goes through as one array of originals followed by their mirror images; the next
-    batch is decoded in a background thread meanwhile.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
+               batch_size, max_batches, progress: bool = False) -> None:
+    """Run the backbone below the cut over the rows not done yet (``cachefiles.fill_rows``): each batch as one
+    array of originals followed by their mirror images; an unreadable image's rows are zeros, listed in
+    ``unreadable.txt``."""
     activations = open_cache_array(cache_dir / ACTIVATIONS_FILE, manifest["shape"], mode="r+")
-    starts = list(range(manifest["rows_done"], len(paths), batch_size))[:max_batches]
-    load = lambda start: _load_batch(paths[start:start + batch_size], image_size, resize)  # noqa: E731
-    with ThreadPoolExecutor(max_workers=1) as decoder:
-        pending = decoder.submit(load, starts[0]) if starts else None
-        for position, start in enumerate(starts):
-            started = time.perf_counter()
-            images, unreadable = pending.result()
-            if position + 1 < len(starts):
-                pending = decoder.submit(load, starts[position + 1])
-            both = np.concatenate([images, images[:, :, ::-1, :]])
-            maps = np.asarray(extractor.predict_on_batch(both))
-            count = len(images)
-            activations[start:start + count, 0] = maps[:count]
-            activations[start:start + count, 1] = maps[count:]
-            for row, path in enumerate(paths[start:start + count]):
-                if path in unreadable:
-                    activations[start + row] = 0
-            activations.flush()
-            if unreadable:
-                with (cache_dir / UNREADABLE_FILE).open("a", encoding="utf-8") as handle:
-                    handle.write("".join(f"{p}\n" for p in unreadable))
-            manifest["rows_done"] = start + count
-            manifest["seconds"] += time.perf_counter() - started
-            write_manifest(cache_dir, manifest)
-            logger.info("activations: %d of %d rows (%.1f images/s)", manifest["rows_done"], len(paths),
-                        manifest["rows_done"] / max(manifest["seconds"], 1e-9))
-    del activations
+
+    def compute(images: np.ndarray) -> np.ndarray:
+        maps = np.asarray(extractor.predict_on_batch(np.concatenate([images, images[:, :, ::-1, :]])))
+        count = len(images)
+        return np.stack([maps[:count], maps[count:]], axis=1)
+
+    def record_unreadable(start: int, failed: list) -> None:
+        chunk = paths[start:start + batch_size]
+        for path, _ in failed:
+            activations[start + chunk.index(path)] = 0
+        with (cache_dir / UNREADABLE_FILE).open("a", encoding="utf-8") as handle:
+            handle.write("".join(f"{path}\n" for path, _ in failed))
+
+    fill_rows(cache_dir, manifest, activations, paths, batch_size=batch_size, max_batches=max_batches,
+              load=lambda chunk: _load_batch(chunk, image_size, resize), compute=compute,
+              record_unreadable=record_unreadable, progress=progress, description="activations")
+    logger.info("activations: %d of %d rows (%.1f images/s)", manifest["rows_done"], len(paths),
+                manifest["rows_done"] / max(manifest["seconds"], 1e-9))

@@ -19,7 +19,7 @@ from typing import Sequence
 
 from fashion_hier.checkpoints import Backup
 from fashion_hier.config import TrainConfig
-from fashion_hier.features.cache import request_digest
+from fashion_hier.cachefiles import request_digest
 from fashion_hier.engine import extraction_engine
 from fashion_hier.finetune.activations import KERAS_ENGINE, ActivationCache, _request_identity, extract_activations
 from fashion_hier.finetune.partial import MONITOR, FinetuneResult, finetune_from_cache
