@@ -64,7 +64,7 @@ def main() -> None:
 
     from fashion_hier.engine import EngineSpec
     from fashion_hier.predict import Predictor, list_images
-    from fashion_hier.spark import score_catalog, spark_session
+    from fashion_hier.spark import score_catalog, spark_session, threads_per_worker
 
     if args.run is not None:
         run, paths = args.run, list_images(args.photos)[:args.images]
@@ -86,7 +86,7 @@ def main() -> None:
     for master in args.masters:
         spark = spark_session(master, app_name="fashion-hier-bench")
         parallelism = spark.sparkContext.defaultParallelism
-        threads = max(1, cores // parallelism)
+        threads = threads_per_worker(spark)
         engine = EngineSpec(args.engine, args.precision, threads=threads)
         frame = spark.createDataFrame(pd.DataFrame({"image_path": paths})).repartition(parallelism).cache()
         frame.count()

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Callable, NoReturn
 
+from fashion_hier.engine import ENGINES, PRECISIONS
 from fashion_hier.rundir import RunDir
 
 Rule = Callable[[str], object]
@@ -213,8 +214,6 @@ def add_engine_arguments(parser: argparse.ArgumentParser, *, spark: bool = True)
 
     ``spark``: also accept 0.3's ``--engine local|spark`` (predict's former meaning of the option).
     """
-    from fashion_hier.engine import ENGINES, PRECISIONS
-
     parser.add_argument("--engine", choices=(*ENGINES, "local", "spark") if spark else ENGINES, default="keras",
                         help="what runs the model: keras (default) or openvino (pip install 'fashion-hier[openvino]'; "
                              "the converted model is kept in RUN/openvino/)"

@@ -171,6 +171,12 @@ def spark_session(master: str = "local[2]", app_name: str = "fashion-hier"):
     return builder.getOrCreate()
 
 
+def threads_per_worker(spark) -> int:
+    """This machine's cores over the session's concurrent tasks: each local Python worker's share, so that n
+    workers do not each start a pool of every core and fight over them."""
+    return max(1, (os.cpu_count() or 1) // spark.sparkContext.defaultParallelism)
+
+
 def predict_with_spark(paths: list[str], model_path: str | os.PathLike, out: str | os.PathLike, *,
                        master: str = "local[2]", batch_size: int = 64, consistent: bool = False,
                        min_confidence: dict[str, float | None] | None = None, partitions: int | None = None,
@@ -187,7 +193,7 @@ def predict_with_spark(paths: list[str], model_path: str | os.PathLike, out: str
     spark = spark_session(master)
     engine = engine_spec(engine)
     if engine.threads is None and master.startswith("local"):
-        engine = dataclasses.replace(engine, threads=max(1, (os.cpu_count() or 1) // spark.sparkContext.defaultParallelism))
+        engine = dataclasses.replace(engine, threads=threads_per_worker(spark))
     frame = spark.createDataFrame(pd.DataFrame({"image_path": paths}))
     frame = frame.repartition(partitions or spark.sparkContext.defaultParallelism)
     scored = score_catalog(frame, model_path, batch_size=batch_size, consistent=consistent,
