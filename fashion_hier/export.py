@@ -21,6 +21,7 @@ import numpy as np
 
 from fashion_hier.decoding import SCORE_SUFFIX
 from fashion_hier.engine import float32_copy  # TFLite cannot lower bfloat16 either
+from fashion_hier.labels import LEVELS
 from fashion_hier.predict import Predictor
 
 FORMATS = ("savedmodel", "tflite", "openvino")
@@ -102,7 +103,7 @@ def export_savedmodel(model_or_run, out_dir: str | os.PathLike, *, consistent: b
     def serve(image_bytes):
         scores = model(preprocessor.decode_and_resize(image_bytes), training=False)
         category_scores, subcategory_scores, attribute_scores = (
-            tf.cast(scores[level], tf.float32) for level in ("category", "subcategory", "attributes"))
+            tf.cast(scores[level], tf.float32) for level in LEVELS)
         if consistent:
             subcategory = tf.argmax(tf.gather(category_scores, parent_index, axis=1) * subcategory_scores,
                                     axis=1, output_type=tf.int32)

@@ -14,7 +14,8 @@ from typing import Any, Sequence
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-SPLITS = ("train", "validation", "test")
+from fashion_hier.rundir import SPLIT_NAMES
+
 RULES = {
     "single_member_classes": "a class with one member left when a split is taken cannot be stratified: "
                              "its row stays on the train side (so a 1-row class goes to train, and a "
@@ -51,10 +52,10 @@ def split_frame(
     rest, test = _take_split(frame, column, test_fraction, seed, steps, "test")
     remaining = train_fraction + validation_fraction
     train, validation = _take_split(rest, column, validation_fraction / remaining, seed, steps, "validation")
-    parts = {name: part.sort_index() for name, part in zip(SPLITS, (train, validation, test))}
+    parts = {name: part.sort_index() for name, part in zip(SPLIT_NAMES, (train, validation, test))}
     report = {
         "by": column,
-        "fractions": dict(zip(SPLITS, (train_fraction, validation_fraction, test_fraction))),
+        "fractions": dict(zip(SPLIT_NAMES, (train_fraction, validation_fraction, test_fraction))),
         "seed": seed,
         "sizes": {name: len(part) for name, part in parts.items()},
         "steps": steps,

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-LEVELS = ("category", "subcategory", "attributes")
+from fashion_hier.labels import LEVELS  # noqa: F401  (the levels a report is keyed by)
 _AVERAGES = ("micro", "macro", "weighted", None)
 
 
