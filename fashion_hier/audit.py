@@ -42,7 +42,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from fashion_hier.labels import LEVELS, UNKNOWN, GroupSlice, LabelSpace, group_cell_values
+from fashion_hier.labels import IMAGE_PATH, LEVELS, UNKNOWN, GroupSlice, LabelSpace, group_cell_values
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ AUDIT_JSON = "audit.json"
 FILL_IN_CSV = "fill_in.csv"  # attribute columns only: suggested values for the empty cells
 # ``group``: the attribute group (catalogue column) a label belongs to; "attributes" for the flat tag set
 # (LabelSpace.groups' one group), empty for category and subcategory
-CSV_COLUMNS = ("rank", "level", "group", "column", "id", "image_path", "given", "suggested", "score")
-FILL_IN_COLUMNS = ("rank", "group", "column", "id", "image_path", "suggested", "score")
+CSV_COLUMNS = ("rank", "level", "group", "column", "id", IMAGE_PATH, "given", "suggested", "score")
+FILL_IN_COLUMNS = ("rank", "group", "column", "id", IMAGE_PATH, "suggested", "score")
 FILL_IN_SHOWN = 50           # fill-in suggestions listed in audit.html (all of them are in fill_in.csv)
 # A value is suggested (for a multi group, or the flat tag set) when its out-of-fold probability reaches this.
 # Not the paper's DEFAULT_THRESHOLD (0.75, tuned for the network's sigmoids): the audit's logistic heads are
@@ -458,7 +458,7 @@ def audit_features(frame: pd.DataFrame, features: np.ndarray, label_space: Label
     columns = {"category": label_space.columns.category, "subcategory": label_space.columns.subcategory}
     names = {"category": label_space.categories, "subcategory": label_space.subcategories}
     ids = frame[id_column].astype(str).to_numpy() if id_column in frame.columns else np.arange(len(frame)).astype(str)
-    paths = frame["image_path"].astype(str).to_numpy()
+    paths = frame[IMAGE_PATH].astype(str).to_numpy()
     parts, quality = [], {}
     for level in ("category", "subcategory"):
         rows, labels, kept_names = _auditable_classes(targets[level], names[level], settings.folds, level)
@@ -497,7 +497,7 @@ def audit_features(frame: pd.DataFrame, features: np.ndarray, label_space: Label
             logger.warning("audit: %s", message)
             warnings.append(message)
     table = pd.concat([part for part in parts if len(part)] or parts[:1], ignore_index=True)
-    table["id"], table["image_path"] = ids[table["row"]], paths[table["row"]]
+    table["id"], table[IMAGE_PATH] = ids[table["row"]], paths[table["row"]]
     table["rank"] = table.groupby(["level", "group"], sort=False)["score"].rank(method="first").astype(int)
     group_order = {name: i for i, name in enumerate(["", "attributes", *(g.name for g in label_space.groups)])}
     table = (table.assign(level_order=table["level"].map({level: i for i, level in enumerate(LEVELS)}),
@@ -517,7 +517,7 @@ def _ranked_fill_in(parts: list[pd.DataFrame], group_order: dict[str, int], ids:
     fill_in = (fill_in.assign(group_order=fill_in["group"].map(group_order))
                .sort_values(["score", "group_order", "row"], ascending=[False, True, True]).reset_index(drop=True))
     fill_in["rank"] = np.arange(1, len(fill_in) + 1)
-    fill_in["id"], fill_in["image_path"] = ids[fill_in["row"]], paths[fill_in["row"]]
+    fill_in["id"], fill_in[IMAGE_PATH] = ids[fill_in["row"]], paths[fill_in["row"]]
     return fill_in[[*FILL_IN_COLUMNS, "row"]]
 
 

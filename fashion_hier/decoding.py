@@ -11,7 +11,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-PREDICTION_COLUMNS = ("image_path", "category", "category_score", "subcategory", "subcategory_score",
+from fashion_hier.labels import IMAGE_PATH
+
+PREDICTION_COLUMNS = (IMAGE_PATH, "category", "category_score", "subcategory", "subcategory_score",
                       "attributes", "attribute_scores", "needs_review")
 SCORE_SUFFIX = "_score"  # a group's score column: season -> season_score, as category -> category_score
 
@@ -48,7 +50,7 @@ def decode_scores(scores: dict[str, np.ndarray], label_space, thresholds: np.nda
     category_sure = category_score >= (min_confidence.get("category") or 0.0)
     subcategory_sure = category_sure & (subcategory_score >= (min_confidence.get("subcategory") or 0.0))
     return pd.DataFrame({
-        "image_path": list(image_paths) if image_paths is not None else [None] * len(rows),
+        IMAGE_PATH: list(image_paths) if image_paths is not None else [None] * len(rows),
         "category": _kept(label_space.decode_category(category), category_sure),
         "category_score": category_score,
         "subcategory": _kept(label_space.decode_subcategory(subcategory), subcategory_sure),

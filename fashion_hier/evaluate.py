@@ -45,7 +45,7 @@ from fashion_hier.evaluation_data import (  # noqa: F401  (read_split, prepare: 
 from fashion_hier.jsonio import to_json_data, write_json
 from fashion_hier.decoding import category_scores
 from fashion_hier.engine import EngineSpec, engine_spec
-from fashion_hier.labels import LEVELS, LabelSpace
+from fashion_hier.labels import IMAGE_PATH, LEVELS, LabelSpace
 from fashion_hier.metrics.groups import group_report, masked_attribute_report
 from fashion_hier.predict import Predictor
 from fashion_hier.report import group_table_cells, threshold_hint, write_html_report
@@ -272,14 +272,14 @@ def write_report(
     with atomic_path(out.predictions) as temporary, open(temporary, "wb") as handle:
         np.savez_compressed(
             handle,
-            image_path=data.frame["image_path"].astype(str).to_numpy(dtype=str),
+            image_path=data.frame[IMAGE_PATH].astype(str).to_numpy(dtype=str),
             thresholds=thresholds,
             parents=label_space.parent_index,
             **{f"{level}_true": data.targets[level] for level in LEVELS},
             **{f"{level}_score": scores[level] for level in LEVELS},
         )
     plot_paths = write_plots(out.plots, data, scores, tables["subcategory"], thresholds, predictor)
-    write_html_report(out_dir, result, markdown_table(result), plot_paths, data.frame["image_path"].astype(str).tolist(),
+    write_html_report(out_dir, result, markdown_table(result), plot_paths, data.frame[IMAGE_PATH].astype(str).tolist(),
                       data.targets, scores, label_space, resize=predictor.resize)
 
 
@@ -430,7 +430,7 @@ def _sample_grid(path: Path, data: EvaluationData, scores: dict[str, np.ndarray]
     from fashion_hier.data import load_image
 
     chosen = np.unique(np.linspace(0, len(data.frame) - 1, num=min(SAMPLE_IMAGES, len(data.frame))).astype(int))
-    paths = data.frame["image_path"].astype(str).to_numpy()[chosen]
+    paths = data.frame[IMAGE_PATH].astype(str).to_numpy()[chosen]
     images = [load_image(p, size=SAMPLE_IMAGE_SIZE, resize=predictor.resize) for p in paths]
     targets = {level: values[chosen] for level, values in data.targets.items()}
     predicted = {

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fashion_hier.labels import LEVELS, LabelSpace
+from fashion_hier.labels import IMAGE_PATH, LEVELS, LabelSpace
 from fashion_hier.metrics.calibration import apply_temperature
 from fashion_hier.rundir import SPLIT_NAMES, RunDir
 from fashion_hier.task import LEVEL_ACTIVATIONS
@@ -62,7 +62,7 @@ def read_split(run_dir: Path, split: str) -> pd.DataFrame:
             "(it writes RUN/splits/), or evaluate a labelled CSV with --labels CSV --images DIR"
         )
     frame = pd.read_csv(path, dtype=str)  # as read_catalog does: labels are text, "NA"/empty are missing
-    if "image_path" not in frame.columns:
+    if IMAGE_PATH not in frame.columns:
         raise ValueError(f"{path}: no 'image_path' column (columns: {list(frame.columns)}); it was not written by train")
     return frame
 
@@ -110,7 +110,7 @@ def score_rows(predictor, data: EvaluationData, batch_size: int, progress: bool,
     A head trained on cached features (``fashion-hier features``) is scored on those features: the same
     numbers as its full model on the images, without a second backbone pass (minutes on a CPU).
     """
-    paths = data.frame["image_path"].astype(str).tolist()
+    paths = data.frame[IMAGE_PATH].astype(str).tolist()
     scores, source = None, "images"
     if run_dir is not None and checkpoint in FEATURE_CHECKPOINTS:
         scores, source = _cached_scores(RunDir(run_dir), paths)

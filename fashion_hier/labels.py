@@ -30,7 +30,8 @@ LEVELS = ("category", "subcategory", "attributes")
 GROUP_KINDS = ("single", "multi")
 UNKNOWN = -1.0  # an attribute target nobody knows: an empty cell, or a group that does not apply to the row
 DEFAULT_MIN_KNOWN_SHARE = 0.1  # a group applies to a category when this share of its training rows has a value
-RESERVED_GROUP_NAMES = ("image_path", "category", "category_score", "subcategory", "subcategory_score", "attributes",
+IMAGE_PATH = "image_path"  # the column naming each row's photo: catalogue frames, split files, predictions
+RESERVED_GROUP_NAMES = (IMAGE_PATH, "category", "category_score", "subcategory", "subcategory_score", "attributes",
                         "attribute_scores", "needs_review", "error", "id")  # the prediction table's other columns
 
 MISSING_LABEL = "<missing>"  # how a missing category/subcategory is named in unknown-label reports

@@ -24,7 +24,7 @@ from fashion_hier.engine import EngineSpec, compile_engine, engine_spec
 from fashion_hier.errors import RunLockedError
 from fashion_hier import streaming
 from fashion_hier.decoding import PREDICTION_COLUMNS, consistent_decode, prediction_columns  # noqa: F401  (part of predict's API)
-from fashion_hier.labels import LabelSpace
+from fashion_hier.labels import IMAGE_PATH, LabelSpace
 from fashion_hier.rundir import RunDir
 from fashion_hier.streaming import ScoredBatch
 
@@ -36,7 +36,7 @@ ERROR_COLUMN = "error"  # predict's CSV: why an image has no prediction (empty f
 def unreadable_rows(unreadable: Sequence, label_space: LabelSpace | None = None) -> pd.DataFrame:
     """Prediction rows for images that could not be read: the path and the reason, no names or scores."""
     rows = pd.DataFrame({column: [None] * len(unreadable) for column in prediction_columns(label_space)})
-    rows["image_path"] = [image.path for image in unreadable]
+    rows[IMAGE_PATH] = [image.path for image in unreadable]
     rows["error"] = [image.reason for image in unreadable]
     return rows
 
@@ -201,7 +201,7 @@ def training_paths(run: RunDir) -> list[str]:
     """The image paths of a run's training split (what int8 quantization calibrates on)."""
     from fashion_hier.evaluation_data import read_split  # the one reader of a run's split files (imports keras)
 
-    return read_split(run.path, "train")["image_path"].dropna().astype(str).tolist()
+    return read_split(run.path, "train")[IMAGE_PATH].dropna().astype(str).tolist()
 
 
 def calibration_images(paths: Sequence[str], count: int, image_size: tuple[int, int], resize: str) -> np.ndarray:
@@ -258,7 +258,7 @@ def _wrap_legacy_model(network, run: RunDir):
 
 # ---- listing and sharding images ------------------------------------------------------------
 
-def list_images(source: str | os.PathLike, *, path_column: str = "image_path") -> list[str]:
+def list_images(source: str | os.PathLike, *, path_column: str = IMAGE_PATH) -> list[str]:
     """Sorted image paths of a folder (recursively) or of a CSV's ``path_column`` (relative to the CSV)."""
     source = Path(source)
     if source.is_dir():

@@ -21,6 +21,7 @@ import pandas as pd
 
 from fashion_hier.decoding import SCORE_SUFFIX
 from fashion_hier.engine import EngineSpec, engine_spec, limit_keras_threads
+from fashion_hier.labels import IMAGE_PATH
 from fashion_hier.predict import ERROR_COLUMN, Predictor, prediction_columns
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def _quoted(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def score_catalog(df, model_path: str | os.PathLike, *, path_column: str = "image_path",
+def score_catalog(df, model_path: str | os.PathLike, *, path_column: str = IMAGE_PATH,
                   content_column: str | None = None, id_column: str | None = None, batch_size: int = 64,
                   consistent: bool = True, min_confidence: dict[str, float | None] | None = None,
                   engine: EngineSpec | str | None = None):
@@ -95,7 +96,7 @@ def score_catalog(df, model_path: str | os.PathLike, *, path_column: str = "imag
     return df.select(*wanted).mapInPandas(score_partitions, schema=output_schema(id_column, label_space))
 
 
-def score_rows(predictor: Predictor, rows: pd.DataFrame, *, path_column: str = "image_path",
+def score_rows(predictor: Predictor, rows: pd.DataFrame, *, path_column: str = IMAGE_PATH,
                content_column: str | None = None, id_column: str | None = None,
                consistent: bool = True, min_confidence: dict[str, float | None] | None = None) -> pd.DataFrame:
     """One batch of rows to prediction rows (what each Spark task runs; plain pandas, testable alone)."""
@@ -119,7 +120,7 @@ def score_rows(predictor: Predictor, rows: pd.DataFrame, *, path_column: str = "
         decoded = predictor.decode(scores, [p for p, ok in zip(paths, readable) if ok], consistent=consistent,
                                    min_confidence=min_confidence)
         table.loc[readable, columns] = decoded[columns].to_numpy(dtype=object)
-    table["image_path"] = paths
+    table[IMAGE_PATH] = paths
     doubles = list(score_columns(predictor.label_space))
     table[doubles] = table[doubles].astype(float)
     table["needs_review"] = table["needs_review"].astype("boolean")  # unreadable rows: null, like their names
@@ -194,16 +195,16 @@ def predict_with_spark(paths: list[str], model_path: str | os.PathLike, out: str
     engine = engine_spec(engine)
     if engine.threads is None and master.startswith("local"):
         engine = dataclasses.replace(engine, threads=threads_per_worker(spark))
-    frame = spark.createDataFrame(pd.DataFrame({"image_path": paths}))
+    frame = spark.createDataFrame(pd.DataFrame({IMAGE_PATH: paths}))
     frame = frame.repartition(partitions or spark.sparkContext.defaultParallelism)
     scored = score_catalog(frame, model_path, batch_size=batch_size, consistent=consistent,
                            min_confidence=min_confidence, engine=engine).toPandas()
     failed = scored[scored[ERROR_COLUMN].notna()]
-    for path, reason in zip(failed["image_path"], failed[ERROR_COLUMN]):
+    for path, reason in zip(failed[IMAGE_PATH], failed[ERROR_COLUMN]):
         logger.warning("skipped unreadable image %s: %s", path, reason)
     table = scored  # prediction_columns + error, as local predict writes; unreadable images keep their row
     order = {path: position for position, path in enumerate(paths)}  # the local command's row order
-    table = table.sort_values("image_path", key=lambda column: column.map(order), kind="stable")
+    table = table.sort_values(IMAGE_PATH, key=lambda column: column.map(order), kind="stable")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as target:

@@ -29,7 +29,7 @@ import pandas as pd
 from fashion_hier.atomic import atomic_path
 from fashion_hier.config import ConfigError, TrainConfig, training_seed
 from fashion_hier.errors import RunDirectoryError
-from fashion_hier.labels import LabelSpace
+from fashion_hier.labels import IMAGE_PATH, LabelSpace
 from fashion_hier.rundir import SPLIT_NAMES, RunDir
 from fashion_hier.timings import StageTimer
 from fashion_hier.compiling import compile_model, weighted_losses
@@ -312,8 +312,8 @@ def check_same_splits(run: RunDir, splits, label_columns: Sequence[str]) -> None
     """
     def keyed(frame: pd.DataFrame) -> pd.DataFrame:
         columns = [column for column in label_columns if column in frame.columns]
-        keyed_frame = frame[["image_path", *columns]].astype("string").fillna("")
-        return keyed_frame.set_index("image_path")
+        keyed_frame = frame[[IMAGE_PATH, *columns]].astype("string").fillna("")
+        return keyed_frame.set_index(IMAGE_PATH)
 
     from fashion_hier.evaluation_data import read_split  # the one reader of a run's split files
 
@@ -384,7 +384,7 @@ def _loader(config: TrainConfig, frame: pd.DataFrame, labels: dict, *, training:
     options = dict(batch_size=config.training.batch_size, image_size=tuple(data.image_size), resize=data.resize,
                    augment=augment, shuffle=training, seed=data.seed, max_pixels=data.max_pixels, workers=data.workers,
                    use_multiprocessing=data.use_multiprocessing, unreadable=unreadable)
-    paths = frame["image_path"].to_numpy(dtype=str)
+    paths = frame[IMAGE_PATH].to_numpy(dtype=str)
     if data.loader == "tfdata":
         return make_dataset(paths, labels, **options)
     return FashionSequence(paths, labels, **options)

@@ -1,4 +1,5 @@
-"""Every shared constant has one owner: the levels (``labels.LEVELS``), the split names (``rundir.SPLIT_NAMES``)
+"""Every shared constant has one owner: the levels (``labels.LEVELS``), the photo column (``labels.IMAGE_PATH``),
+the split names (``rundir.SPLIT_NAMES``)
 and the quantity every trainer stops early on (``training_loop.monitor_name``) are spelled once in the package and
 imported everywhere else (run file names have their own test, tests/test_rundir.py)."""
 from __future__ import annotations
@@ -13,6 +14,7 @@ OWNED = {  # the value, and the one module that may spell it
     ("category", "subcategory", "attributes"): "labels.py",
     ("train", "validation", "test"): "rundir.py",
     "val_subcategory_accuracy": None,  # nowhere: training_loop.monitor_name builds it from MONITOR
+    "image_path": "labels.py",  # IMAGE_PATH: the column of each row's photo
 }
 
 

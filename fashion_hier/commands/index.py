@@ -6,6 +6,7 @@ import sys
 
 from fashion_hier import cli_args
 from fashion_hier.engine import engine_spec
+from fashion_hier.labels import IMAGE_PATH
 from fashion_hier.predict import list_images
 from fashion_hier.search import EMBEDDINGS, build_index, load_index
 
@@ -18,7 +19,7 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     parser.add_argument("--images", required=True, type=cli_args.image_source,
                         help="folder of images, or a CSV with an image_path column")
     parser.add_argument("--out", required=True, type=cli_args.output_directory, help="index directory to write")
-    parser.add_argument("--path-column", default="image_path", help="column of image paths when --images is a CSV")
+    parser.add_argument("--path-column", default=IMAGE_PATH, help="column of image paths when --images is a CSV")
     parser.add_argument("--embedding", choices=EMBEDDINGS, default="pooled",
                         help="pooled backbone features, or the head's subcategory state")
     parser.add_argument("--extend", action="store_true", help="add the images to the existing index at --out")

@@ -18,7 +18,7 @@ import pandas as pd
 
 from fashion_hier.data.csvread import BadRow, CatalogError, check_on_bad_rows, delimiter_name, read_frame
 from fashion_hier.data.images import DEFAULT_MAX_PIXELS, unreadable_reason
-from fashion_hier.labels import LabelColumns, LabelSpace
+from fashion_hier.labels import IMAGE_PATH, LabelColumns, LabelSpace
 
 __all__ = ["BadRow", "Catalog", "CatalogError", "CatalogReport", "Exclusion", "IMAGE_EXTENSIONS", "read_catalog"]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
@@ -111,7 +111,7 @@ class Catalog:
 
     @property
     def paths(self) -> np.ndarray:
-        return self.frame["image_path"].to_numpy(dtype=str)
+        return self.frame[IMAGE_PATH].to_numpy(dtype=str)
 
     def label_space(self) -> LabelSpace:
         """The label space of every row in the catalogue."""
@@ -181,15 +181,15 @@ def read_catalog(
         index, report.ambiguous_images = _image_index(image_dir, extensions)
         paths = _find_by_id(frame[id_column], index, report)
     frame = frame.assign(image_path=paths)
-    with_image = frame["image_path"].notna()
+    with_image = frame[IMAGE_PATH].notna()
     if len(frame) and not with_image.any():
         raise CatalogError(_no_images_message(labels_csv, image_dir, frame, key_column, path_column, extensions))
     frame = _leave_out(frame, ~with_image, report, "missing_image",
                        lambda row: f"no image for {row[key_column]!r} under {image_dir}", key_column)
     if verify_images:  # the loaders' own decoder, so that what passes here also loads in training
-        reasons = frame["image_path"].map(lambda path: unreadable_reason(path, max_pixels=max_pixels))
+        reasons = frame[IMAGE_PATH].map(lambda path: unreadable_reason(path, max_pixels=max_pixels))
         frame = _leave_out(frame, reasons.notna(), report, "unreadable_image",
-                           lambda row: f"cannot read {row['image_path']}: {reasons[row.name]}", key_column)
+                           lambda row: f"cannot read {row[IMAGE_PATH]}: {reasons[row.name]}", key_column)
 
     frame = _balance(frame, columns.subcategory, cap_factor, target_samples, seed, report)
     if not len(frame):

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
 from fashion_hier.atomic import atomic_open
+from fashion_hier.labels import IMAGE_PATH
 
 logger = logging.getLogger(__name__)
-REPORT_COLUMNS = ("image_path", "reason")
+REPORT_COLUMNS = (IMAGE_PATH, "reason")
 
 
 class UnreadableImage(NamedTuple):

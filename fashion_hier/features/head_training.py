@@ -25,7 +25,7 @@ from fashion_hier.features.cache import (
     load_feature_cache,
 )
 from fashion_hier.atomic import atomic_path, atomic_write_text
-from fashion_hier.labels import LabelSpace
+from fashion_hier.labels import IMAGE_PATH, LabelSpace
 from fashion_hier.rundir import RunDir
 from fashion_hier.checkpoints import Backup
 from fashion_hier.features.batches import ArrayBatches
@@ -244,7 +244,7 @@ def _readable(cache: FeatureCache, paths: list[str], labels: dict) -> tuple[list
 
 
 def _image_paths(frame) -> list[str]:
-    return frame["image_path"].astype(str).tolist()
+    return frame[IMAGE_PATH].astype(str).tolist()
 
 
 def _save_full_model(head, config: TrainConfig, label_space: LabelSpace, run_dir: Path, train_labels: dict) -> None:

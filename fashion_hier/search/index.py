@@ -26,6 +26,7 @@ import pandas as pd
 from fashion_hier.errors import DamagedFileError
 from fashion_hier.jsonio import read_json
 from fashion_hier.engine import EngineSpec, engine_spec
+from fashion_hier.labels import IMAGE_PATH
 from fashion_hier.predict import Predictor
 from fashion_hier.rundir import RunDir
 from fashion_hier.search.embed import Embedder
@@ -40,7 +41,7 @@ IVF_TRAINING_SAMPLE = 200_000  # vectors PCA and the k-means of the lists are tr
 EMBED_CHUNK = 20_000  # images embedded, then added, at a time by build_index
 # id: the catalogue id, the image's file name without its extension (the library finds a catalogue row's photo as
 # IMAGE_DIR/<id>.<ext>); position: the image's row in the index
-RESULT_COLUMNS = ("query", "rank", "id", "image_path", "distance", "position")
+RESULT_COLUMNS = ("query", "rank", "id", IMAGE_PATH, "distance", "position")
 
 
 def catalogue_id(image_path: str) -> str:
@@ -123,7 +124,7 @@ class SimilarityIndex:
 
         with atomic_directory(out_dir) as target:
             faiss.write_index(self.faiss_index, str(target / INDEX_FILE))
-            pd.DataFrame({"id": [catalogue_id(path) for path in self.image_paths], "image_path": self.image_paths}).to_csv(
+            pd.DataFrame({"id": [catalogue_id(path) for path in self.image_paths], IMAGE_PATH: self.image_paths}).to_csv(
                 target / IMAGES_FILE, index=False)
             write_json(target / RECORD_FILE, {**self.record, "count": len(self)})
         return Path(out_dir)
@@ -257,7 +258,7 @@ def _read_faiss_index(path: Path, remedy: str):
 def _read_image_paths(path: Path, count: int, remedy: str) -> list[str]:
     """The indexed image paths (``images.csv``), one per vector of the index."""
     try:
-        image_paths = pd.read_csv(path, dtype={"image_path": str})["image_path"].tolist()
+        image_paths = pd.read_csv(path, dtype={IMAGE_PATH: str})[IMAGE_PATH].tolist()
     except (ValueError, KeyError) as error:  # pandas' parser and decoding errors are ValueErrors
         raise DamagedFileError(path, f"not a table of image paths: {error}", remedy) from None
     if len(image_paths) != count:
