@@ -30,6 +30,7 @@ from fashion_hier.atomic import atomic_write_text
 from fashion_hier.errors import RunDirectoryError, RunLockedError
 
 SPLIT_NAMES = ("train", "validation", "test")
+PROBE_SECONDS = 0.5  # how long a reader tries the run's lock before saying that a training holds it
 
 
 class RunDir:
@@ -295,8 +296,8 @@ class RunDir:
         if not lock_file.is_file():
             return None
         lock = filelock.FileLock(lock_file, is_singleton=True)
-        try:
-            lock.acquire(timeout=0)
+        try:  # other readers probe the same lock for an instant (Spark's workers all at once): a trainer holds it
+            lock.acquire(timeout=PROBE_SECONDS)  # for minutes, so only a lock held that long is a training
         except filelock.Timeout:
             return self._holder_text()
         except OSError:  # a read-only copy of a run: nobody trains it here

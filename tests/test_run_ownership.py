@@ -283,3 +283,25 @@ def test_demo_overwrite_never_removes_a_users_files(tmp_path, capsys):
     assert cli_main(["demo", "--out", str(tmp_path / "home"), "--overwrite", "--n", "60", "--epochs", "1"]) == 2
     assert "holds files the demo did not write (important.txt)" in capsys.readouterr().err
     assert _contents(tmp_path / "home") == files
+
+
+def test_a_reader_probing_the_lock_at_the_same_moment_is_not_taken_for_a_training(tmp_path):
+    """Readers (Spark's workers loading the model at once) probe the run's lock for an instant; a probe that
+    finds another probe holding it waits that instant out instead of saying 'training in progress'."""
+    run = RunDir(tmp_path / "run")
+    run.create()
+    probe = textwrap.dedent(f"""
+        import sys, time, filelock
+        lock = filelock.FileLock({str(run.path / RunDir.LOCK)!r})
+        lock.acquire()
+        print("held", flush=True)
+        time.sleep(float(sys.argv[1]))
+        lock.release()
+    """)
+    for seconds, expected_training in ((0.1, False), (5.0, True)):
+        other = subprocess.Popen([sys.executable, "-c", probe, str(seconds)], stdout=subprocess.PIPE, text=True)
+        assert other.stdout.readline().strip() == "held"
+        try:
+            assert (run.training_holder() is not None) is expected_training
+        finally:
+            other.wait(timeout=30)
