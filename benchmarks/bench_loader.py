@@ -8,7 +8,8 @@ loader produces 224 px batches of 32, without augmentation:
   the way ``model.fit`` iterates it in Keras 3 (``PyDatasetAdapter``; with ``workers > 1`` the
   adapter runs an ``OrderedEnqueuer`` thread pool, with 0 or 1 the batches are made in the caller);
 - ``tfdata``: ``make_dataset`` (parallel map + prefetch);
-- ``naive``: ``skimage.io.imread`` + ``skimage.transform.resize`` per image, as the notebook did;
+- ``naive``: ``skimage.io.imread`` + ``skimage.transform.resize`` per image, as the notebook did
+  (scikit-image: ``pip install ".[bench]"``);
 - ``full_decode`` (studio only): ``cv2.imread`` at full resolution + ``cv2.resize``, to show what
   reduced-resolution decoding saves.
 
