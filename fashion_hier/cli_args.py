@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, NoReturn
 
 from fashion_hier.engine import ENGINES, PRECISIONS
+from fashion_hier.labels import IMAGE_PATH
 from fashion_hier.rundir import RunDir
 
 Rule = Callable[[str], object]
@@ -206,6 +207,14 @@ def as_text(rule: Rule) -> Callable[[str], str]:
         return text
 
     return checked
+
+
+# ---- the photos a command scores ------------------------------------------------------------
+def add_image_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--images`` (a folder, or a CSV of paths) and ``--path-column``: how predict and index take their photos."""
+    parser.add_argument("--images", required=True, type=image_source,
+                        help="folder of images, or a CSV with an image_path column")
+    parser.add_argument("--path-column", default=IMAGE_PATH, help="column of image paths when --images is a CSV")
 
 
 # ---- the inference engine -------------------------------------------------------------------

@@ -195,12 +195,21 @@ def float32_copy(model):
     or float16: OpenVINO's TensorFlow frontend and TFLite (``fashion_hier.export``)."""
     import keras
 
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in _layers(model)):
+        return model  # the common case, without serializing the network
     config = keras.saving.serialize_keras_object(model)
-    if not _to_float32(config):
-        return model
+    _to_float32(config)
     copy = keras.saving.deserialize_keras_object(config)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def _layers(model):
+    """Every layer of ``model``, nested models' included."""
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _layers(layer)
 
 
 def _to_float32(node) -> bool:

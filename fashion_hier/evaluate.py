@@ -163,11 +163,9 @@ def evaluate_run(
     engine = engine_spec(engine)
     predictor = Predictor.load(run_dir, checkpoint=checkpoint, engine=engine)
     label_space = predictor.label_space
-    if tune_thresholds:
-        tune_run_thresholds(predictor, run_dir, floor=floor, cap=cap, batch_size=batch_size, progress=progress,
-                            checkpoint=checkpoint)
-    if tune_thresholds:  # the tuned thresholds are in the run's files now: what predict would load
-        predictor = Predictor.load(run_dir, checkpoint=checkpoint, engine=engine)
+    if tune_thresholds:  # saved in the run's files (what predict loads) and applied here without a second load
+        predictor = predictor.with_thresholds(tune_run_thresholds(
+            predictor, run_dir, floor=floor, cap=cap, batch_size=batch_size, progress=progress, checkpoint=checkpoint))
     thresholds, threshold_source = attribute_thresholds(predictor, run_dir, checkpoint)
 
     if labels_csv is not None:

@@ -106,6 +106,13 @@ class Predictor:
         return cls(model, engine=spec, engine_cache=None if run is None else run / RunDir.OPENVINO,
                    calibration_paths=calibration_paths)
 
+    def with_thresholds(self, thresholds: np.ndarray | float) -> "Predictor":
+        """This predictor (its engine already compiled) picking attributes at ``thresholds``."""
+        other = copy.copy(self)
+        other.model = self.model.with_thresholds(thresholds)  # decoding only: the forward pass is the same
+        other.thresholds = other.model.thresholds
+        return other
+
     def with_min_confidence(self, min_confidence: dict[str, float | None]) -> "Predictor":
         """This predictor (its engine already compiled) answering a level only at or above its confidence."""
         other = copy.copy(self)

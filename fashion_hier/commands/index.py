@@ -6,7 +6,6 @@ import sys
 
 from fashion_hier import cli_args
 from fashion_hier.engine import engine_spec
-from fashion_hier.labels import IMAGE_PATH
 from fashion_hier.predict import list_images
 from fashion_hier.search import EMBEDDINGS, build_index, load_index
 
@@ -16,10 +15,8 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     parser = parser or argparse.ArgumentParser(prog="fashion-hier index", description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, type=cli_args.run_or_model,
                         help="run directory (or .keras file) whose model embeds")
-    parser.add_argument("--images", required=True, type=cli_args.image_source,
-                        help="folder of images, or a CSV with an image_path column")
+    cli_args.add_image_source_arguments(parser)
     parser.add_argument("--out", required=True, type=cli_args.output_directory, help="index directory to write")
-    parser.add_argument("--path-column", default=IMAGE_PATH, help="column of image paths when --images is a CSV")
     parser.add_argument("--embedding", choices=EMBEDDINGS, default="pooled",
                         help="pooled backbone features, or the head's subcategory state")
     parser.add_argument("--extend", action="store_true", help="add the images to the existing index at --out")

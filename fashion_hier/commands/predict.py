@@ -7,7 +7,6 @@ import sys
 from fashion_hier import cli_args
 from fashion_hier.predict import ERROR_COLUMN, Predictor, list_images, shard, write_predictions  # no TensorFlow yet
 from fashion_hier.engine import check_available, engine_spec
-from fashion_hier.labels import IMAGE_PATH
 from fashion_hier.rundir import RunDir
 from fashion_hier.streaming import check_batch_size
 
@@ -27,11 +26,9 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     parser = parser or argparse.ArgumentParser(prog="fashion-hier predict", description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, type=cli_args.run_or_model,
                         help="run directory written by fashion-hier train, or a single .keras model file")
-    parser.add_argument("--images", required=True, type=cli_args.image_source,
-                        help="folder of images, or a CSV with an image_path column")
+    cli_args.add_image_source_arguments(parser)
     parser.add_argument("--out", required=True, type=cli_args.output_file,
                         help="CSV to write (one row per image, written as batches finish)")
-    parser.add_argument("--path-column", default=IMAGE_PATH, help="column of image paths when --images is a CSV")
     parser.add_argument("--consistent", action="store_true",
                         help="pick the joint best (category, subcategory) pair, so the subcategory belongs to the category")
     parser.add_argument("--min-confidence", type=cli_args.probability, metavar="P",
