@@ -70,18 +70,23 @@ def matmul_rates() -> dict:
     return {f"matmul_{dtype}_gflops": matmul_gflops(dtype=dtype) for dtype in ("float32", "bfloat16")}
 
 
-def time_engine(predictor, images: np.ndarray, repeats: int) -> float:
-    """Images/s of ``predictor``'s forward pass over ``images`` in batches of BATCH (best of ``repeats``)."""
-    from fashion_hier.streaming import score_images
-
-    score_images(predictor.model, images[:BATCH], predictor.forward)  # warm-up: first-call allocations
+def time_batches(call, images: np.ndarray, repeats: int) -> float:
+    """Images/s of ``call`` over ``images`` in batches of BATCH (best of ``repeats``, after one warm-up batch)."""
+    call(images[:BATCH])  # warm-up: first-call allocations
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         for offset in range(0, len(images), BATCH):
-            score_images(predictor.model, images[offset:offset + BATCH], predictor.forward)
+            call(images[offset:offset + BATCH])
         best = min(best, time.perf_counter() - start)
     return len(images) / best
+
+
+def time_engine(predictor, images: np.ndarray, repeats: int) -> float:
+    """Images/s of ``predictor``'s forward pass (the task's scores) over ``images``."""
+    from fashion_hier.streaming import score_images
+
+    return time_batches(lambda batch: score_images(predictor.model, batch, predictor.forward), images, repeats)
 
 
 def run(quick: bool = False, run_dir: str | None = None) -> dict:

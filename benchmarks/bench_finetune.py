@@ -39,7 +39,7 @@ def paper_config(weights: str):
 
 def extract(args) -> None:
     from fashion_hier.finetune import extract_activations
-    from fashion_hier.train import read_config_catalog
+    from fashion_hier.data.catalog import read_config_catalog
 
     config = paper_config(args.weights)
     catalog = read_config_catalog(config)
@@ -121,7 +121,7 @@ def measure(args) -> None:
     from fashion_hier.finetune.partial import (cached_model, finetune_from_cache, pooled_from_cache,
                                                predict_from_cache, upper_backbone)
     from fashion_hier.labels import LabelSpace
-    from fashion_hier.train import read_config_catalog
+    from fashion_hier.data.catalog import read_config_catalog
 
     config = paper_config(args.weights).with_overrides(
         ["loss.weighting=none", f"training.seed={args.seed}", f"training.batch_size={args.batch_size}",

@@ -24,6 +24,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the packa
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import bench_engine  # noqa: E402
+import bench_extraction  # noqa: E402
 import bench_loader  # noqa: E402
 import bench_memory  # noqa: E402
 import bench_metrics  # noqa: E402
@@ -35,6 +36,7 @@ SECTIONS = {
     "memory": lambda quick: bench_memory.run(quick=quick),
     "metrics": lambda quick: bench_metrics.run(**({"n_samples": 10_000, "n_labels": 200} if quick else {})),
     "engine": lambda quick: bench_engine.run(quick=quick),  # each engine/precision as a ratio to Keras float32
+    "extraction": lambda quick: bench_extraction.run(quick=quick),  # what fills the feature caches, likewise
 }
 LOADERS_WITH_TARGET = ("sequence_w0", "sequence_w2", "tfdata")
 LOADER_TARGET = 3.0         # x the training step's images/s at 224 px, and x the naive loader (studio)

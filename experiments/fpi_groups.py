@@ -52,7 +52,8 @@ def load_data(cache_dir: Path, weights: str):
     from fashion_hier.features import load_feature_cache
     from fashion_hier.features.cache import _features_of, flipped_cache_dir
     from fashion_hier.labels import LabelSpace
-    from fashion_hier.train import read_config_catalog, resolved_config
+    from fashion_hier.data.catalog import read_config_catalog
+    from fashion_hier.train import resolved_config
 
     config = TrainConfig.from_yaml(ROOT / "experiments/configs/fpi_recipe.yaml").with_overrides([
         f"data.labels_csv={DATA}/styles.csv", f"data.image_dir={DATA}/images", f"model.weights={weights}",

@@ -4,12 +4,12 @@ Trains ``experiments/configs/fpi_recipe.yaml`` with the library's ``train`` for 
 ``WORK/recipe/recipe_s<seed>``: the first seed from nothing (its caches extracted into the empty
 ``WORK/recipe/features``), the others on those caches. The baseline, ``base_s<seed>``, is the same head on
 ``--baseline-output``'s caches extracted by Keras in float32 (the previous recipe; its conv5 fine-tune was not
-kept on seed 0, so its model was this head). Every run is scored on validation and test by ``evaluate_run``.
-One JSON row per (run, split) goes to ``OUT/rows.jsonl`` as it is measured, each run's ``timings.json`` to
-``OUT/timings.jsonl``, and ``OUT/recipe_time.md`` gets the tables (``--tables-only`` rebuilds them).
+kept on seed 0, so its model was this head). ``int8_s<seed>`` is the recipe with its caches extracted at int8
+(``WORK/int8``, from nothing). Every run is scored on validation and test by ``evaluate_run``. One JSON row per
+(run, split) goes to ``OUT/rows.jsonl`` as it is measured, each run's ``timings.json`` to ``OUT/timings.jsonl``, and ``OUT/recipe_time.md`` gets the tables (``--tables-only`` rebuilds them).
 
     python experiments/fpi_recipe_time.py --out experiments/results/fpi/recipe_time --work /tmp/recipe_time \\
-        --baseline-output /work/runs/fpi --seeds 0 1 2
+        --baseline-output /work/runs/fpi --seeds 0 1 2 [--variants int8]
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import fpi_recipe  # ROOT, DATA, WEIGHTS
 
 CONFIG = fpi_recipe.ROOT / "experiments/configs/fpi_recipe.yaml"
 SPLITS = ("validation", "test")
+VARIANTS = ("recipe", "int8", "baseline")  # bf16 extraction (the shipped recipe), int8 extraction, Keras f32 caches
 
 
 def config_for(output_dir: Path, name: str, seed: int, extra: list[str]):
@@ -91,12 +92,20 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="folder for the recipe's runs and caches (from nothing)")
     parser.add_argument("--baseline-output", type=Path, help="output_dir holding Keras float32 feature caches")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
+                        help="which to train and score (rows are appended; a finished run is scored again)")
     parser.add_argument("--tables-only", action="store_true")
     args = parser.parse_args()
     if not args.tables_only:
-        for seed in args.seeds:
-            train_and_score("recipe", config_for(args.work / "recipe", f"recipe_s{seed}", seed, []), args.out)
-        if args.baseline_output is not None:
+        if "recipe" in args.variants:
+            for seed in args.seeds:
+                train_and_score("recipe", config_for(args.work / "recipe", f"recipe_s{seed}", seed, []), args.out)
+        if "int8" in args.variants:  # its own caches, from nothing: extraction at int8 (calibrated on train photos)
+            int8 = ["training.extraction_engine=openvino", "training.extraction_precision=int8"]
+            for seed in args.seeds:
+                train_and_score("int8 extraction", config_for(args.work / "int8", f"int8_s{seed}", seed, int8),
+                                args.out)
+        if args.baseline_output is not None and "baseline" in args.variants:
             keras_f32 = ["training.extraction_engine=keras", "training.extraction_precision=f32"]
             for seed in args.seeds:
                 train_and_score("previous (Keras f32 caches)",

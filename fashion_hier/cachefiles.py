@@ -26,6 +26,7 @@ from fashion_hier.jsonio import read_json
 
 MANIFEST_FILE = "manifest.json"
 PATHS_FILE = "paths.txt"
+ENGINE_SUBDIR = "openvino"  # in a cache: the OpenVINO model that filled it (converted once, shared by its views)
 
 
 def weights_identity(weights: str | os.PathLike | None) -> dict:

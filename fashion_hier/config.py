@@ -203,9 +203,10 @@ class TrainingConfig(_Section):
     cache_features: bool = False
     # what runs the frozen backbone over the catalogue for those caches (fashion_hier.engine): OpenVINO runs
     # the same network faster on a CPU (bf16: 2.4x on AVX-512 BF16); each engine's caches are kept apart;
-    # auto: OpenVINO where the openvino extra is installed, else Keras float32
+    # auto: OpenVINO where the openvino extra is installed, else Keras float32. int8 is NNCF post-training
+    # quantization calibrated on a seeded sample of the training split's photos (never validation or test)
     extraction_engine: Literal["keras", "openvino", "auto"] = "keras"
-    extraction_precision: Literal["f32", "bf16"] = "f32"
+    extraction_precision: Literal["f32", "bf16", "int8"] = "f32"
     # at the end: fit one temperature per level on the validation split (fashion_hier.calibrate), stored in
     # model.keras, so that predict answers calibrated scores
     calibrate: bool = False

@@ -16,9 +16,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -91,6 +92,54 @@ def extraction_engine(config: Any) -> EngineSpec:
     return EngineSpec(engine, precision)
 
 
+def extraction_calibration_paths(config: Any) -> list[str] | None:
+    """The photos int8 extraction calibrates on: the training split's (as ``train`` splits the catalogue), so
+    validation and test photos never set a quantization range; None unless ``extraction_engine(config)`` is int8."""
+    if extraction_engine(config).precision != "int8":
+        return None
+    from fashion_hier.data.catalog import read_config_catalog
+    from fashion_hier.labels import IMAGE_PATH
+
+    data = config.data
+    splits = read_config_catalog(config).split(tuple(data.split), by=data.split_by, seed=data.seed)
+    return splits.train[IMAGE_PATH].astype(str).tolist()
+
+
+def extraction_identity(spec: EngineSpec, calibration_paths: Sequence[str] | None = None) -> str:
+    """What a cache records as the engine that filled it: ``spec.describe()``, and for int8 the photos it was
+    calibrated on, so caches quantized on other photos are kept apart."""
+    if spec.precision != "int8":
+        return spec.describe()
+    if not calibration_paths:
+        raise ValueError("int8 extraction needs calibration photos (the training split's); none were given")
+    sample = calibration_sample(calibration_paths, spec.calibration_size)
+    return f"{spec.describe()} calibrated on {len(sample)} photos {paths_key(sample)}"
+
+
+def calibration_sample(paths: Sequence[str], count: int) -> list[str]:
+    """Up to ``count`` of ``paths``, a seeded sample in their order: the same photos every time."""
+    return [str(paths[i]) for i in np.sort(np.random.default_rng(0).permutation(len(paths))[:count])]
+
+
+def photo_inputs(image_size: tuple[int, int], resize: str) -> Callable[[list[str]], np.ndarray]:
+    """Calibration inputs that are the photos themselves, read at the model's size; unreadable ones are logged
+    and skipped."""
+    from fashion_hier.data.images import read_images
+
+    def read(paths: list[str]) -> np.ndarray:
+        batch = read_images(paths, tuple(image_size), resize=resize)
+        for path, reason in batch.failed:
+            logger.warning("calibration: skipped unreadable image %s: %s", path, reason)
+        return batch.images
+
+    return read
+
+
+def paths_key(paths: Sequence[str] | None) -> str:
+    """A short digest naming a list of calibration photos in a cache key."""
+    return "" if paths is None else hashlib.sha256("\n".join(str(p) for p in paths).encode()).hexdigest()[:16]
+
+
 def check_available(spec: EngineSpec) -> None:
     """One line naming the extra to install when ``spec`` needs a package that is missing."""
     if spec.is_keras:
@@ -156,6 +205,17 @@ def compile_engine(model, spec: EngineSpec | str | None = None, *, cache_dir: st
     if spec.threads is not None:
         properties["INFERENCE_NUM_THREADS"] = spec.threads
     return OpenVINOModel(ir, ov.Core().compile_model(ir, "CPU", properties), output_names, spec)
+
+
+def compile_calibrated(model, spec: EngineSpec, calibration_paths: Sequence[str] | None, *,
+                      inputs: Callable[[list[str]], np.ndarray], cache_dir: str | os.PathLike | None = None):
+    """``compile_engine`` where int8 calibrates on ``inputs(sample)``: the model's inputs for a seeded sample of
+    ``calibration_paths`` (``photo_inputs``, or a cache's maps of those photos), named in the IR cache's key."""
+    calibration = None
+    if calibration_paths is not None:
+        calibration = lambda count: inputs(calibration_sample(calibration_paths, count))  # noqa: E731
+    return compile_engine(model, spec, cache_dir=cache_dir, calibration=calibration,
+                          calibration_key=paths_key(calibration_paths))
 
 
 def limit_keras_threads(spec: EngineSpec) -> None:
@@ -253,9 +313,16 @@ def save_ir(ir, folder: Path) -> None:
         ov.save_model(ir, staging / IR_FILE, compress_to_fp16=False)  # f32 weights: the f32 engine must equal Keras
 
 
+# names Keras numbers per process when a network is built without naming them (an input layer, a symbolic tensor):
+# the same network built twice differs only in them, so the digest reads them without their numbers
+_PROCESS_NUMBERED_NAMES = re.compile(r"\b(input_layer|keras_tensor)_?\d*(CLONE)?\b")
+
+
 def model_digest(model) -> str:
-    """sha256 of a Keras model's configuration and weights: the same model gives the same digest."""
-    digest = hashlib.sha256(json.dumps(model.get_config(), sort_keys=True, default=str).encode())
+    """sha256 of a Keras model's configuration and weights: the same model gives the same digest, also when
+    it is built again in one process (``_PROCESS_NUMBERED_NAMES``)."""
+    config = json.dumps(model.get_config(), sort_keys=True, default=str)
+    digest = hashlib.sha256(_PROCESS_NUMBERED_NAMES.sub(r"\1", config).encode())
     for weight in model.weights:
         digest.update(weight.path.encode())
         digest.update(np.ascontiguousarray(np.asarray(weight)).tobytes())

@@ -20,7 +20,7 @@ import pandas as pd
 
 from fashion_hier.data.catalog import IMAGE_EXTENSIONS
 from fashion_hier.data.csvread import read_frame
-from fashion_hier.engine import EngineSpec, compile_engine, engine_spec
+from fashion_hier.engine import EngineSpec, compile_calibrated, engine_spec, photo_inputs
 from fashion_hier.errors import RunLockedError
 from fashion_hier import streaming
 from fashion_hier.decoding import PREDICTION_COLUMNS, consistent_decode, prediction_columns  # noqa: F401  (part of predict's API)
@@ -81,11 +81,8 @@ class Predictor:
     def compile(self, model):
         """``model`` (images in, like the task) on this predictor's engine, cache and calibration photos: what
         runs the task here, and what the search ``Embedder`` runs its embedding model on."""
-        calibration = None
-        if self.calibration_paths is not None:
-            calibration = lambda count: calibration_images(self.calibration_paths, count, self.image_size, self.resize)  # noqa: E731
-        return compile_engine(model, self.engine, cache_dir=self.engine_cache, calibration=calibration,
-                              calibration_key=_paths_key(self.calibration_paths))
+        return compile_calibrated(model, self.engine, self.calibration_paths,
+                                  inputs=photo_inputs(self.image_size, self.resize), cache_dir=self.engine_cache)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, checkpoint: str = RunDir.MODEL, engine: EngineSpec | str | None = None,
@@ -209,25 +206,6 @@ def training_paths(run: RunDir) -> list[str]:
     from fashion_hier.evaluation_data import read_split  # the one reader of a run's split files (imports keras)
 
     return read_split(run.path, "train")[IMAGE_PATH].dropna().astype(str).tolist()
-
-
-def calibration_images(paths: Sequence[str], count: int, image_size: tuple[int, int], resize: str) -> np.ndarray:
-    """Up to ``count`` of ``paths`` (a seeded sample, so a run calibrates on the same photos every time), read at
-    the model's size; unreadable ones are skipped."""
-    from fashion_hier.data.images import read_images
-
-    chosen = [paths[i] for i in np.sort(np.random.default_rng(0).permutation(len(paths))[:count])]
-    batch = read_images(chosen, image_size, resize=resize)
-    for path, reason in batch.failed:
-        logger.warning("calibration: skipped unreadable image %s: %s", path, reason)
-    return batch.images
-
-
-def _paths_key(paths: Sequence[str] | None) -> str:
-    """A short digest naming a list of calibration photos in the engine cache's key."""
-    import hashlib
-
-    return "" if paths is None else hashlib.sha256("\n".join(paths).encode()).hexdigest()[:16]
 
 
 def _run_model_file(run: RunDir, checkpoint: str) -> Path:

@@ -28,6 +28,7 @@ import pandas as pd
 
 from fashion_hier.atomic import atomic_path
 from fashion_hier.config import ConfigError, TrainConfig, training_seed
+from fashion_hier.data.catalog import read_config_catalog
 from fashion_hier.errors import RunDirectoryError
 from fashion_hier.labels import IMAGE_PATH, LabelSpace
 from fashion_hier.rundir import SPLIT_NAMES, RunDir
@@ -352,16 +353,6 @@ def _save_splits(run: RunDir, splits) -> None:
 
 
 # ---- data -----------------------------------------------------------------------------------
-
-def read_config_catalog(config: TrainConfig):
-    """The catalogue that ``config.data`` describes (``read_catalog`` with the config's options)."""
-    from fashion_hier.data import read_catalog
-
-    data = config.data
-    return read_catalog(data.labels_csv, data.image_dir, columns=data.columns, id_column=data.id_column,
-                        verify_images=data.verify_images, max_pixels=data.max_pixels, cap_factor=data.cap_factor,
-                        target_samples=data.target_samples, seed=data.seed)
-
 
 def _encode_known(label_space: LabelSpace, frame: pd.DataFrame, split: str) -> tuple[pd.DataFrame, dict]:
     """Targets of the rows whose labels the (train) label space knows; the others are dropped with a warning."""

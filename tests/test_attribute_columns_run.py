@@ -121,7 +121,7 @@ def test_the_readme_config_for_this_shape_reads_the_catalogue(meesho):
     import yaml
 
     from fashion_hier.labels import LabelSpace
-    from fashion_hier.train import read_config_catalog
+    from fashion_hier.data.catalog import read_config_catalog
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "groups:" in b)

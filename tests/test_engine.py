@@ -104,6 +104,18 @@ def test_the_cache_key_follows_the_weights(run):
         weight.assign(np.asarray(weight) - 1.0)
 
 
+def test_a_network_built_twice_in_one_process_has_one_digest():
+    import keras
+
+    def build(seed: int):  # an unnamed input: Keras numbers the second build's (input_layer_1) and its tensors
+        keras.utils.set_random_seed(seed)
+        image = keras.Input((4, 4, 3))
+        return keras.Model(image, keras.layers.Conv2D(2, 3, name="conv")(image), name="features")
+
+    first, again, other = (engine_module.model_digest(build(seed)) for seed in (5, 5, 6))
+    assert first == again != other
+
+
 # ---- int8 --------------------------------------------------------------------------------------------
 
 def test_int8_calibrates_on_the_runs_training_photos_and_is_cached(run, paths, monkeypatch):
@@ -210,6 +222,32 @@ def test_the_extraction_engine_follows_the_config_and_auto_falls_back_to_keras_w
     with pytest.raises(ConfigError, match="training.extraction_precision: bf16 needs training.extraction_engine: "
                                           "openvino or auto"):
         TrainConfig().with_overrides(["training.extraction_precision=bf16"])
+
+
+def test_int8_extraction_calibrates_on_the_training_split_only_and_names_those_photos(tmp_path):
+    from fashion_hier.config import TrainConfig
+    from fashion_hier.data import make_synthetic_catalog, read_catalog
+    from fashion_hier.engine import calibration_sample, extraction_calibration_paths, extraction_identity, paths_key
+
+    labels_csv = make_synthetic_catalog(tmp_path / "catalog", n=40, image_size=16, seed=2)
+    base = TrainConfig().with_overrides([f"data.labels_csv={labels_csv}", f"data.image_dir={tmp_path / 'catalog/images'}",
+                                         "training.extraction_engine=openvino"])
+    assert extraction_calibration_paths(base) is None  # f32: nothing to calibrate, the catalogue is not read
+    int8 = base.with_overrides(["training.extraction_precision=int8"])
+    chosen = extraction_calibration_paths(int8)
+    # the split train() makes (data.split, split_by, seed): validation and test photos never set a range
+    splits = read_catalog(labels_csv, tmp_path / "catalog/images").split((0.7, 0.15, 0.15), by="subcategory", seed=0)
+    assert chosen == splits.train["image_path"].tolist()
+    assert not set(chosen) & (set(splits.validation["image_path"]) | set(splits.test["image_path"]))
+    spec = EngineSpec("openvino", "int8", calibration_size=8)
+    sample = calibration_sample(chosen, 8)
+    assert len(sample) == 8 and set(sample) <= set(chosen) and sample == calibration_sample(chosen, 8)  # seeded
+    assert extraction_identity(spec, chosen) == f"openvino int8 calibrated on 8 photos {paths_key(sample)}"
+    other_split = extraction_calibration_paths(int8.with_overrides(["data.seed=1"]))
+    assert extraction_identity(spec, other_split) != extraction_identity(spec, chosen)
+    assert extraction_identity(EngineSpec("openvino", "bf16"), chosen) == "openvino bf16"
+    with pytest.raises(ValueError, match="int8 extraction needs calibration photos"):
+        extraction_identity(spec, None)
 
 
 def test_a_network_trained_in_mixed_bfloat16_converts_as_its_float32_copy():

@@ -85,3 +85,39 @@ def test_an_openvino_extraction_is_its_own_cache_and_agrees_with_keras(setup):
     assert np.abs(maps - reference).max() <= 0.05 * np.abs(reference).max()
     derived = load_feature_cache(derive_feature_caches(bf16, openvino_cache))
     assert derived.manifest["engine"] == "openvino bf16" and "(openvino bf16)" in derived.manifest["source"]
+
+
+def test_int8_extraction_calibrates_once_on_training_photos_and_stays_close_to_float32(setup, monkeypatch):
+    pytest.importorskip("nncf")
+    import fashion_hier.engine as engine_module
+    from fashion_hier.data import read_images
+    from fashion_hier.engine import calibration_sample, extraction_calibration_paths
+    from fashion_hier.features import ensure_feature_caches
+
+    config, catalog, _ = setup
+    flat = config.with_overrides(["model.trainable_from=null", "data.flip_features=true"])
+    int8 = flat.with_overrides(["training.extraction_engine=openvino", "training.extraction_precision=int8"])
+    calibrated = []
+    quantize = engine_module.quantize
+    monkeypatch.setattr(engine_module, "quantize",
+                        lambda ir, images: calibrated.append(np.array(images)) or quantize(ir, images))
+    keras_dir, int8_dir = (ensure_feature_caches(cfg, catalog.paths) for cfg in (flat, int8))
+    assert int8_dir != keras_dir
+    # quantized once for both views, on the training split's photos as read for the model
+    assert len(calibrated) == 1
+    training = extraction_calibration_paths(int8)
+    expected = read_images(calibration_sample(training, 128), (SIZE, SIZE)).images
+    np.testing.assert_array_equal(calibrated[0], expected)
+    assert load_feature_cache(int8_dir).manifest["engine"].startswith(f"openvino int8 calibrated on {len(training)} ")
+    for directory_of in (lambda d: d, lambda d: d / "flipped"):
+        quantized = np.asarray(load_feature_cache(directory_of(int8_dir)).features)
+        reference = np.asarray(load_feature_cache(directory_of(keras_dir)).features)
+        cosine = (quantized * reference).sum(1) / (np.linalg.norm(quantized, axis=1) * np.linalg.norm(reference, axis=1))
+        assert cosine.min() > 0.95, cosine  # int8 ranges from the photos: each photo's features keep their direction
+    # the maps at the cut, and the pooled features derived from them, calibrate on the same photos
+    calibrated.clear()
+    int8_finetune = int8.with_overrides([f"model.trainable_from={CUT}"])
+    activations = ensure_activation_cache(int8_finetune, catalog.paths)
+    derived = load_feature_cache(derive_feature_caches(int8_finetune, activations))
+    assert len(calibrated) == 2 and calibrated[1].shape[1:] == activations.activations.shape[2:]
+    assert derived.manifest["engine"] == activations.manifest["engine"] == load_feature_cache(int8_dir).manifest["engine"]

@@ -172,7 +172,8 @@ def test_loader_budget_is_a_keyword_down_to_the_last_pixel(tmp_path):
 
 def test_config_budget_reaches_verify_images_and_both_training_loaders(tmp_path):
     from fashion_hier.data import make_synthetic_catalog
-    from fashion_hier.train import _loader, read_config_catalog
+    from fashion_hier.data.catalog import read_config_catalog
+    from fashion_hier.train import _loader
 
     labels_csv = make_synthetic_catalog(tmp_path / "data", n=16, image_size=SIZE, seed=0)
     images = tmp_path / "data" / "images"

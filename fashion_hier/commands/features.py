@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     args = parser.parse_args(argv)
     # TensorFlow: after parsing
     from fashion_hier.features.head_training import train_head_on_features
-    from fashion_hier.train import RunDirectoryError, read_config_catalog, resolved_config
+    from fashion_hier.data.catalog import read_config_catalog
+    from fashion_hier.train import RunDirectoryError, resolved_config
 
     try:
         config_path = RunDir(args.run).config if args.run else Path(args.config)

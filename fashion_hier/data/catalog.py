@@ -131,6 +131,14 @@ class Catalog:
         return f"Catalog({len(self.frame)} rows, columns={self.columns})"
 
 
+def read_config_catalog(config) -> Catalog:
+    """The catalogue a ``TrainConfig``'s ``data`` section describes (``read_catalog`` with its options)."""
+    data = config.data
+    return read_catalog(data.labels_csv, data.image_dir, columns=data.columns, id_column=data.id_column,
+                        verify_images=data.verify_images, max_pixels=data.max_pixels, cap_factor=data.cap_factor,
+                        target_samples=data.target_samples, seed=data.seed)
+
+
 def read_catalog(
     labels_csv: str | os.PathLike,
     image_dir: str | os.PathLike,

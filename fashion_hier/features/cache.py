@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from fashion_hier.cachefiles import (  # noqa: F401  (the shared pieces are part of this module's names too)
+    ENGINE_SUBDIR,
     MANIFEST_FILE,
     PATHS_FILE,
     cache_remedy,
@@ -94,7 +95,8 @@ def extract_features(paths: Sequence[str | os.PathLike], *, backbone: str = "res
                      image_size: tuple[int, int] = (224, 224), resize: str = "stretch",
                      cache_dir: str | os.PathLike, batch_size: int = 32, overwrite: bool = False,
                      max_batches: int | None = None, progress: bool = True, flip: bool = False,
-                     engine=None) -> np.memmap:
+                     engine=None, calibration_paths: Sequence[str] | None = None,
+                     engine_cache: str | os.PathLike | None = None) -> np.memmap:
     """Pooled backbone features of ``paths`` (in order) in ``cache_dir/features.npy``, resumable.
 
     Rows are written batch by batch into a memory-mapped ``.npy``; ``manifest.json`` counts the
@@ -102,7 +104,9 @@ def extract_features(paths: Sequence[str | os.PathLike], *, backbone: str = "res
     for other paths, backbone, weights, size or resize policy is refused unless ``overwrite=True``.
     ``max_batches`` stops after that many batches (a time-boxed run; rerun to continue).
     ``flip=True`` caches the horizontally mirrored images instead (feature-level augmentation).
-    ``engine``: what runs the backbone (``fashion_hier.engine.EngineSpec``; None: Keras), part of the identity.
+    ``engine``: what runs the backbone (``fashion_hier.engine.EngineSpec``; None: Keras), part of the identity;
+    at int8 it is calibrated on a seeded sample of ``calibration_paths`` (the training split's photos, which the
+    identity names too). ``engine_cache``: where the converted OpenVINO model is kept, so both views convert once.
 
     Returns:
         the (N, feature_dim) float32 array, memory-mapped read-only (complete unless ``max_batches`` stopped it).
@@ -112,10 +116,11 @@ def extract_features(paths: Sequence[str | os.PathLike], *, backbone: str = "res
         raise ValueError("extract_features: paths is empty; pass the image paths of a catalogue (Catalog.paths)")
     if batch_size < 1:
         raise ValueError(f"extract_features: batch_size={batch_size}; expected a positive integer")
-    from fashion_hier.engine import engine_spec
+    from fashion_hier.engine import engine_spec, extraction_identity
 
     cache_dir, spec = Path(cache_dir), engine_spec(engine)
-    request = _request_identity(paths, backbone, weights, image_size, resize, flip, spec.describe())
+    request = _request_identity(paths, backbone, weights, image_size, resize, flip,
+                                extraction_identity(spec, calibration_paths))
     manifest = None if overwrite else read_manifest(cache_dir)
     if manifest is not None:
         _check_identity(cache_dir, manifest, request)
@@ -129,7 +134,8 @@ def extract_features(paths: Sequence[str | os.PathLike], *, backbone: str = "res
                 f"(weights=None), which a new run cannot reproduce; pass overwrite=True")
         _fill_rows(features_path, cache_dir, manifest, paths, backbone=backbone, weights=weights,
                    image_size=image_size, resize=resize, batch_size=batch_size,
-                   max_batches=max_batches, progress=progress, flip=flip, engine=spec)
+                   max_batches=max_batches, progress=progress, flip=flip, engine=spec,
+                   calibration_paths=calibration_paths, engine_cache=engine_cache)
     return open_cache_array(features_path, _features_shape(manifest))
 
 
@@ -187,10 +193,11 @@ def flipped_cache_dir(cache_dir: str | os.PathLike) -> Path:
 
 def default_cache_dir(config: TrainConfig, paths: Sequence[str]) -> Path:
     """``output_dir/features/<backbone>_<h>x<w>_<hash of the request>``: one cache per catalogue and backbone."""
-    from fashion_hier.engine import extraction_engine
+    from fashion_hier.engine import extraction_calibration_paths, extraction_engine, extraction_identity
 
+    engine = extraction_identity(extraction_engine(config), extraction_calibration_paths(config))
     request = _request_identity([str(p) for p in paths], config.model.backbone, config.model.weights,
-                                config.data.image_size, config.data.resize, engine=extraction_engine(config).describe())
+                                config.data.image_size, config.data.resize, engine=engine)
     for key, value in _IDENTITY_DEFAULTS.items():  # Keras's caches keep the names they had before these keys existed
         if request[key] == value or key == "flip":
             del request[key]
@@ -204,9 +211,10 @@ def ensure_feature_caches(config: TrainConfig, paths: Sequence[str], cache_dir: 
     """The feature cache of ``paths`` for ``config`` (and its flipped views with ``data.flip_features`` or
     ``flip``): reused when it already holds every image, extracted (or resumed) otherwise. Returns its directory.
     """
-    from fashion_hier.engine import extraction_engine
+    from fashion_hier.engine import extraction_calibration_paths, extraction_engine
 
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(config, paths)
+    calibration_paths = extraction_calibration_paths(config)
     caches = [(cache_dir, False)]
     if config.data.flip_features or flip:
         caches.append((flipped_cache_dir(cache_dir), True))
@@ -217,7 +225,8 @@ def ensure_feature_caches(config: TrainConfig, paths: Sequence[str], cache_dir: 
         extract_features(paths, backbone=config.model.backbone, weights=config.model.weights,
                          image_size=tuple(config.data.image_size), resize=config.data.resize, cache_dir=directory,
                          batch_size=batch_size, overwrite=overwrite, flip=flipped, progress=progress,
-                         engine=extraction_engine(config))
+                         engine=extraction_engine(config), calibration_paths=calibration_paths,
+                         engine_cache=cache_dir / ENGINE_SUBDIR)
         logger.info("features cached in %s", directory)
     return cache_dir
 
@@ -259,16 +268,18 @@ def _start_cache(cache_dir: Path, paths: list[str], request: dict) -> dict:
 
 
 def _fill_rows(features_path: Path, cache_dir: Path, manifest: dict, paths: list[str], *, backbone,
-               weights, image_size, resize, batch_size, max_batches, progress, flip=False, engine=None) -> None:
+               weights, image_size, resize, batch_size, max_batches, progress, flip=False, engine=None,
+               calibration_paths=None, engine_cache=None) -> None:
     """Run the backbone (through ``engine``) over the rows not done yet (``cachefiles.fill_rows``).
 
     An unreadable image becomes a white placeholder row, recorded in the manifest and skipped by the head
     trainer, so one bad file never stops an extraction of thousands.
     """
     from fashion_hier.data import read_images
-    from fashion_hier.engine import compile_engine
+    from fashion_hier.engine import compile_calibrated, engine_spec, photo_inputs
 
-    extractor = compile_engine(feature_extractor(backbone, weights, image_size), engine)
+    extractor = compile_calibrated(feature_extractor(backbone, weights, image_size), engine_spec(engine),
+                                   calibration_paths, inputs=photo_inputs(image_size, resize), cache_dir=engine_cache)
 
     def load(chunk: list[str]):
         read = read_images(chunk, tuple(image_size), resize=resize)

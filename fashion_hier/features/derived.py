@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from fashion_hier.config import TrainConfig
 from fashion_hier.features.cache import (
+    ENGINE_SUBDIR,
     FEATURES_FILE,
     _check_identity,
     _features_shape,
@@ -41,18 +43,23 @@ def derived_cache_dir(activation_cache_dir: str | Path) -> Path:
     return Path(activation_cache_dir) / POOLED_SUBDIR
 
 
-def derive_feature_caches(config: TrainConfig, activation_cache, *, engine=None, progress: bool = False) -> Path:
+def derive_feature_caches(config: TrainConfig, activation_cache, *, engine=None,
+                          calibration_paths: Sequence[str] | None = None, progress: bool = False) -> Path:
     """The pooled features of ``activation_cache``'s photos (view 0) and their mirror images (view 1), computed
     by ``config``'s backbone above its cut; reused when complete, resumed when not. Returns the cache directory.
 
     ``engine`` (``fashion_hier.engine.EngineSpec``; default the config's ``training.extraction_engine``) runs
-    the layers above the cut. Rows of images the activation cache could not read are placeholders, listed as
+    the layers above the cut; at int8 it is calibrated on the cached maps of a seeded sample of
+    ``calibration_paths`` (default the config's, ``engine.extraction_calibration_paths``). Rows of images the activation cache could not read are placeholders, listed as
     unreadable, as the feature extractor lists them.
     """
-    from fashion_hier.engine import compile_engine, engine_spec, extraction_engine
+    from fashion_hier.engine import compile_calibrated, engine_spec, extraction_calibration_paths, extraction_engine
+    from fashion_hier.engine import extraction_identity
     from fashion_hier.finetune.partial import upper_backbone
 
     spec = engine_spec(engine) if engine is not None else extraction_engine(config)
+    if spec.precision == "int8" and calibration_paths is None:
+        calibration_paths = extraction_calibration_paths(config)
     cache_dir = derived_cache_dir(activation_cache.cache_dir)
     paths = [str(path) for path in activation_cache.paths]
     source = f"activations {activation_cache.manifest['paths_sha256'][:12]} at {activation_cache.manifest['cut_layer']}"
@@ -60,7 +67,8 @@ def derive_feature_caches(config: TrainConfig, activation_cache, *, engine=None,
     upper = None
     for view, directory in enumerate((cache_dir, flipped_cache_dir(cache_dir))):
         request = _request_identity(paths, config.model.backbone, config.model.weights, config.data.image_size,
-                                    config.data.resize, flip=view == 1, engine=spec.describe(), source=source)
+                                    config.data.resize, flip=view == 1, source=source,
+                                    engine=extraction_identity(spec, calibration_paths))
         manifest = read_manifest(directory)
         if manifest is not None:
             _check_identity(directory, manifest, request)
@@ -70,14 +78,23 @@ def derive_feature_caches(config: TrainConfig, activation_cache, *, engine=None,
             logger.info("using the derived feature cache %s", directory)
             continue
         if upper is None:
-            upper = compile_engine(upper_backbone(config.model.backbone, config.model.weights,
-                                                  tuple(config.data.image_size), activation_cache.manifest["cut_layer"]),
-                                   spec)
+            upper = compile_calibrated(
+                upper_backbone(config.model.backbone, config.model.weights, tuple(config.data.image_size),
+                               activation_cache.manifest["cut_layer"]),
+                spec, calibration_paths, inputs=lambda sample: _original_maps(activation_cache, sample),
+                cache_dir=cache_dir / ENGINE_SUBDIR)
         _fill_rows(upper, activation_cache, view, directory, manifest, progress=progress)
         logger.info("pooled features of the %s views derived from %s in %.0f s", ("original", "mirrored")[view],
                     activation_cache.cache_dir, manifest["seconds"])
     load_feature_cache(cache_dir)  # complete and whole
     return cache_dir
+
+
+def _original_maps(activation_cache, paths: list[str]) -> np.ndarray:
+    """The cached maps of ``paths``' photos (original view; unreadable photos left out), as float32."""
+    rows = activation_cache.rows(paths, source="calibration photos")
+    rows = np.sort(rows[activation_cache.readable[rows]])
+    return np.asarray(activation_cache.activations[rows, 0], dtype=np.float32)
 
 
 def _fill_rows(upper, activation_cache, view: int, directory: Path, manifest: dict, *, progress: bool) -> None:

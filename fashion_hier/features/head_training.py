@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from fashion_hier.config import TrainConfig, training_seed
+from fashion_hier.data.catalog import read_config_catalog
 from fashion_hier.data.unreadable import write_unreadable_report
 from fashion_hier.features.cache import (
     FeatureCache,
@@ -140,7 +141,7 @@ def _train_head_locked(config: TrainConfig, cache_dir: str | os.PathLike, *, ove
         from fashion_hier.finetune.stage import ensure_activation_cache
 
         if catalog_paths is None:
-            catalog_paths = training.read_config_catalog(config).paths
+            catalog_paths = read_config_catalog(config).paths
         with timer.stage("extraction: activations"):
             activation_cache = ensure_activation_cache(config, catalog_paths)
     prepared = training.prepare_run(config, overwrite=overwrite, resume=resume)

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from fashion_hier.cachefiles import (  # the one cache implementation; the feature cache is its other use
+    ENGINE_SUBDIR,
     MANIFEST_FILE,
     check_identity,
     fill_rows,
@@ -100,7 +101,8 @@ def extract_activations(paths: Sequence[str | os.PathLike], *, cache_dir: str | 
                         backbone: str = "resnet50", weights: str | os.PathLike | None = "imagenet",
                         image_size: tuple[int, int] = (224, 224), resize: str = "stretch",
                         cut_layer: str = DEFAULT_CUT, dtype: str = "float16", batch_size: int = 32,
-                        overwrite: bool = False, max_batches: int | None = None, engine=None) -> ActivationCache:
+                        overwrite: bool = False, max_batches: int | None = None, engine=None,
+                        calibration_paths: Sequence[str] | None = None) -> ActivationCache:
     """Cut-layer activations of ``paths`` (original and flipped view) in ``cache_dir``, resumable.
 
     ``backbone`` is recorded (and built) as its trunk (``backbone_trunk``: ``resnet50_multiscale`` ->
@@ -109,7 +111,8 @@ def extract_activations(paths: Sequence[str | os.PathLike], *, cache_dir: str | 
     batch. Unreadable images are skipped (zero rows, listed in ``unreadable.txt`` and logged).
     ``max_batches`` stops after that many batches (rerun to continue). ``engine``: what runs the backbone
     (``fashion_hier.engine.EngineSpec``; None: Keras); it is part of the cache's identity, so maps computed
-    at bf16 never pass for float32 ones. Returns the cache (complete unless ``max_batches`` stopped it; then
+    at bf16 never pass for float32 ones; at int8 it is calibrated on a seeded sample of ``calibration_paths`` (the
+    training split's photos; also in the identity) and kept in ``cache_dir/openvino``. Returns the cache (complete unless ``max_batches`` stopped it; then
     ``load_activation_cache`` refuses it until finished).
     """
     paths = [str(p) for p in paths]
@@ -119,13 +122,14 @@ def extract_activations(paths: Sequence[str | os.PathLike], *, cache_dir: str | 
         raise ValueError(f"extract_activations: batch_size={batch_size}; expected a positive integer")
     if dtype not in ("float16", "float32"):
         raise ValueError(f"extract_activations: dtype={dtype!r}; expected 'float16' or 'float32'")
-    from fashion_hier.engine import compile_engine, engine_spec
+    from fashion_hier.engine import compile_calibrated, engine_spec, extraction_identity, photo_inputs
     from fashion_hier.models import backbone_trunk
 
     spec = engine_spec(engine)
     backbone = backbone_trunk(backbone)
     cache_dir = Path(cache_dir)
-    request = _request_identity(paths, backbone, weights, image_size, resize, cut_layer, dtype, spec.describe())
+    request = _request_identity(paths, backbone, weights, image_size, resize, cut_layer, dtype,
+                                extraction_identity(spec, calibration_paths))
     manifest = None if overwrite else read_manifest(cache_dir)
     if manifest is not None:
         _check_identity(cache_dir, manifest, request)
@@ -138,7 +142,8 @@ def extract_activations(paths: Sequence[str | os.PathLike], *, cache_dir: str | 
     extractor = cut_extractor(backbone, weights, tuple(image_size), cut_layer)
     if manifest is None:
         manifest = _start_cache(cache_dir, paths, request, tuple(extractor.output.shape[1:]))
-    extractor = compile_engine(extractor, spec)
+    extractor = compile_calibrated(extractor, spec, calibration_paths, inputs=photo_inputs(image_size, resize),
+                                   cache_dir=cache_dir / ENGINE_SUBDIR)
     if manifest["rows_done"] < len(paths):
         _fill_rows(extractor, cache_dir, manifest, paths, image_size=tuple(image_size), resize=resize,
                    batch_size=batch_size, max_batches=max_batches)

@@ -20,7 +20,7 @@ from typing import Sequence
 from fashion_hier.checkpoints import Backup
 from fashion_hier.config import TrainConfig
 from fashion_hier.cachefiles import request_digest
-from fashion_hier.engine import extraction_engine
+from fashion_hier.engine import extraction_calibration_paths, extraction_engine, extraction_identity
 from fashion_hier.finetune.activations import KERAS_ENGINE, ActivationCache, _request_identity, extract_activations
 from fashion_hier.finetune.partial import MONITOR, FinetuneResult, finetune_from_cache
 from fashion_hier.labels import LabelSpace
@@ -32,9 +32,9 @@ logger = logging.getLogger(__name__)
 def default_activation_cache_dir(config: TrainConfig, paths: Sequence[str]) -> Path:
     """``output_dir/features/activations_<trunk>_<h>x<w>_<cut>_<hash of the request>``, beside the feature caches."""
     trunk = backbone_trunk(config.model.backbone)   # resnet50_multiscale shares resnet50's cache
+    engine = extraction_identity(extraction_engine(config), extraction_calibration_paths(config))
     request = _request_identity([str(p) for p in paths], trunk, config.model.weights, config.data.image_size,
-                                config.data.resize, config.model.trainable_from, "float16",
-                                extraction_engine(config).describe())
+                                config.data.resize, config.model.trainable_from, "float16", engine)
     if request["engine"] == KERAS_ENGINE:
         del request["engine"]  # Keras's caches keep the names they had before engines existed
     height, width = config.data.image_size
@@ -49,7 +49,7 @@ def ensure_activation_cache(config: TrainConfig, paths: Sequence[str],
     cache = extract_activations(paths, cache_dir=cache_dir, backbone=config.model.backbone,
                                 weights=config.model.weights, image_size=tuple(config.data.image_size),
                                 resize=config.data.resize, cut_layer=config.model.trainable_from,
-                                engine=extraction_engine(config))
+                                engine=extraction_engine(config), calibration_paths=extraction_calibration_paths(config))
     logger.info("activations at %s cached in %s", config.model.trainable_from, cache_dir)
     return cache
 
