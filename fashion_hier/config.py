@@ -207,6 +207,8 @@ class TrainingConfig(_Section):
     # quantization calibrated on a seeded sample of the training split's photos (never validation or test)
     extraction_engine: Literal["keras", "openvino", "auto"] = "keras"
     extraction_precision: Literal["f32", "bf16", "int8"] = "f32"
+    # int8 only: how many training photos NNCF collects the activation ranges on (its own default subset is 300)
+    extraction_calibration_size: int = _checked(128, _at_least(1), "an integer >= 1")
     # at the end: fit one temperature per level on the validation split (fashion_hier.calibrate), stored in
     # model.keras, so that predict answers calibrated scores
     calibrate: bool = False

@@ -82,14 +82,15 @@ def extraction_engine(config: Any) -> EngineSpec:
     ``"auto"``: OpenVINO at ``extraction_precision`` where the ``openvino`` extra is installed, else Keras
     float32 (the caches record which, so the two are never mixed).
     """
-    engine, precision = config.training.extraction_engine, config.training.extraction_precision
+    training = config.training
+    engine, precision = training.extraction_engine, training.extraction_precision
     if engine == "auto":
         try:
             check_available(EngineSpec("openvino", precision))
         except ImportError:
             return EngineSpec("keras", "f32")
         engine = "openvino"
-    return EngineSpec(engine, precision)
+    return EngineSpec(engine, precision, calibration_size=training.extraction_calibration_size)
 
 
 def extraction_calibration_paths(config: Any) -> list[str] | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -198,7 +199,7 @@ def test_evaluate_on_openvino_records_the_engine_and_matches_keras(run, tmp_path
 
 
 @pytest.mark.slow
-def test_index_records_its_engine_and_queries_embed_the_same_way(run, paths, tmp_path):
+def test_index_records_its_engine_and_queries_embed_the_same_way(run, paths, tmp_path, capsys):
     from fashion_hier.search import build_index, load_index
 
     index, _ = build_index(run, paths, tmp_path / "index", engine="openvino")
@@ -208,6 +209,15 @@ def test_index_records_its_engine_and_queries_embed_the_same_way(run, paths, tmp
     keras_vectors, _, _ = build_index(run, paths)[0].embedder.embed_paths(paths[:6])
     openvino_vectors, _, _ = loaded.embedder.embed_paths(paths[:6])
     np.testing.assert_allclose(openvino_vectors, keras_vectors, atol=1e-4)
+    # --extend embeds as the index was embedded: another engine is one line, not silently ignored
+    from fashion_hier.cli import main as cli_main
+
+    extend = ["index", "--run", str(run), "--images", str(Path(paths[0]).parent), "--out", str(tmp_path / "index"),
+              "--extend"]
+    assert cli_main([*extend, "--engine", "openvino", "--precision", "bf16"]) == 2
+    error = capsys.readouterr().err
+    assert len(error.splitlines()) == 1 and "was embedded by openvino f32, not openvino bf16" in error, error
+    assert cli_main(extend) == 0 and "added" in capsys.readouterr().out  # flags left out: the recorded engine
 
 
 def test_the_extraction_engine_follows_the_config_and_auto_falls_back_to_keras_without_openvino(monkeypatch):
@@ -217,6 +227,10 @@ def test_the_extraction_engine_follows_the_config_and_auto_falls_back_to_keras_w
     auto = TrainConfig().with_overrides(["training.extraction_engine=auto", "training.extraction_precision=bf16"])
     assert extraction_engine(TrainConfig()) == EngineSpec("keras", "f32")
     assert extraction_engine(auto) == EngineSpec("openvino", "bf16")
+    int8 = auto.with_overrides(["training.extraction_precision=int8", "training.extraction_calibration_size=300"])
+    assert extraction_engine(int8) == EngineSpec("openvino", "int8", calibration_size=300)
+    with pytest.raises(ConfigError, match="training.extraction_calibration_size"):
+        auto.with_overrides(["training.extraction_calibration_size=0"])
     monkeypatch.setitem(sys.modules, "openvino", None)  # what an uninstalled package looks like to import
     assert extraction_engine(auto) == EngineSpec("keras", "f32")
     with pytest.raises(ConfigError, match="training.extraction_precision: bf16 needs training.extraction_engine: "

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     try:
         paths = list_images(args.images, path_column=args.path_column)
         if args.extend:
-            index = load_index(args.out, run=args.run)
+            index = load_index(args.out, run=args.run, engine=_engine_given(parser, args))
             before = len(index)
             unreadable = index.extend(paths, batch_size=args.batch_size)
             index.save(args.out)
@@ -43,6 +43,13 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     print(f"{'added' if args.extend else 'indexed'} {added} images ({index.record['kind']}, "
           f"{index.record['embedding']} {index.record['dimension']}-d) in {args.out}; {len(unreadable)} unreadable")
     return 0
+
+
+def _engine_given(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """The ``--engine``/``--precision`` the user gave, or None when both were left at their defaults: ``--extend``
+    then embeds as the index was embedded, and refuses another engine rather than ignoring it."""
+    given = (args.engine, args.precision)
+    return None if given == (parser.get_default("engine"), parser.get_default("precision")) else engine_spec(*given)
 
 
 if __name__ == "__main__":

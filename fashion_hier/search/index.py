@@ -216,10 +216,12 @@ def build_index(run_or_model: str | os.PathLike, image_paths: Sequence[str | os.
     return index, unreadable
 
 
-def load_index(index_dir: str | os.PathLike, run: str | os.PathLike | None = None) -> SimilarityIndex:
+def load_index(index_dir: str | os.PathLike, run: str | os.PathLike | None = None, *,
+               engine: EngineSpec | str | None = None) -> SimilarityIndex:
     """Read an index directory; with ``run`` (run directory or ``.keras``), check it is the model that built it.
 
-    Raises IndexMismatchError when ``run``'s model file differs from the one recorded in the index.
+    Raises IndexMismatchError when ``run``'s model file differs from the one recorded in the index, or when
+    ``engine`` is given and is not the engine that embedded it (queries and extensions embed the same way).
     Without ``run`` the recorded model path is used for embedding queries.
     """
     index_dir = Path(index_dir)
@@ -239,8 +241,12 @@ def load_index(index_dir: str | os.PathLike, run: str | os.PathLike | None = Non
                                  f"{record['model_sha256'][:12]}...), not by {model_path}; query it with that run "
                                  f"or rebuild the index with 'fashion-hier index --run {run or model_path}'")
     image_paths = _read_image_paths(index_dir / IMAGES_FILE, faiss_index.ntotal, remedy)
-    engine = engine_spec(**record.get("engine", {}))  # indexes written before 0.4 were embedded by Keras
-    embedder = Embedder(Predictor.load(model_path, engine=engine), record["embedding"])
+    recorded = engine_spec(**record.get("engine", {}))  # indexes written before 0.4 were embedded by Keras
+    if engine is not None and engine_spec(engine).describe() != recorded.describe():
+        raise IndexMismatchError(f"{index_dir} was embedded by {recorded.describe()}, not "
+                                 f"{engine_spec(engine).describe()}; embed with that engine (--engine "
+                                 f"{recorded.engine} --precision {recorded.precision}) or rebuild the index")
+    embedder = Embedder(Predictor.load(model_path, engine=recorded), record["embedding"])
     return SimilarityIndex(faiss_index, image_paths, record, embedder)
 
 
