@@ -436,15 +436,8 @@ def _sample_grid(path: Path, data: EvaluationData, scores: dict[str, np.ndarray]
         "subcategory": scores["subcategory"][chosen].argmax(axis=1),
         "attributes": predicted_attributes(scores["attributes"][chosen], thresholds, label_space),
     }
-    known = targets["attributes"] >= 0  # attribute columns: unknown entries are neither right nor wrong
-    return plots.plot_sample_grid(
-        images,
-        _captions(targets, label_space),
-        _captions(predicted, label_space),
-        path,
-        correct=np.stack([(targets["category"] == predicted["category"]) & (targets["subcategory"] == predicted["subcategory"]),
-                          ((targets["attributes"] == predicted["attributes"]) | ~known).all(axis=1)], axis=1),  # per line
-    )
+    return plots.plot_sample_grid(images, _captions(targets, label_space), _captions(predicted, label_space), path,
+                                  correct=_caption_verdicts(targets, predicted, label_space))
 
 
 def predicted_attributes(scores: np.ndarray, thresholds: np.ndarray, label_space: LabelSpace) -> np.ndarray:
@@ -460,11 +453,33 @@ def predicted_attributes(scores: np.ndarray, thresholds: np.ndarray, label_space
 
 
 def _captions(labels: dict[str, np.ndarray], label_space: LabelSpace) -> list[str]:
-    """'category / subcategory' and the attribute names on a second line."""
+    """'category / subcategory', then one line per attribute column ('season: Summer'; '?' where the catalogue
+    leaves it empty, '-' where nothing is answered), or the flat attribute names on one line."""
     categories = label_space.decode_category(labels["category"])
     subcategories = label_space.decode_subcategory(labels["subcategory"])
-    attributes = label_space.decode_attributes(labels["attributes"], threshold=0.5)
-    return [f"{c} / {s}\n{', '.join(a) or '-'}" for c, s, a in zip(categories, subcategories, attributes)]
+    attributes = np.asarray(labels["attributes"])
+    if not label_space.groups:
+        names = label_space.decode_attributes(attributes, threshold=0.5)
+        return [f"{c} / {s}\n{', '.join(a) or '-'}" for c, s, a in zip(categories, subcategories, names)]
+    captions = []
+    for row, (category, subcategory) in enumerate(zip(categories, subcategories)):
+        lines = [f"{category} / {subcategory}"]
+        for group in label_space.groups:
+            cells = attributes[row, group.slice]
+            values = ", ".join(group.values[j] for j in np.flatnonzero(cells > 0)) or "-"
+            lines.append(f"{group.name}: {'?' if (cells < 0).any() else values}")
+        captions.append("\n".join(lines))
+    return captions
+
+
+def _caption_verdicts(targets: dict[str, np.ndarray], predicted: dict[str, np.ndarray],
+                      label_space: LabelSpace) -> np.ndarray:
+    """Whether each caption line is right: the (category, subcategory) pair, then each attribute column (or the
+    flat attribute set). A column the catalogue leaves empty is neither right nor wrong: counted right."""
+    pair = (targets["category"] == predicted["category"]) & (targets["subcategory"] == predicted["subcategory"])
+    agree = (targets["attributes"] == predicted["attributes"]) | (targets["attributes"] < 0)
+    parts = [agree[:, group.slice].all(axis=1) for group in label_space.groups] or [agree.all(axis=1)]
+    return np.stack([pair, *parts], axis=1)
 
 
 # ---- command line ---------------------------------------------------------------------------

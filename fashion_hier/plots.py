@@ -6,6 +6,7 @@ returns — safe to call from tests, notebooks and servers alike.
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -160,8 +161,11 @@ def plot_per_class_f1(
     return _save(figure, path)
 
 
+CAPTION_CHARACTERS = 42      # a caption line that fits under a 3.2-inch panel at the "small" font size
+CAPTION_LINE_INCHES = 0.18   # the height of one caption line (12 points, plus spacing)
 CAPTION_KEY = ("caption: the catalogue's label (black), then the prediction: green where it matches, "
-               "red where it differs; '-' = no attribute (none labelled, or none scored above its threshold)")
+               "red where it differs; '-' = no attribute (none labelled, or none scored above its threshold); "
+               "'?' = left empty in the catalogue (neither right nor wrong)")
 
 
 def plot_sample_grid(
@@ -191,22 +195,41 @@ def plot_sample_grid(
         raise ValueError(f"plot_sample_grid: columns must be >= 1, got {columns}")
     columns = min(columns, count)
     rows = -(-count // columns)
-    figure = Figure(figsize=(3.2 * columns, 4.3 * rows + 0.4), layout="constrained")
-    for i, (image, truth, prediction) in enumerate(zip(images, true_labels, predicted_labels)):
-        axes = figure.add_subplot(rows, columns, i + 1)
-        axes.imshow(np.clip(np.asarray(image, dtype=float), 0, 255).astype(np.uint8))
-        axes.set_axis_off()
-        axes.set_title("true: " + str(truth), fontsize="small", color="black")
+    titles = [_wrapped(["true: " + line if k == 0 else line for k, line in enumerate(str(truth).split("\n"))])
+              for truth in true_labels]
+    captions = []
+    for i, prediction in enumerate(predicted_labels):
         lines = str(prediction).split("\n")
         verdicts = _line_verdicts(None if correct is None else correct[i], len(lines))
-        for k, (line, verdict) in enumerate(zip(lines, verdicts)):
+        captions.append([(wrapped, verdict) for k, (line, verdict) in enumerate(zip(lines, verdicts))
+                         for wrapped in _wrapped([("pred: " if k == 0 else "") + line])])
+    title_inches = CAPTION_LINE_INCHES * max(len(title) for title in titles)
+    caption_inches = CAPTION_LINE_INCHES * max(len(caption) for caption in captions) + 0.1
+    figure = Figure(figsize=(3.2 * columns, (3.0 + title_inches + caption_inches) * rows + 0.4),
+                    layout="constrained")
+    # each row of images has a row of captions under it, so the layout keeps room for the predictions
+    grid = figure.add_gridspec(2 * rows, columns, height_ratios=[3.0 + title_inches, caption_inches] * rows)
+    for i, (image, title, caption) in enumerate(zip(images, titles, captions)):
+        row, column = divmod(i, columns)
+        axes = figure.add_subplot(grid[2 * row, column])
+        axes.imshow(np.clip(np.asarray(image, dtype=float), 0, 255).astype(np.uint8))
+        axes.set_axis_off()
+        axes.set_title("\n".join(title), fontsize="small", color="black")
+        below = figure.add_subplot(grid[2 * row + 1, column])
+        below.set_axis_off()
+        for k, (line, verdict) in enumerate(caption):
             colour = "black" if verdict is None else ("tab:green" if verdict else "tab:red")
-            axes.annotate(("pred: " if k == 0 else "") + line, xy=(0.5, 0), xycoords="axes fraction",
-                          xytext=(0, -4 - 12 * k), textcoords="offset points", ha="center", va="top",
-                          fontsize="small", color=colour, fontweight="bold" if verdict is False else "normal")
+            below.annotate(line, xy=(0.5, 1), xycoords="axes fraction",
+                           xytext=(0, -12 * k), textcoords="offset points", ha="center", va="top",
+                           fontsize="small", color=colour, fontweight="bold" if verdict is False else "normal")
     figure.suptitle(CAPTION_KEY if correct is not None else "caption: true label above, prediction below",
                     fontsize="small", wrap=True)
     return _save(figure, path)
+
+
+def _wrapped(lines: Sequence[str]) -> list[str]:
+    """Caption lines broken to a panel's width (a long one would squeeze every panel of the grid to nothing)."""
+    return [part for line in lines for part in (textwrap.wrap(line, CAPTION_CHARACTERS) or [""])]
 
 
 def _line_verdicts(verdict, lines: int) -> list[bool | None]:

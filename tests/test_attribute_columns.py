@@ -294,3 +294,24 @@ def test_attribute_weight_is_the_attribute_levels_share_of_the_loss(attribute_we
     changed = any(not np.array_equal(a, b) for a, b in zip(initial, trained))
     assert changed is moves
     assert config.loss.level_weights == {"category": 1.0, "subcategory": 1.0, "attributes": attribute_weight}
+
+
+# ---- the evaluation's sample grid ---------------------------------------------------------------
+
+def test_sample_captions_give_each_column_its_own_line_and_verdict():
+    from fashion_hier.evaluate import _caption_verdicts, _captions
+
+    space = _space()
+    targets = {"category": np.array([0, 0]), "subcategory": np.array([0, 0]),
+               "attributes": space.encode(_frame().iloc[[0, 2]])["attributes"]}  # rows: all known; colour empty
+    predicted = {**targets, "attributes": targets["attributes"].clip(0, 1).copy()}
+    colour = next(group for group in space.groups if group.name == "colour")
+    predicted["attributes"][:, colour.slice] = 0
+    predicted["attributes"][:, colour.start + list(colour.values).index("Blue")] = 1  # first row: Red -> Blue
+    truth = _captions(targets, space)
+    assert truth[0].split("\n")[1:] == ["colour: Red", "sleeve: Long", "tags: a, b"]
+    assert truth[1].split("\n")[1] == "colour: ?"  # the catalogue left it empty
+    assert _captions(predicted, space)[1].split("\n")[1] == "colour: Blue"
+    verdicts = _caption_verdicts(targets, predicted, space)
+    # one per line: the pair, then colour, sleeve, tags; an empty cell is neither right nor wrong
+    np.testing.assert_array_equal(verdicts, [[True, False, True, True], [True, True, True, True]])

@@ -119,3 +119,17 @@ def test_plots_leave_global_matplotlib_state_alone(tmp_path, attribute_scores):
     plots.plot_confusion_matrix(np.array([0, 1]), np.array([1, 1]), ["a", "b"], tmp_path / "cm.png")
     assert dict(matplotlib.rcParams) == before
     assert plt.get_fignums() == open_figures
+
+
+def test_sample_grid_wraps_long_captions_instead_of_squeezing_the_panels(tmp_path):
+    import warnings
+
+    grey = np.full((32, 32, 3), 128.0, np.float32)
+    long = "Topwear / Shirts\n" + ", ".join(f"attribute_{k}=value_{k}" for k in range(8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib: "constrained_layout not applied because axes sizes collapsed"
+        pixels = assert_valid_png(plots.plot_sample_grid([grey] * 4, [long] * 4, [long] * 4, tmp_path / "g.png",
+                                                         correct=[[True, False]] * 4))
+    mid_grey = (np.abs(pixels[..., :3].astype(int) - 128).max(axis=-1) < 3).sum()
+    assert mid_grey > 4 * 32 * 32, "the images were squeezed out of the grid"
+    assert caption_pixels(pixels, TAB_RED) > 0
