@@ -214,6 +214,7 @@ def test_index_records_its_engine_and_queries_embed_the_same_way(run, paths, tmp
 
     extend = ["index", "--run", str(run), "--images", str(Path(paths[0]).parent), "--out", str(tmp_path / "index"),
               "--extend"]
+    capsys.readouterr()  # what the builds above logged
     assert cli_main([*extend, "--engine", "openvino", "--precision", "bf16"]) == 2
     error = capsys.readouterr().err
     assert len(error.splitlines()) == 1 and "was embedded by openvino f32, not openvino bf16" in error, error
