@@ -4,7 +4,7 @@ and int8, each as a ratio to Keras float32, with the machine's matmul rates and 
 
 The network is ``features.cache.feature_extractor`` (default ``resnet50_multiscale``: conv5 + conv4 pooled, what
 the Fashion Product Images recipe caches) with ImageNet weights when ``shared/tools/get_resnet50_imagenet.sh``
-wrote them, compiled exactly as extraction compiles it (``engine.compile_calibrated``; int8 calibrated on 128
+wrote them, compiled exactly as extraction compiles it (``engine.compile_engine``; int8 calibrated on 128
 catalogue photos other than the timed ones). Photos are decoded once before timing. Agreement with Keras float32
 is the cosine between each photo's feature vectors (smallest and mean).
 
@@ -40,7 +40,7 @@ def cosines(features: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 def run(quick: bool = False, backbone: str = "resnet50_multiscale") -> dict:
     from fashion_hier.data.images import read_images
-    from fashion_hier.engine import EngineSpec, compile_calibrated, photo_inputs
+    from fashion_hier.engine import EngineSpec, compile_engine, photo_inputs
     from fashion_hier.features.cache import feature_extractor
 
     count, size = (64, 112) if quick else (256, 224)
@@ -59,7 +59,7 @@ def run(quick: bool = False, backbone: str = "resnet50_multiscale") -> dict:
             name = f"{engine}_{precision}"
             start = time.perf_counter()
             try:
-                extractor = compile_calibrated(model, EngineSpec(engine, precision), paths[count:],
+                extractor = compile_engine(model, EngineSpec(engine, precision), calibration_paths=paths[count:],
                                                inputs=photo_inputs((size, size), "stretch"), cache_dir=cache)
             except ImportError as error:
                 figures[f"{name}_skipped"] = str(error)

@@ -121,7 +121,7 @@ def measure(args) -> None:
     from fashion_hier.finetune.partial import (cached_model, finetune_from_cache, pooled_from_cache,
                                                predict_from_cache, upper_backbone)
     from fashion_hier.labels import LabelSpace
-    from fashion_hier.data.catalog import read_config_catalog
+    from fashion_hier.data.catalog import config_splits, read_config_catalog
 
     config = paper_config(args.weights).with_overrides(
         ["loss.weighting=none", f"training.seed={args.seed}", f"training.batch_size={args.batch_size}",
@@ -130,7 +130,7 @@ def measure(args) -> None:
     cache = load_activation_cache(args.cache, allow_unfinished=True)
     done = int(cache.manifest["rows_done"])
     catalog = read_config_catalog(config)
-    splits = catalog.split(tuple(config.data.split), by=config.data.split_by, seed=config.data.seed)
+    splits = config_splits(config, catalog)
     label_space = LabelSpace.from_frame(splits.train, **dataclasses.asdict(config.data.columns))
     cached_paths = set(cache.paths[:done][cache.readable[:done]])
     frames, labels, rows = {}, {}, {}

@@ -52,7 +52,7 @@ def load_data(cache_dir: Path, weights: str):
     from fashion_hier.features import load_feature_cache
     from fashion_hier.features.cache import _features_of, flipped_cache_dir
     from fashion_hier.labels import LabelSpace
-    from fashion_hier.data.catalog import read_config_catalog
+    from fashion_hier.data.catalog import config_splits, read_config_catalog
     from fashion_hier.train import resolved_config
 
     config = TrainConfig.from_yaml(ROOT / "experiments/configs/fpi_recipe.yaml").with_overrides([
@@ -60,7 +60,7 @@ def load_data(cache_dir: Path, weights: str):
         "data.columns.attributes=[]", f"data.columns.groups={GROUPS}".replace("'", ""), "model.trainable_from=null"])
     config = resolved_config(config)
     catalog = read_config_catalog(config)
-    splits = catalog.split(tuple(config.data.split), by=config.data.split_by, seed=config.data.seed)
+    splits = config_splits(config, catalog)
     label_space = LabelSpace.from_columns(splits.train, config.data.columns)
     cache, flipped_dir = load_feature_cache(cache_dir), flipped_cache_dir(cache_dir)
     data = {}

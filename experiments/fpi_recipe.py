@@ -72,14 +72,14 @@ def load_data(cache_dir: Path):
     from fashion_hier.features import load_feature_cache
     from fashion_hier.features.cache import _features_of, flipped_cache_dir
     from fashion_hier.labels import LabelSpace
-    from fashion_hier.data.catalog import read_config_catalog
+    from fashion_hier.data.catalog import config_splits, read_config_catalog
     from fashion_hier.train import resolved_config
 
     config = TrainConfig.from_yaml(ROOT / "experiments/configs/fpi_paper.yaml").with_overrides(
         [f"data.labels_csv={DATA}/styles.csv", f"data.image_dir={DATA}/images", f"model.weights={WEIGHTS}"])
     config = resolved_config(config)
     catalog = read_config_catalog(config)
-    splits = catalog.split(tuple(config.data.split), by=config.data.split_by, seed=config.data.seed)
+    splits = config_splits(config, catalog)
     from dataclasses import asdict
     label_space = LabelSpace.from_frame(splits.train, **asdict(config.data.columns))
     cache = load_feature_cache(cache_dir)

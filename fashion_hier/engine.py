@@ -93,17 +93,16 @@ def extraction_engine(config: Any) -> EngineSpec:
     return EngineSpec(engine, precision, calibration_size=training.extraction_calibration_size)
 
 
-def extraction_calibration_paths(config: Any) -> list[str] | None:
+def extraction_calibration_paths(config: Any, catalog: Any = None) -> list[str] | None:
     """The photos int8 extraction calibrates on: the training split's (as ``train`` splits the catalogue), so
-    validation and test photos never set a quantization range; None unless ``extraction_engine(config)`` is int8."""
+    validation and test photos never set a quantization range; None unless ``extraction_engine(config)`` is int8.
+    ``catalog``: the config's catalogue when the caller has already read it."""
     if extraction_engine(config).precision != "int8":
         return None
-    from fashion_hier.data.catalog import read_config_catalog
+    from fashion_hier.data.catalog import config_splits
     from fashion_hier.labels import IMAGE_PATH
 
-    data = config.data
-    splits = read_config_catalog(config).split(tuple(data.split), by=data.split_by, seed=data.seed)
-    return splits.train[IMAGE_PATH].astype(str).tolist()
+    return config_splits(config, catalog).train[IMAGE_PATH].astype(str).tolist()
 
 
 def extraction_identity(spec: EngineSpec, calibration_paths: Sequence[str] | None = None) -> str:
@@ -170,13 +169,14 @@ class OpenVINOModel:
 
 
 def compile_engine(model, spec: EngineSpec | str | None = None, *, cache_dir: str | os.PathLike | None = None,
-                   calibration: Callable[[int], np.ndarray] | None = None, calibration_key: str = ""):
+                   calibration_paths: Sequence[str] | None = None,
+                   inputs: Callable[[list[str]], np.ndarray] | None = None):
     """``model`` itself for Keras, else an ``OpenVINOModel`` of it.
 
-    ``model``: a Keras model taking (N, h, w, 3) float images. ``cache_dir``: where the converted IR is kept
-    (a ``<digest>-<precision>/`` folder), so a run converts once; None converts every time. ``calibration(n)``
-    returns up to n RGB images at the model's size for int8 (called only when the IR is not cached);
-    ``calibration_key`` names those photos in the cache key.
+    ``model``: a Keras model taking (N, ...) float inputs. ``cache_dir``: where the converted IR is kept (a
+    ``<digest>-<precision>/`` folder), so a run converts once; None converts every time. int8 calibrates on
+    ``inputs(sample)``, the model's inputs for a seeded sample of ``calibration_paths`` (``photo_inputs``, or a
+    cache's maps of those photos; read only when the IR is not cached), which the cache key names.
     """
     spec = engine_spec(spec)
     if spec.is_keras:
@@ -188,7 +188,9 @@ def compile_engine(model, spec: EngineSpec | str | None = None, *, cache_dir: st
     ir = None
     cached = None
     if cache_dir is not None:
-        key = model_digest(model) + (f"-{calibration_key}-{spec.calibration_size}" if spec.precision == "int8" else "")
+        key = model_digest(model)
+        if spec.precision == "int8":
+            key += f"-{paths_key(calibration_paths)}-{spec.calibration_size}"
         cached = Path(cache_dir) / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}-{_ir_precision(spec)}"
         if (cached / IR_FILE).is_file():
             ir = ov.Core().read_model(cached / IR_FILE)
@@ -196,27 +198,16 @@ def compile_engine(model, spec: EngineSpec | str | None = None, *, cache_dir: st
     if ir is None:
         ir = convert(model)
         if spec.precision == "int8":
-            if calibration is None:
+            if calibration_paths is None or inputs is None:
                 raise ValueError("precision 'int8' needs calibration photos: load a run directory (its training "
                                  "photos are used) or pass calibration images")
-            ir = quantize(ir, calibration(spec.calibration_size))
+            ir = quantize(ir, inputs(calibration_sample(calibration_paths, spec.calibration_size)))
         if cached is not None:
             save_ir(ir, cached)
     properties = {"INFERENCE_PRECISION_HINT": "bf16" if spec.precision == "bf16" else "f32"}
     if spec.threads is not None:
         properties["INFERENCE_NUM_THREADS"] = spec.threads
     return OpenVINOModel(ir, ov.Core().compile_model(ir, "CPU", properties), output_names, spec)
-
-
-def compile_calibrated(model, spec: EngineSpec, calibration_paths: Sequence[str] | None, *,
-                      inputs: Callable[[list[str]], np.ndarray], cache_dir: str | os.PathLike | None = None):
-    """``compile_engine`` where int8 calibrates on ``inputs(sample)``: the model's inputs for a seeded sample of
-    ``calibration_paths`` (``photo_inputs``, or a cache's maps of those photos), named in the IR cache's key."""
-    calibration = None
-    if calibration_paths is not None:
-        calibration = lambda count: inputs(calibration_sample(calibration_paths, count))  # noqa: E731
-    return compile_engine(model, spec, cache_dir=cache_dir, calibration=calibration,
-                          calibration_key=paths_key(calibration_paths))
 
 
 def limit_keras_threads(spec: EngineSpec) -> None:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from fashion_hier.data.catalog import IMAGE_EXTENSIONS
 from fashion_hier.data.csvread import read_frame
-from fashion_hier.engine import EngineSpec, compile_calibrated, engine_spec, photo_inputs
+from fashion_hier.engine import EngineSpec, compile_engine, engine_spec, photo_inputs
 from fashion_hier.errors import RunLockedError
 from fashion_hier import streaming
 from fashion_hier.decoding import PREDICTION_COLUMNS, consistent_decode, prediction_columns  # noqa: F401  (part of predict's API)
@@ -81,8 +81,8 @@ class Predictor:
     def compile(self, model):
         """``model`` (images in, like the task) on this predictor's engine, cache and calibration photos: what
         runs the task here, and what the search ``Embedder`` runs its embedding model on."""
-        return compile_calibrated(model, self.engine, self.calibration_paths,
-                                  inputs=photo_inputs(self.image_size, self.resize), cache_dir=self.engine_cache)
+        return compile_engine(model, self.engine, calibration_paths=self.calibration_paths,
+                              inputs=photo_inputs(self.image_size, self.resize), cache_dir=self.engine_cache)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, checkpoint: str = RunDir.MODEL, engine: EngineSpec | str | None = None,

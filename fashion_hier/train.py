@@ -28,7 +28,7 @@ import pandas as pd
 
 from fashion_hier.atomic import atomic_path
 from fashion_hier.config import ConfigError, TrainConfig, training_seed
-from fashion_hier.data.catalog import read_config_catalog
+from fashion_hier.data.catalog import config_splits, read_config_catalog
 from fashion_hier.errors import RunDirectoryError
 from fashion_hier.labels import IMAGE_PATH, LabelSpace
 from fashion_hier.rundir import SPLIT_NAMES, RunDir
@@ -155,7 +155,7 @@ def _train_on_cached_features(config: TrainConfig, *, overwrite: bool, resume: b
     refuse_finished_run(RunDir(config.run_dir), overwrite=overwrite)  # before minutes of extraction
     catalog = read_config_catalog(config)
     progress = sys.stderr.isatty()  # minutes of extraction: a bar on a terminal (only the result lines in a log)
-    from fashion_hier.engine import extraction_engine
+    from fashion_hier.engine import extraction_calibration_paths, extraction_engine
 
     logger.info("extraction engine: %s", extraction_engine(config).describe())
     if config.model.trainable_from:
@@ -163,12 +163,13 @@ def _train_on_cached_features(config: TrainConfig, *, overwrite: bool, resume: b
         from fashion_hier.finetune.stage import ensure_activation_cache
 
         with timer.stage("extraction: activations"):
-            activations = ensure_activation_cache(config, catalog.paths)
+            activations = ensure_activation_cache(config, catalog.paths, catalog=catalog)
         with timer.stage("extraction: pooled features from the activations"):
-            cache_dir = derive_feature_caches(config, activations, progress=progress)
+            cache_dir = derive_feature_caches(config, activations, progress=progress,
+                                              calibration_paths=extraction_calibration_paths(config, catalog))
     else:
         with timer.stage("extraction: pooled features"):
-            cache_dir = ensure_feature_caches(config, catalog.paths, progress=progress)
+            cache_dir = ensure_feature_caches(config, catalog.paths, progress=progress, catalog=catalog)
     verbose = keras_verbosity() if verbose == "auto" else verbose
     return train_head_on_features(config, cache_dir, overwrite=overwrite, resume=resume, callbacks=callbacks,
                                   verbose=verbose, catalog_paths=catalog.paths, timer=timer)
@@ -225,7 +226,7 @@ def prepare_run(config: TrainConfig, *, overwrite: bool, resume: bool) -> Prepar
     run_dir, resuming = _prepare_run_dir(config, overwrite=overwrite, resume=resume)
     catalog = read_config_catalog(config)
     logger.info("%s", catalog.report)
-    splits = catalog.split(tuple(config.data.split), by=config.data.split_by, seed=config.data.seed)
+    splits = config_splits(config, catalog)
     if resuming:  # the epochs done were trained on the saved splits: continue only on exactly those rows
         check_same_splits(RunDir(run_dir), splits, config.data.columns.all)
     else:

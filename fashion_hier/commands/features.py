@@ -44,14 +44,14 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
         config = resolved_config(config)
         catalog = read_config_catalog(config)
         print(catalog.report)
-        cache_dir = Path(args.cache) if args.cache else default_cache_dir(config, catalog.paths)
+        cache_dir = Path(args.cache) if args.cache else default_cache_dir(config, catalog.paths, catalog=catalog)
         ensure_feature_caches(config, catalog.paths, cache_dir, flip=args.flip, overwrite=args.overwrite_cache,
-                              batch_size=args.batch_size, progress=True)
+                              batch_size=args.batch_size, progress=True, catalog=catalog)
         print(f"features cached in {cache_dir}")
         if args.extract_only and config.model.trainable_from:   # the fine-tune's cache is extraction too
             from fashion_hier.finetune.stage import ensure_activation_cache
 
-            activations = ensure_activation_cache(config, catalog.paths)
+            activations = ensure_activation_cache(config, catalog.paths, catalog=catalog)
             print(f"activations at {config.model.trainable_from} cached in {activations.cache_dir}")
         if not args.extract_only:
             run_dir = train_head_on_features(config, cache_dir, overwrite=args.overwrite)

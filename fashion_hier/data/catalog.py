@@ -139,6 +139,14 @@ def read_config_catalog(config) -> Catalog:
                         target_samples=data.target_samples, seed=data.seed)
 
 
+def config_splits(config, catalog: Catalog | None = None):
+    """The train/validation/test split ``train`` makes of a ``TrainConfig``'s catalogue (``data.split``,
+    ``split_by``, ``seed``); ``catalog``: that catalogue when the caller has already read it."""
+    data = config.data
+    catalog = catalog if catalog is not None else read_config_catalog(config)
+    return catalog.split(tuple(data.split), by=data.split_by, seed=data.seed)
+
+
 def read_catalog(
     labels_csv: str | os.PathLike,
     image_dir: str | os.PathLike,

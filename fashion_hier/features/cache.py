@@ -191,11 +191,18 @@ def flipped_cache_dir(cache_dir: str | os.PathLike) -> Path:
     return Path(cache_dir) / FLIPPED_SUBDIR
 
 
-def default_cache_dir(config: TrainConfig, paths: Sequence[str]) -> Path:
-    """``output_dir/features/<backbone>_<h>x<w>_<hash of the request>``: one cache per catalogue and backbone."""
-    from fashion_hier.engine import extraction_calibration_paths, extraction_engine, extraction_identity
+def default_cache_dir(config: TrainConfig, paths: Sequence[str], *, catalog=None) -> Path:
+    """``output_dir/features/<backbone>_<h>x<w>_<hash of the request>``: one cache per catalogue and backbone.
+    ``catalog``: the config's catalogue when already read (int8 names its training photos)."""
+    from fashion_hier.engine import extraction_calibration_paths
 
-    engine = extraction_identity(extraction_engine(config), extraction_calibration_paths(config))
+    return _default_cache_dir(config, paths, extraction_calibration_paths(config, catalog))
+
+
+def _default_cache_dir(config: TrainConfig, paths: Sequence[str], calibration_paths: Sequence[str] | None) -> Path:
+    from fashion_hier.engine import extraction_engine, extraction_identity
+
+    engine = extraction_identity(extraction_engine(config), calibration_paths)
     request = _request_identity([str(p) for p in paths], config.model.backbone, config.model.weights,
                                 config.data.image_size, config.data.resize, engine=engine)
     for key, value in _IDENTITY_DEFAULTS.items():  # Keras's caches keep the names they had before these keys existed
@@ -207,14 +214,15 @@ def default_cache_dir(config: TrainConfig, paths: Sequence[str]) -> Path:
 
 def ensure_feature_caches(config: TrainConfig, paths: Sequence[str], cache_dir: str | os.PathLike | None = None, *,
                           flip: bool = False, overwrite: bool = False, batch_size: int = 32,
-                          progress: bool = False) -> Path:
+                          progress: bool = False, catalog=None) -> Path:
     """The feature cache of ``paths`` for ``config`` (and its flipped views with ``data.flip_features`` or
     ``flip``): reused when it already holds every image, extracted (or resumed) otherwise. Returns its directory.
+    ``catalog``: the config's catalogue when already read (int8 calibrates on its training split).
     """
     from fashion_hier.engine import extraction_calibration_paths, extraction_engine
 
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(config, paths)
-    calibration_paths = extraction_calibration_paths(config)
+    calibration_paths = extraction_calibration_paths(config, catalog)
+    cache_dir = Path(cache_dir) if cache_dir is not None else _default_cache_dir(config, paths, calibration_paths)
     caches = [(cache_dir, False)]
     if config.data.flip_features or flip:
         caches.append((flipped_cache_dir(cache_dir), True))
@@ -276,10 +284,11 @@ def _fill_rows(features_path: Path, cache_dir: Path, manifest: dict, paths: list
     trainer, so one bad file never stops an extraction of thousands.
     """
     from fashion_hier.data import read_images
-    from fashion_hier.engine import compile_calibrated, engine_spec, photo_inputs
+    from fashion_hier.engine import compile_engine, engine_spec, photo_inputs
 
-    extractor = compile_calibrated(feature_extractor(backbone, weights, image_size), engine_spec(engine),
-                                   calibration_paths, inputs=photo_inputs(image_size, resize), cache_dir=engine_cache)
+    extractor = compile_engine(feature_extractor(backbone, weights, image_size), engine_spec(engine),
+                               calibration_paths=calibration_paths, inputs=photo_inputs(image_size, resize),
+                               cache_dir=engine_cache)
 
     def load(chunk: list[str]):
         read = read_images(chunk, tuple(image_size), resize=resize)

@@ -53,7 +53,7 @@ def derive_feature_caches(config: TrainConfig, activation_cache, *, engine=None,
     ``calibration_paths`` (default the config's, ``engine.extraction_calibration_paths``). Rows of images the activation cache could not read are placeholders, listed as
     unreadable, as the feature extractor lists them.
     """
-    from fashion_hier.engine import compile_calibrated, engine_spec, extraction_calibration_paths, extraction_engine
+    from fashion_hier.engine import compile_engine, engine_spec, extraction_calibration_paths, extraction_engine
     from fashion_hier.engine import extraction_identity
     from fashion_hier.finetune.partial import upper_backbone
 
@@ -78,10 +78,11 @@ def derive_feature_caches(config: TrainConfig, activation_cache, *, engine=None,
             logger.info("using the derived feature cache %s", directory)
             continue
         if upper is None:
-            upper = compile_calibrated(
+            upper = compile_engine(
                 upper_backbone(config.model.backbone, config.model.weights, tuple(config.data.image_size),
                                activation_cache.manifest["cut_layer"]),
-                spec, calibration_paths, inputs=lambda sample: _original_maps(activation_cache, sample),
+                spec, calibration_paths=calibration_paths,
+                inputs=lambda sample: _original_maps(activation_cache, sample),
                 cache_dir=cache_dir / ENGINE_SUBDIR)
         _fill_rows(upper, activation_cache, view, directory, manifest, progress=progress)
         logger.info("pooled features of the %s views derived from %s in %.0f s", ("original", "mirrored")[view],

@@ -122,7 +122,7 @@ def extract_activations(paths: Sequence[str | os.PathLike], *, cache_dir: str | 
         raise ValueError(f"extract_activations: batch_size={batch_size}; expected a positive integer")
     if dtype not in ("float16", "float32"):
         raise ValueError(f"extract_activations: dtype={dtype!r}; expected 'float16' or 'float32'")
-    from fashion_hier.engine import compile_calibrated, engine_spec, extraction_identity, photo_inputs
+    from fashion_hier.engine import compile_engine, engine_spec, extraction_identity, photo_inputs
     from fashion_hier.models import backbone_trunk
 
     spec = engine_spec(engine)
@@ -142,8 +142,8 @@ def extract_activations(paths: Sequence[str | os.PathLike], *, cache_dir: str | 
     extractor = cut_extractor(backbone, weights, tuple(image_size), cut_layer)
     if manifest is None:
         manifest = _start_cache(cache_dir, paths, request, tuple(extractor.output.shape[1:]))
-    extractor = compile_calibrated(extractor, spec, calibration_paths, inputs=photo_inputs(image_size, resize),
-                                   cache_dir=cache_dir / ENGINE_SUBDIR)
+    extractor = compile_engine(extractor, spec, calibration_paths=calibration_paths,
+                               inputs=photo_inputs(image_size, resize), cache_dir=cache_dir / ENGINE_SUBDIR)
     if manifest["rows_done"] < len(paths):
         _fill_rows(extractor, cache_dir, manifest, paths, image_size=tuple(image_size), resize=resize,
                    batch_size=batch_size, max_batches=max_batches)

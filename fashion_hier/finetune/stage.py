@@ -29,10 +29,16 @@ from fashion_hier.models import backbone_trunk
 logger = logging.getLogger(__name__)
 
 
-def default_activation_cache_dir(config: TrainConfig, paths: Sequence[str]) -> Path:
-    """``output_dir/features/activations_<trunk>_<h>x<w>_<cut>_<hash of the request>``, beside the feature caches."""
+def default_activation_cache_dir(config: TrainConfig, paths: Sequence[str], *, catalog=None) -> Path:
+    """``output_dir/features/activations_<trunk>_<h>x<w>_<cut>_<hash of the request>``, beside the feature caches.
+    ``catalog``: the config's catalogue when already read (int8 names its training photos)."""
+    return _default_activation_cache_dir(config, paths, extraction_calibration_paths(config, catalog))
+
+
+def _default_activation_cache_dir(config: TrainConfig, paths: Sequence[str],
+                                  calibration_paths: Sequence[str] | None) -> Path:
     trunk = backbone_trunk(config.model.backbone)   # resnet50_multiscale shares resnet50's cache
-    engine = extraction_identity(extraction_engine(config), extraction_calibration_paths(config))
+    engine = extraction_identity(extraction_engine(config), calibration_paths)
     request = _request_identity([str(p) for p in paths], trunk, config.model.weights, config.data.image_size,
                                 config.data.resize, config.model.trainable_from, "float16", engine)
     if request["engine"] == KERAS_ENGINE:
@@ -43,13 +49,16 @@ def default_activation_cache_dir(config: TrainConfig, paths: Sequence[str]) -> P
 
 
 def ensure_activation_cache(config: TrainConfig, paths: Sequence[str],
-                            cache_dir: str | os.PathLike | None = None) -> ActivationCache:
-    """The activation cache at ``model.trainable_from`` of ``paths`` (both views): reused, resumed or extracted."""
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_activation_cache_dir(config, paths)
-    cache = extract_activations(paths, cache_dir=cache_dir, backbone=config.model.backbone,
+                            cache_dir: str | os.PathLike | None = None, *, catalog=None) -> ActivationCache:
+    """The activation cache at ``model.trainable_from`` of ``paths`` (both views): reused, resumed or extracted.
+    ``catalog``: the config's catalogue when already read (int8 calibrates on its training split)."""
+    calibration_paths = extraction_calibration_paths(config, catalog)
+    if cache_dir is None:
+        cache_dir = _default_activation_cache_dir(config, paths, calibration_paths)
+    cache = extract_activations(paths, cache_dir=Path(cache_dir), backbone=config.model.backbone,
                                 weights=config.model.weights, image_size=tuple(config.data.image_size),
                                 resize=config.data.resize, cut_layer=config.model.trainable_from,
-                                engine=extraction_engine(config), calibration_paths=extraction_calibration_paths(config))
+                                engine=extraction_engine(config), calibration_paths=calibration_paths)
     logger.info("activations at %s cached in %s", config.model.trainable_from, cache_dir)
     return cache
 

@@ -242,10 +242,11 @@ def load_index(index_dir: str | os.PathLike, run: str | os.PathLike | None = Non
                                  f"or rebuild the index with 'fashion-hier index --run {run or model_path}'")
     image_paths = _read_image_paths(index_dir / IMAGES_FILE, faiss_index.ntotal, remedy)
     recorded = engine_spec(**record.get("engine", {}))  # indexes written before 0.4 were embedded by Keras
-    if engine is not None and engine_spec(engine).describe() != recorded.describe():
-        raise IndexMismatchError(f"{index_dir} was embedded by {recorded.describe()}, not "
-                                 f"{engine_spec(engine).describe()}; embed with that engine (--engine "
-                                 f"{recorded.engine} --precision {recorded.precision}) or rebuild the index")
+    asked = None if engine is None else engine_spec(engine).describe()
+    if asked not in (None, recorded.describe()):
+        raise IndexMismatchError(f"{index_dir} was embedded by {recorded.describe()}, not {asked}; embed with that "
+                                 f"engine (--engine {recorded.engine} --precision {recorded.precision}) or rebuild "
+                                 "the index")
     embedder = Embedder(Predictor.load(model_path, engine=recorded), record["embedding"])
     return SimilarityIndex(faiss_index, image_paths, record, embedder)
 
